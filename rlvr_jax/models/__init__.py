@@ -1,0 +1,22 @@
+"""Decoder-only LM family (Llama-3 / Qwen2 / Qwen2.5 / Qwen3 / SmolLM2 by config) and heads."""
+
+from rlvr_jax.models.config import ModelConfig, tiny
+from rlvr_jax.models.transformer import (
+    Params,
+    forward,
+    forward_cached,
+    hidden_states,
+    init_cache,
+    init_params,
+    logits_from_hidden,
+    param_axes,
+    positions_from_mask,
+    scalar_head,
+)
+from rlvr_jax.models.presets import PRESETS, preset
+
+__all__ = [
+    "ModelConfig", "tiny", "Params", "forward", "forward_cached", "hidden_states", "init_cache",
+    "init_params", "logits_from_hidden", "param_axes", "positions_from_mask", "scalar_head",
+    "PRESETS", "preset",
+]

