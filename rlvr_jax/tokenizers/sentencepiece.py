@@ -38,9 +38,10 @@ class SentencePieceTokenizer:
     Args:
       texts: training sentences; each must be under 4192 bytes (longer ones are skipped by
         sentencepiece).
-      vocab_size: total vocabulary size including the 4 special ids and `user_defined_symbols`.
-        Optional for model_type='char', where it defaults to exactly one id per distinct
-        character; required otherwise.
+      vocab_size: upper bound on the vocabulary size, including the 4 special ids and
+        `user_defined_symbols` (small corpora may yield fewer pieces). Optional for
+        model_type='char', where it defaults to room for every distinct character; required
+        otherwise.
       model_type: 'char', 'bpe', 'unigram' or 'word'.
       user_defined_symbols: strings that always encode to a single id.
     """
@@ -49,8 +50,7 @@ class SentencePieceTokenizer:
     if vocab_size is None:
       if model_type != "char":
         raise ValueError(f"vocab_size is required for model_type={model_type!r}")
-      chars = set("".join(texts)) - set("".join(user_defined_symbols))
-      vocab_size = _NUM_SPECIAL + len(user_defined_symbols) + len(chars)
+      vocab_size = _NUM_SPECIAL + len(user_defined_symbols) + len(set("".join(texts)))
     writer = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
@@ -69,6 +69,7 @@ class SentencePieceTokenizer:
         remove_extra_whitespaces=False,
         normalization_rule_name="identity",
         byte_fallback=False,
+        hard_vocab_limit=False,
         num_threads=1,
         input_sentence_size=0,
         shuffle_input_sentence=False,

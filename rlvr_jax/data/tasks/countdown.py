@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rlvr_jax.data.tasks import chars
 from rlvr_jax.data.tasks.base import Example, sample_in_split
@@ -20,7 +21,7 @@ _SET = len(OPS)  # pending-op code of the first number: acc = number
 
 
 def _apply(op, acc, x):
-  """acc op x for op codes 0:'+', 1:'-', 2:'*', 3: take x; works on ints and jnp arrays."""
+  """int32 arrays: acc op x for op codes 0:'+', 1:'-', 2:'*', and x for code 3 (first number)."""
   return jnp.where(op == 0, acc + x, jnp.where(op == 1, acc - x, jnp.where(op == 2, acc * x, x)))
 
 
@@ -109,7 +110,7 @@ class CountdownTask:
     capped at max_number + 1 (already not a given number) so int32 arithmetic stays bounded.
     """
     n, cap = self.num_numbers, self.max_number + 1
-    op_codes = jnp.array([ord(c) for c in OPS], jnp.int32)
+    op_codes = np.array([ord(c) for c in OPS], np.int32)
 
     def step(carry, c_n):
       ok_n, in_number_n, current_n, acc_n, op_n, count_n, numbers_nk = carry
