@@ -214,6 +214,19 @@ def gae(rewards: Array, values: Array, mask: Array, *, gamma: float = 1.0,
   return adv_t, (adv_t + values_t) * mask_t
 
 
+def outcome_token_rewards(rewards: Array, mask: Array, kl: Array | None = None, *,
+                          kl_coef: float = 0.0) -> Array:
+  """RLHF token rewards: r_t = −kl_coef·KL_t on valid tokens, plus R at the last valid token.
+
+  Args: rewards [...]; mask, kl [..., T]. Returns [..., T] float32.
+  """
+  mask_t = _f32(mask)
+  token_r_t = _f32(rewards)[..., None] * last_token_onehot(mask_t)
+  if kl is not None:
+    token_r_t = token_r_t - kl_coef * _f32(kl) * mask_t
+  return token_r_t
+
+
 def reinforce_plus_plus(rewards: Array, mask: Array, kl: Array | None = None, *,
                         kl_coef: float = 0.0, gamma: float = 1.0, baseline: bool = False,
                         eps: float = 1e-8) -> Array:
@@ -229,9 +242,7 @@ def reinforce_plus_plus(rewards: Array, mask: Array, kl: Array | None = None, *,
   rewards_g, mask_gt = _f32(rewards), _f32(mask)
   if baseline:
     rewards_g = rewards_g - jnp.mean(rewards_g, axis=-1, keepdims=True)
-  token_r_gt = rewards_g[..., None] * last_token_onehot(mask_gt)
-  if kl is not None:
-    token_r_gt = token_r_gt - kl_coef * _f32(kl) * mask_gt
+  token_r_gt = outcome_token_rewards(rewards_g, mask_gt, kl, kl_coef=kl_coef)
   returns_gt = discounted_returns(token_r_gt, mask_gt, gamma=gamma)
   return whiten(returns_gt, mask_gt, eps=eps)
 
@@ -277,10 +288,9 @@ def min_form(step_rewards: Array, step_mask: Array, *, temperature: float = 0.1)
   Args: step_rewards, step_mask [..., K]. Returns [..., K] float32, 0 where step_mask is 0.
   """
   r, m = _f32(step_rewards), _f32(step_mask)
-  valid = m > 0
-  z = jnp.where(valid, -r / temperature, -jnp.inf)
-  z = z - jax.lax.stop_gradient(jnp.max(jnp.where(valid, z, 0.0), axis=-1, keepdims=True))
-  e = jnp.where(valid, jnp.exp(jnp.where(valid, z, 0.0)), 0.0)
+  z = jnp.where(m > 0, -r / temperature, -jnp.inf)
+  z_max = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
+  e = jnp.exp(z - jnp.where(jnp.isfinite(z_max), z_max, 0.0))  # 0 on invalid steps
   return _safe_div(e, jnp.sum(e, axis=-1, keepdims=True)) * r
 
 

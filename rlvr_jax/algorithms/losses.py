@@ -10,7 +10,6 @@ the whole mini-batch mask, pass it as `normalizer=` to every micro-batch loss, a
 micro-batch gradients: the result equals the full mini-batch gradient exactly, for every mode.
 """
 
-import math
 from fractions import Fraction
 
 import jax
@@ -27,9 +26,11 @@ def _f32(x) -> Array:
   return jnp.asarray(x, jnp.float32)
 
 
-def _check_mode(mode: str) -> None:
+def check_aggregation(mode: str) -> str:
+  """Returns `mode` if it is a loss aggregation mode, else raises ValueError listing them."""
   if mode not in AGGREGATIONS:
     raise ValueError(f"Unknown loss aggregation {mode!r}; valid: {', '.join(AGGREGATIONS)}.")
+  return mode
 
 
 def _masked_mean(x: Array, mask: Array) -> Array:
@@ -42,7 +43,7 @@ def aggregate_normalizer(mask: Array, mode: str) -> Array:
   token-mean: Σ mask (valid tokens); token-sum: 1; seq-mean-*: number of sequences with at least
   one valid token (a fully masked sequence, e.g. a group dropped by dynamic sampling, is excluded).
   """
-  _check_mode(mode)
+  check_aggregation(mode)
   mask = _f32(mask)
   if mode == "token-mean":
     return jnp.sum(mask)
@@ -61,7 +62,7 @@ def aggregate(x: Array, mask: Array, mode: str, max_len: int | None = None,
   mean_b runs over sequences with a valid token. `normalizer` (see `aggregate_normalizer`)
   replaces this batch's denominator by the mini-batch one, for exact gradient accumulation.
   """
-  _check_mode(mode)
+  check_aggregation(mode)
   x, mask = _f32(x), _f32(mask)
   if mode == "seq-mean-token-mean":
     seq_sum = jnp.sum(x * mask, axis=-1)
@@ -232,5 +233,3 @@ def value_loss(values: Array, old_values: Array, returns: Array, mask: Array, *,
   loss = aggregate(0.5 * jnp.maximum(loss_unclipped, loss_clipped), mask, agg, max_len, normalizer)
   return loss, {"value_clip_fraction": _masked_mean(_f32(loss_clipped > loss_unclipped), mask)}
 
-
-assert math.isclose(float(Fraction(0.2).limit_denominator(10_000)), 0.2)
