@@ -1,0 +1,16 @@
+"""Mesh from config, logical-axis rules, multi-process initialisation."""
+
+from rlvr_jax.parallel.mesh import (
+    LOGICAL_RULES,
+    MESH_AXES,
+    batch_divisor,
+    batch_sharding,
+    logical_to_spec,
+    make_mesh,
+    maybe_initialize_distributed,
+    replicated,
+    tree_shardings,
+)
+
+__all__ = ["LOGICAL_RULES", "MESH_AXES", "batch_divisor", "batch_sharding", "logical_to_spec",
+           "make_mesh", "maybe_initialize_distributed", "replicated", "tree_shardings"]

@@ -1,0 +1,63 @@
+"""orbax checkpoints of a run: train state, data-iterator state and run metadata, per step.
+
+Saves are asynchronous (the next steps run while arrays are written). Restoring walks the steps
+newest first and skips, with a warning, any that cannot be read, so a checkpoint torn by a crash
+or a full disk never stops a resume.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+
+def abstract_like(tree: Any) -> Any:
+  """ShapeDtypeStructs (with shardings) describing `tree`, the target of a restore."""
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+      tree)
+
+
+class Checkpointer:
+  """Keeps the last `keep` checkpoints under `directory`."""
+
+  def __init__(self, directory: str, *, keep: int = 3, use_async: bool = True):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=use_async, create=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, data_state: dict, meta: dict) -> None:
+    """Starts saving `state` (pytree), `data_state` and `meta` (JSON-able dicts) at `step`."""
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+        meta=ocp.args.JsonSave(meta)))
+
+  def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict, dict] | None:
+    """(step, state, data_state, meta) of the newest readable checkpoint, or None."""
+    for step in reversed(self.all_steps()):
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
+            meta=ocp.args.JsonRestore()))
+        jax.block_until_ready(restored["state"])
+      except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped, not fatal
+        logging.warning("Skipping unreadable checkpoint %s/%d: %s: %s", self.directory, step,
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        continue
+      return step, restored["state"], dict(restored["data"]), dict(restored["meta"])
+    return None
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()

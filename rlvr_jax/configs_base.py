@@ -1,0 +1,95 @@
+"""The default run config every `configs/*.py` starts from, and its validation.
+
+All fields exist here with their defaults, so a typo in `--config.a.b=v` fails at the flag
+parser ("key does not exist"), and `validate` checks the values before anything compiles.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from rlvr_jax.algorithms import registry
+
+# Estimators whose baseline comes from the other members of the group.
+GROUP_BASELINE_ESTIMATORS = ("grpo", "dr_grpo", "dapo", "rloo", "tempo", "reinforce_pp_baseline",
+                             "pure_min", "pure_sum")
+
+
+def _optimizer(lr: float) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      learning_rate=lr, warmup_steps=10, schedule="constant", final_lr_frac=0.1,
+      max_grad_norm=1.0, weight_decay=0.0, b1=0.9, b2=0.99))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = ml_collections.ConfigDict(dict(name="addition", kwargs=dict(digits=2)))
+  c.data = ml_collections.ConfigDict(dict(train_size=1_000_000, eval_seed=1234))
+  c.model = ml_collections.ConfigDict(dict(
+      d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, head_dim=None,
+      rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False, tie_embeddings=True,
+      dtype="float32", param_dtype="float32", remat=False))
+  c.sft = ml_collections.ConfigDict(dict(steps=100, batch_size=32, optimizer=_optimizer(3e-3)))
+  c.rl = ml_collections.ConfigDict(dict(
+      steps=100, batch_size=16, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0,
+      top_p=1.0, ppo_epochs=1, minibatches=1, microbatches=1, optimizer=_optimizer(1e-3)))
+  c.algorithm = ml_collections.ConfigDict(dict(
+      advantage="grpo", policy_loss="ppo", loss_agg="token-mean", eps=1e-6, clip_low=0.2,
+      clip_high=0.2, dual_clip=ml_collections.FieldReference(None, field_type=float),
+      max_len=ml_collections.FieldReference(None, field_type=int), kl_coef=0.0, kl_kind="k3",
+      entropy_coef=0.0, high_entropy_frac=ml_collections.FieldReference(None, field_type=float),
+      dynamic_sampling=False, overlong_buffer_len=0, positive_weight=0.1, negative_weight=1.0,
+      kl_penalty_coef=0.01, gamma=1.0, lam=1.0))
+  c.eval = ml_collections.ConfigDict(dict(every=25, num_prompts=256, batch_size=128))
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  c.checkpoint = ml_collections.ConfigDict(dict(every=25, keep=3, use_async=True))
+  c.distributed = False
+  # Fault injection: SIGKILL the process right after this RL step's checkpoint save starts.
+  c.debug = ml_collections.ConfigDict(dict(sigkill_after_step=-1))
+  c.log_every = 1
+  return c
+
+
+def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
+  """Raises ValueError naming the first bad field. Runs before anything is compiled."""
+
+  def need(ok: bool, field: str, why: str):
+    if not ok:
+      raise ValueError(f"config.{field}: {why}")
+
+  need(c.rl.group_size >= 1, "rl.group_size", f"must be >= 1, got {c.rl.group_size}")
+  need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS and c.rl.group_size < 2),
+       "rl.group_size", f"advantage '{c.algorithm.advantage}' uses a group baseline and needs "
+       f"group_size >= 2, got {c.rl.group_size}")
+  try:
+    registry.ADVANTAGES[c.algorithm.advantage]
+    registry.POLICY_LOSSES[c.algorithm.policy_loss]
+    registry.check_aggregation(c.algorithm.loss_agg)
+  except ValueError as e:
+    raise ValueError(f"config.algorithm: {e}") from None
+  need(c.algorithm.advantage != "gae", "algorithm.advantage",
+       "'gae' needs a value model, which the synthetic-task trainer does not build yet")
+  for phase in ("sft", "rl"):
+    need(c[phase].steps >= 0, f"{phase}.steps", f"must be >= 0, got {c[phase].steps}")
+    need(c[phase].optimizer.learning_rate > 0, f"{phase}.optimizer.learning_rate", "must be > 0")
+  need(c.sft.batch_size % batch_divisor == 0, "sft.batch_size",
+       f"{c.sft.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
+  need(c.rl.batch_size % batch_divisor == 0, "rl.batch_size",
+       f"{c.rl.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
+  rollouts = c.rl.batch_size * c.rl.group_size
+  per_update = c.rl.minibatches * c.rl.microbatches
+  need(rollouts % per_update == 0, "rl.minibatches",
+       f"rl.batch_size * rl.group_size = {rollouts} must be divisible by rl.minibatches * "
+       f"rl.microbatches = {per_update}")
+  need(c.eval.batch_size % batch_divisor == 0, "eval.batch_size",
+       f"{c.eval.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
+  need(c.eval.num_prompts % c.eval.batch_size == 0 or c.eval.num_prompts < c.eval.batch_size,
+       "eval.num_prompts", f"{c.eval.num_prompts} must be a multiple of eval.batch_size "
+       f"({c.eval.batch_size})")
+  need(c.rl.temperature >= 0, "rl.temperature", "must be >= 0")
+  need(0 < c.rl.top_p <= 1, "rl.top_p", f"must be in (0, 1], got {c.rl.top_p}")
+  need(c.checkpoint.every > 0, "checkpoint.every", "must be > 0")
+  need(c.eval.every > 0, "eval.every", "must be > 0")
+  need(c.algorithm.high_entropy_frac is None or 0 < c.algorithm.high_entropy_frac <= 1,
+       "algorithm.high_entropy_frac", "must be in (0, 1] or None")

@@ -1,0 +1,35 @@
+"""Entry point: python -m rlvr_jax.main --config=configs/X.py[:variant] --workdir=DIR [--config.a.b=v]
+
+Runs the SFT warm start and the RL phase, writes DIR/metrics.jsonl, TensorBoard events and
+checkpoints under DIR/checkpoints, and resumes from them when rerun with the same workdir.
+"""
+
+import json
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from rlvr_jax.training import loop
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics and checkpoints.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    summary = loop.train(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
+  except (ValueError, loop.NonFiniteError) as e:
+    logging.error("%s", e)
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  print("summary: " + json.dumps(summary, sort_keys=True))
+
+
+if __name__ == "__main__":
+  app.run(main)

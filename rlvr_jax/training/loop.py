@@ -1,0 +1,224 @@
+"""The outer loop: config -> SFT warm start -> compiled RL steps, with eval, metrics and resume.
+
+Python here only orchestrates: it feeds batches, calls the jitted steps, writes metrics and
+checkpoints. Everything per step (sampling, reward, advantage, update) is one compiled program.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+from absl import logging
+
+from rlvr_jax import configs_base, models, parallel
+from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
+from rlvr_jax.data import pipeline, synthetic
+from rlvr_jax.training import metrics as metrics_lib
+from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
+from rlvr_jax.training.sft import make_sft_step
+from rlvr_jax.training.state import TrainState, create_state, make_optimizer, tree_size
+
+
+class NonFiniteError(FloatingPointError):
+  """A training quantity became NaN or infinite; the last good checkpoint is kept."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup: everything derived from the config, before anything is compiled
+# ---------------------------------------------------------------------------------------------
+class Run:
+  """The static pieces of one run (task, tokenizer, shapes, mesh, model, compiled steps)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, devices: list[jax.Device] | None = None):
+    self.config = config
+    self.mesh = parallel.make_mesh(config.mesh, devices)
+    configs_base.validate(config, parallel.batch_divisor(self.mesh))
+    self.task = synthetic.make_task(config.task.name, **config.task.kwargs)
+    self.tokenizer = synthetic.build_tokenizer([self.task])
+    self.shapes = pipeline.task_shapes(self.task, self.tokenizer)
+    if not config.rl.max_new_tokens:
+      with config.unlocked():
+        config.rl.max_new_tokens = self.shapes.completion_len
+    self.model_config = models.ModelConfig.from_config(
+        dict(config.model.to_dict(), vocab_size=self.tokenizer.vocab_size))
+    self.reward_fn = self.task.reward_fn(self.tokenizer)
+    self.sft_optimizer = make_optimizer(config.sft.optimizer, config.sft.steps)
+    self.rl_optimizer = make_optimizer(config.rl.optimizer, config.rl.steps)
+    self.base_rng = jax.random.key(config.seed)
+    axes = models.param_axes(self.model_config)
+    shapes = jax.eval_shape(functools.partial(models.init_params, self.model_config),
+                            self.base_rng)
+    self.param_shardings = parallel.tree_shardings(axes, shapes, self.mesh)
+    ids = dict(eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id)
+    self._rl_step = make_rl_step(config, self.model_config, self.reward_fn, self.rl_optimizer,
+                                 **ids)
+    self._sft_step = make_sft_step(self.model_config, self.sft_optimizer)
+    self._eval_step = make_eval_step(config, self.model_config, self.reward_fn, **ids)
+
+  def init_params(self) -> models.Params:
+    init = jax.jit(functools.partial(models.init_params, self.model_config),
+                   out_shardings=self.param_shardings)
+    return init(jax.random.fold_in(self.base_rng, 0))
+
+  def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    return {k: jax.device_put(v, parallel.batch_sharding(self.mesh, v.ndim))
+            for k, v in batch.items()}
+
+  def dataset(self, split: str, batch_size: int, *, seed: int, shuffle: bool, size: int):
+    source = pipeline.TaskSource(self.task, split, seed, size)
+    return pipeline.make_dataset(source, self.tokenizer, self.shapes, batch_size, seed=seed,
+                                 shuffle=shuffle, repeat=shuffle)
+
+  def make_state(self, params, optimizer, *, with_reference: bool) -> TrainState:
+    """A fresh train state, laid out by one jit so its shardings are those the steps keep."""
+    return jax.jit(functools.partial(create_state, optimizer=optimizer,
+                                     with_reference=with_reference))(params)
+
+  def compile_step(self, step_fn, state: TrainState, *, with_rng: bool):
+    """jit with the state's shardings pinned on input and output, so it is traced once."""
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    batch = parallel.batch_sharding(self.mesh, ndim=1)
+    in_shardings = (shardings, batch) + ((parallel.replicated(self.mesh),) if with_rng else ())
+    return jax.jit(step_fn, in_shardings=in_shardings,
+                   out_shardings=(shardings, parallel.replicated(self.mesh)), donate_argnums=0)
+
+  @functools.cached_property
+  def eval_step(self):
+    return jax.jit(self._eval_step)
+
+  @functools.cached_property
+  def eval_batches(self) -> list[dict[str, jax.Array]]:
+    ev = self.config.eval
+    bs = min(ev.batch_size, ev.num_prompts)
+    ds = self.dataset("test", bs, seed=self.config.data.eval_seed, shuffle=False,
+                      size=ev.num_prompts)
+    return [self.device_batch(b) for b in ds]
+
+  def evaluate(self, params) -> float:
+    """Greedy accuracy on the held-out prompts."""
+    rewards = [self.eval_step(params, b) for b in self.eval_batches]
+    return float(np.mean(np.concatenate([np.asarray(r) for r in rewards])))
+
+
+# ---------------------------------------------------------------------------------------------
+# Phases
+# ---------------------------------------------------------------------------------------------
+def _sft(run: Run, params, progress: bool) -> tuple[Any, dict[str, float]]:
+  config = run.config
+  state = run.make_state(params, run.sft_optimizer, with_reference=False)
+  sft_step = run.compile_step(run._sft_step, state, with_rng=False)
+  ds = run.dataset("train", config.sft.batch_size, seed=config.seed + 1, shuffle=True,
+                   size=config.data.train_size)
+  it = iter(ds)
+  last: dict[str, Any] = {}
+  for _ in tqdm.trange(config.sft.steps, desc="sft", disable=not progress, mininterval=2):
+    state, m = sft_step(state, run.device_batch(next(it)))
+    last = m
+  last = metrics_lib.to_python(jax.device_get(last)) if last else {}
+  return state.params, last
+
+
+def _check_finite(step: int, m: dict[str, Any], checkpointer: Checkpointer) -> None:
+  bad = metrics_lib.first_non_finite(m)
+  if bad is not None:
+    checkpointer.wait()  # let the last good checkpoint finish writing; never save this state
+    raise NonFiniteError(f"step {step}: '{bad}' is {m[bad]} (non-finite); stopping. "
+                         f"The last good checkpoint in {checkpointer.directory} is intact.")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True
+          ) -> dict[str, Any]:
+  """Runs (or resumes) a full experiment in `workdir`; returns the final summary dict."""
+  config.lock()
+  os.makedirs(workdir, exist_ok=True)
+  parallel.maybe_initialize_distributed(config.distributed)
+  run = Run(config)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  with open(os.path.join(workdir, "tokenizer.model"), "wb") as f:
+    f.write(run.tokenizer.serialized_model())
+  logging.info("model %s: %.2fM parameters", run.model_config,
+               tree_size(jax.eval_shape(run.init_params)) / 1e6)
+
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
+                              use_async=config.checkpoint.use_async)
+  with_reference = config.algorithm.kl_coef > 0
+  template = run.make_state(run.init_params(), run.rl_optimizer, with_reference=with_reference)
+  rl_step = run.compile_step(run._rl_step, template, with_rng=True)
+  restored = checkpointer.restore_latest(abstract_like(template))
+  train_ds = run.dataset("train", config.rl.batch_size, seed=config.seed + 2, shuffle=True,
+                         size=config.data.train_size)
+  train_it = iter(train_ds)
+  summary: dict[str, Any] = {}
+
+  if restored is None:
+    writer = metrics_lib.MetricsWriter(workdir, resume_step=None)
+    t0 = time.time()
+    params, sft_metrics = _sft(run, template.params, progress)
+    del template
+    state = run.make_state(params, run.rl_optimizer, with_reference=with_reference)
+    acc = run.evaluate(state.params)
+    writer.write(0, {"phase": "sft", "eval_accuracy": acc, "sft_time_s": time.time() - t0,
+                     **sft_metrics})
+    logging.info("after SFT (%d steps): held-out greedy accuracy %.3f", config.sft.steps, acc)
+    checkpointer.save(0, state, train_it.get_state(), {"eval_accuracy": acc})
+    start = 0
+  else:
+    start, state, data_state, _ = restored
+    train_it.set_state(data_state)
+    writer = metrics_lib.MetricsWriter(workdir, resume_step=start)
+    logging.info("resumed from %s at RL step %d", checkpointer.directory, start)
+
+  rl_rng = jax.random.fold_in(run.base_rng, 1)
+  bar = tqdm.tqdm(total=config.rl.steps, initial=start, desc="rl", disable=not progress,
+                  mininterval=2)
+  try:
+    for step in range(start + 1, config.rl.steps + 1):
+      t0 = time.time()
+      batch = run.device_batch(next(train_it))
+      state, m = rl_step(state, batch, jax.random.fold_in(rl_rng, step))
+      m = metrics_lib.to_python(jax.device_get(m))
+      m["step_time_s"] = time.time() - t0
+      _check_finite(step, m, checkpointer)
+      if step % config.eval.every == 0 or step == config.rl.steps:
+        m["eval_accuracy"] = run.evaluate(state.params)
+      writer.write(step, {"phase": "rl", **m})
+      if step % config.checkpoint.every == 0 or step == config.rl.steps:
+        checkpointer.save(step, state, train_it.get_state(), {"eval_accuracy":
+                                                              m.get("eval_accuracy")})
+      if step == config.debug.sigkill_after_step:  # fault injection for the resume tests
+        os.kill(os.getpid(), signal.SIGKILL)
+      bar.set_postfix(reward=f"{m['reward_mean']:.3f}", acc=m.get("eval_accuracy", "-"))
+      bar.update()
+    summary = _summary(os.path.join(workdir, "metrics.jsonl"))
+  finally:
+    bar.close()
+    checkpointer.close()
+    writer.close()
+  return summary
+
+
+def _summary(path: str) -> dict[str, Any]:
+  import json  # local: only the summary reads the file back
+  with open(path) as f:
+    rows = [json.loads(line) for line in f]
+  evals = [r for r in rows if "eval_accuracy" in r]
+  rl = [r for r in rows if r.get("phase") == "rl"]
+  return {
+      "sft_eval_accuracy": evals[0]["eval_accuracy"] if evals else None,
+      "final_eval_accuracy": evals[-1]["eval_accuracy"] if evals else None,
+      "best_eval_accuracy": max((r["eval_accuracy"] for r in evals), default=None),
+      "final_reward_mean": float(np.mean([r["reward_mean"] for r in rl[-10:]])) if rl else None,
+      "rl_steps": rl[-1]["step"] if rl else 0,
+      "mean_step_time_s": float(np.mean([r["step_time_s"] for r in rl[1:]])) if len(rl) > 1
+                          else None,
+  }

@@ -1,0 +1,200 @@
+"""The compiled RL step: sample -> reward -> advantage -> PPO-style update, one `jax.jit`.
+
+    state, metrics = rl_step(state, batch, rng)
+
+1. Each prompt is repeated G times and completed by the KV-cache sampler.
+2. The task's jittable reward (or a `jax.pure_callback` verifier) scores every completion.
+3. Behaviour / reference log-probabilities come from one teacher-forced forward pass each.
+4. `ADVANTAGES[config.algorithm.advantage]` turns rewards into token advantages [B, G, T].
+5. `lax.scan` over ppo_epochs x minibatches (x micro-batches for gradient accumulation) applies
+   `POLICY_LOSSES[config.algorithm.policy_loss]` with optax.
+
+Nothing here leaves the device; the only Python is the trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from rlvr_jax import models, sampling
+from rlvr_jax.algorithms import advantages as adv_lib
+from rlvr_jax.algorithms import losses, registry
+from rlvr_jax.training.state import TrainState
+
+RewardFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
+                        prompt_ids: jax.Array, prompt_mask: jax.Array, completion_ids: jax.Array,
+                        completion_mask: jax.Array, temperature: float = 1.0):
+  """Teacher-forced float32 log-probs and entropies [b, n] of a completion given its prompt.
+
+  Logits are divided by the sampling temperature, as the sampler's distribution is.
+  """
+  p = prompt_ids.shape[1]
+  seq = jnp.concatenate([prompt_ids, completion_ids], axis=1)
+  seq_mask = jnp.concatenate([prompt_mask.astype(jnp.int32),
+                              completion_mask.astype(jnp.int32)], axis=1)
+  logits = models.forward(model_config, params, seq, seq_mask)[:, p - 1:-1]
+  logp_bnv = jax.nn.log_softmax(logits / max(temperature, 1e-6), axis=-1)
+  logp = jnp.take_along_axis(logp_bnv, completion_ids[..., None], axis=-1)[..., 0]
+  entropy = -jnp.sum(jnp.exp(logp_bnv) * logp_bnv, axis=-1)
+  return logp, entropy
+
+
+def _repeat(x: jax.Array, g: int) -> jax.Array:
+  return jnp.repeat(x, g, axis=0)
+
+
+def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelConfig,
+                 reward_fn: RewardFn, optimizer: optax.GradientTransformation, *,
+                 eos_id: int, pad_id: int) -> Callable[..., tuple[TrainState, dict[str, Any]]]:
+  """Builds `rl_step(state, batch, rng) -> (state, metrics)` (not yet jitted).
+
+  Args:
+    config: the full run config (reads `rl` and `algorithm`).
+    model_config: policy architecture.
+    reward_fn: jittable (completion_ids [N, n], completion_mask [N, n], answer_ids [N, a],
+      meta [N, m]) -> float32 rewards [N].
+    optimizer: the policy optimizer.
+    eos_id, pad_id: token ids of the tokenizer.
+  """
+  rl, alg = config.rl, config.algorithm
+  g = rl.group_size
+  advantage_fn = registry.ADVANTAGES[alg.advantage]
+  loss_fn = registry.POLICY_LOSSES[alg.policy_loss]
+  agg = registry.check_aggregation(alg.loss_agg)
+  kl_coef = float(alg.get("kl_coef", 0.0))
+  entropy_coef = float(alg.get("entropy_coef", 0.0))
+  top_entropy_frac = alg.get("high_entropy_frac", None)
+  dynamic_sampling = bool(alg.get("dynamic_sampling", False)) or alg.advantage == "dapo"
+  sample_kw = dict(max_new_tokens=rl.max_new_tokens, temperature=rl.temperature,
+                   top_k=rl.get("top_k", 0), top_p=rl.get("top_p", 1.0), eos_id=eos_id,
+                   pad_id=pad_id)
+
+  def token_loss(params, mb, normalizer):
+    """Loss of one micro-batch; `normalizer` comes from the whole mini-batch (exact accum.)."""
+    logp, entropy = completion_logprobs(model_config, params, mb["prompt_ids"],
+                                        mb["prompt_mask"], mb["tokens"], mb["mask"],
+                                        rl.temperature)
+    mask = mb["loss_mask"]
+    if top_entropy_frac is not None:
+      mask = mask * losses.high_entropy_mask(jax.lax.stop_gradient(entropy), mask,
+                                             top_frac=float(top_entropy_frac))
+      normalizer = None  # the selected tokens of this micro-batch define its own mean
+    loss, metrics = loss_fn(logp, mb["old_logp"], mb["advantages"], mask, alg,
+                            normalizer=normalizer)
+    if kl_coef:
+      kl_t = losses.kl(logp, mb["ref_logp"], alg.get("kl_kind", "k3"))
+      kl_term = losses.aggregate(kl_t, mask, agg, alg.get("max_len", None), normalizer)
+      loss = loss + kl_coef * kl_term
+      metrics["kl_ref"] = kl_term
+    if entropy_coef:
+      loss = loss - entropy_coef * losses.aggregate(entropy, mask, agg, alg.get("max_len", None),
+                                                    normalizer)
+    metrics["policy_entropy"] = jnp.sum(entropy * mb["mask"]) / jnp.maximum(mb["mask"].sum(), 1)
+    return loss, metrics
+
+  def minibatch_update(carry, mb):
+    params, opt_state = carry
+    n_micro = rl.get("microbatches", 1)
+    normalizer = losses.aggregate_normalizer(mb["loss_mask"], agg)
+    micro = jax.tree.map(lambda x: x.reshape((n_micro, -1) + x.shape[1:]), mb)
+
+    def accumulate(grads, m):
+      (loss, metrics), grad = jax.value_and_grad(token_loss, has_aux=True)(params, m, normalizer)
+      return jax.tree.map(jnp.add, grads, grad), (loss, metrics)
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    grads, (loss, metrics) = jax.lax.scan(accumulate, zeros, micro)
+    if top_entropy_frac is not None:  # each micro-batch loss is a mean: average them
+      grads = jax.tree.map(lambda x: x / n_micro, grads)
+      loss = loss.mean() * n_micro
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    metrics = jax.tree.map(jnp.mean, metrics)
+    metrics.update(loss=loss.sum(), grad_norm=optax.global_norm(grads))
+    return (params, opt_state), metrics
+
+  def rl_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+    b = batch["prompt_ids"].shape[0]
+    rng_sample, rng_shuffle = jax.random.split(rng)
+    prompt_ids, prompt_mask = _repeat(batch["prompt_ids"], g), _repeat(batch["prompt_mask"], g)
+    comp = sampling.generate(model_config, state.params, prompt_ids, prompt_mask, rng_sample,
+                             **sample_kw)
+    n = comp.tokens.shape[1]
+    rewards = reward_fn(comp.tokens, comp.mask, _repeat(batch["answer_ids"], g),
+                        _repeat(batch["meta"], g)).reshape(b, g)
+
+    old_logp, _ = completion_logprobs(model_config, state.params, prompt_ids, prompt_mask,
+                                      comp.tokens, comp.mask, rl.temperature)
+    old_logp = jax.lax.stop_gradient(old_logp) * comp.mask
+    ref_logp = None
+    if state.ref_params is not None:
+      ref_logp, _ = completion_logprobs(model_config, state.ref_params, prompt_ids, prompt_mask,
+                                        comp.tokens, comp.mask, rl.temperature)
+      ref_logp = jax.lax.stop_gradient(ref_logp) * comp.mask
+    greedy_rewards = None
+    if alg.advantage == "remax":  # ReMax's baseline: the greedy rollout, inside the same step
+      greedy = sampling.generate(model_config, state.params, batch["prompt_ids"],
+                                 batch["prompt_mask"], rng_sample,
+                                 **(sample_kw | dict(temperature=0.0)))
+      greedy_rewards = reward_fn(greedy.tokens, greedy.mask, batch["answer_ids"], batch["meta"])
+
+    bgn = lambda x: None if x is None else x.reshape(b, g, n)
+    inputs = registry.AdvantageInputs(
+        rewards=rewards, tokens=bgn(comp.tokens), mask=bgn(comp.mask), logp=bgn(old_logp),
+        ref_logp=bgn(ref_logp), greedy_rewards=greedy_rewards)
+    adv = advantage_fn(inputs, alg).reshape(b * g, n)
+    loss_mask = comp.mask
+    if dynamic_sampling:  # drop zero-variance groups from the loss and its normaliser
+      keep_bg = adv_lib.dynamic_sampling_mask(rewards)
+      loss_mask = loss_mask * keep_bg.reshape(b * g, 1)
+
+    rollout = dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask, tokens=comp.tokens,
+                   mask=comp.mask, loss_mask=loss_mask, old_logp=old_logp, advantages=adv)
+    if ref_logp is not None:
+      rollout["ref_logp"] = ref_logp
+    n_mb = rl.get("minibatches", 1)
+
+    def epoch(carry, key):
+      perm = jax.random.permutation(key, b * g).reshape(n_mb, -1)
+      minibatches = jax.tree.map(lambda x: x[perm], rollout)
+      return jax.lax.scan(minibatch_update, carry, minibatches)
+
+    keys = jax.random.split(rng_shuffle, rl.get("ppo_epochs", 1))
+    (params, opt_state), update_metrics = jax.lax.scan(epoch, (state.params, state.opt_state),
+                                                       keys)
+    lengths = comp.mask.sum(-1)
+    metrics = jax.tree.map(jnp.mean, update_metrics)
+    metrics.update(
+        reward_mean=rewards.mean(), reward_std=rewards.std(),
+        solve_all_frac=jnp.mean(jnp.all(rewards > 0, -1)),
+        solve_none_frac=jnp.mean(jnp.all(rewards <= 0, -1)),
+        completion_tokens=lengths.mean(), completion_tokens_max=lengths.max(),
+        sample_entropy=jnp.sum(comp.entropies) / jnp.maximum(comp.mask.sum(), 1),
+        adv_abs_mean=jnp.sum(jnp.abs(adv)) / jnp.maximum(comp.mask.sum(), 1),
+        loss_tokens_frac=loss_mask.sum() / jnp.maximum(comp.mask.sum(), 1))
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+  return rl_step
+
+
+def make_eval_step(config: ml_collections.ConfigDict, model_config: models.ModelConfig,
+                   reward_fn: RewardFn, *, eos_id: int, pad_id: int):
+  """`eval_step(params, batch) -> rewards [b]` of greedy completions (held-out accuracy)."""
+  n = config.rl.max_new_tokens
+
+  def eval_step(params, batch):
+    comp = sampling.generate(model_config, params, batch["prompt_ids"], batch["prompt_mask"],
+                             jax.random.key(0), max_new_tokens=n, temperature=0.0,
+                             eos_id=eos_id, pad_id=pad_id)
+    return reward_fn(comp.tokens, comp.mask, batch["answer_ids"], batch["meta"])
+
+  return eval_step
