@@ -14,16 +14,16 @@ def get_config(arg=None):
   c.task.name = "addition"
   c.task.kwargs = dict(digits=2)
   c.model.update(d_model=96, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=256)
-  c.sft.steps = 150
+  c.sft.steps = 600
   c.sft.batch_size = 64
   c.sft.optimizer.learning_rate = 3e-3
-  c.rl.steps = 150
-  c.rl.batch_size = 16
+  c.rl.steps = 500
+  c.rl.batch_size = 32
   c.rl.group_size = 8
-  c.rl.optimizer.learning_rate = 1e-3
-  c.eval.every = 25
+  c.rl.optimizer.learning_rate = 3e-4
+  c.eval.every = 50
   c.eval.num_prompts = 512
-  c.checkpoint.every = 25
+  c.checkpoint.every = 50
   if arg == "tiny":
     c.model.update(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=64)
     c.sft.steps = 4

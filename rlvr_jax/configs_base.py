@@ -25,7 +25,12 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.task = ml_collections.ConfigDict(dict(name="addition", kwargs=dict(digits=2)))
-  c.data = ml_collections.ConfigDict(dict(train_size=1_000_000, eval_seed=1234))
+  # Token buffer lengths; 0 derives them from a char-level synthetic task.
+  c.data = ml_collections.ConfigDict(dict(train_size=1_000_000, eval_seed=1234, prompt_len=0,
+                                          completion_len=0, answer_len=0))
+  # Where the policy comes from: "scratch" (random init, char tokenizer built from the task),
+  # "hf" (a local HF directory) or "gguf" (a local .gguf file); dtype of the loaded weights.
+  c.init = ml_collections.ConfigDict(dict(kind="scratch", path="", dtype="float32"))
   c.model = ml_collections.ConfigDict(dict(
       d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, head_dim=None,
       rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False, tie_embeddings=True,
@@ -40,7 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
       max_len=ml_collections.FieldReference(None, field_type=int), kl_coef=0.0, kl_kind="k3",
       entropy_coef=0.0, high_entropy_frac=ml_collections.FieldReference(None, field_type=float),
       dynamic_sampling=False, overlong_buffer_len=0, positive_weight=0.1, negative_weight=1.0,
-      kl_penalty_coef=0.01, gamma=1.0, lam=1.0))
+      kl_penalty_coef=0.01, gamma=1.0, lam=1.0, value_clip=0.2))
+  # PPO critic, built when algorithm.advantage == "gae" (initialised from the policy trunk).
+  c.value = ml_collections.ConfigDict(dict(optimizer=_optimizer(1e-3)))
   c.eval = ml_collections.ConfigDict(dict(every=25, num_prompts=256, batch_size=128))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.checkpoint = ml_collections.ConfigDict(dict(every=25, keep=3, use_async=True))
@@ -68,8 +75,6 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
     registry.check_aggregation(c.algorithm.loss_agg)
   except ValueError as e:
     raise ValueError(f"config.algorithm: {e}") from None
-  need(c.algorithm.advantage != "gae", "algorithm.advantage",
-       "'gae' needs a value model, which the synthetic-task trainer does not build yet")
   for phase in ("sft", "rl"):
     need(c[phase].steps >= 0, f"{phase}.steps", f"must be >= 0, got {c[phase].steps}")
     need(c[phase].optimizer.learning_rate > 0, f"{phase}.optimizer.learning_rate", "must be > 0")

@@ -1,8 +1,12 @@
 """Shared test setup: quiet logs, a `slow` marker, small hypothesis budgets."""
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Subprocess tests (main, resume, sharding) reuse compiled programs instead of recompiling.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "rlvr_jax_test_xla_cache"))
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import hypothesis  # noqa: E402

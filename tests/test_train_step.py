@@ -54,13 +54,14 @@ def test_rl_step_traced_once_without_host_transfers():
     ("rloo", {}), ("remax", {}), ("reinforce_pp", {"algorithm.kl_coef": 0.01}),
     ("psr", {}), ("nsr", {}), ("w_reinforce", {}), ("tempo", {}),
     ("dapo", {"algorithm.clip_high": 0.28, "algorithm.overlong_buffer_len": 2}),
+    ("gae", {"algorithm.lam": 0.95, "rl.minibatches": 2}),
     ("grpo", {"algorithm.high_entropy_frac": 0.2, "rl.microbatches": 2}),
     ("grpo", {"algorithm.policy_loss": "gspo", "algorithm.loss_agg": "seq-mean-token-mean"}),
 ])
 def test_every_estimator_runs_inside_the_compiled_step(advantage, extra):
   run = _run(**{"algorithm.advantage": advantage, **extra})
-  state = run.make_state(run.init_params(), run.rl_optimizer,
-                         with_reference=run.config.algorithm.kl_coef > 0)
+  state = run.make_rl_state(run.init_params())
+  assert (state.value_params is not None) == (advantage == "gae")
   step = run.compile_step(run._rl_step, state, with_rng=True)
   for i, b in enumerate(_batches(run, 2)):
     state, metrics = step(state, b, jax.random.key(i))

@@ -6,6 +6,7 @@ checkpoints. Everything per step (sampling, reward, advantage, update) is one co
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import signal
@@ -43,16 +44,18 @@ class Run:
     self.mesh = parallel.make_mesh(config.mesh, devices)
     configs_base.validate(config, parallel.batch_divisor(self.mesh))
     self.task = synthetic.make_task(config.task.name, **config.task.kwargs)
-    self.tokenizer = synthetic.build_tokenizer([self.task])
-    self.shapes = pipeline.task_shapes(self.task, self.tokenizer)
+    self.model_config, self._pretrained, self.tokenizer = _model_and_tokenizer(config, self.task)
+    if hasattr(self.task, "bind_tokenizer"):  # e.g. chat templates for real-model prompts
+      self.task = self.task.bind_tokenizer(self.tokenizer)
+    self.shapes = _shapes(config, self.task, self.tokenizer)
     if not config.rl.max_new_tokens:
       with config.unlocked():
         config.rl.max_new_tokens = self.shapes.completion_len
-    self.model_config = models.ModelConfig.from_config(
-        dict(config.model.to_dict(), vocab_size=self.tokenizer.vocab_size))
     self.reward_fn = self.task.reward_fn(self.tokenizer)
     self.sft_optimizer = make_optimizer(config.sft.optimizer, config.sft.steps)
     self.rl_optimizer = make_optimizer(config.rl.optimizer, config.rl.steps)
+    self.value_optimizer = (make_optimizer(config.value.optimizer, config.rl.steps)
+                            if config.algorithm.advantage == "gae" else None)
     self.base_rng = jax.random.key(config.seed)
     axes = models.param_axes(self.model_config)
     shapes = jax.eval_shape(functools.partial(models.init_params, self.model_config),
@@ -60,11 +63,14 @@ class Run:
     self.param_shardings = parallel.tree_shardings(axes, shapes, self.mesh)
     ids = dict(eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id)
     self._rl_step = make_rl_step(config, self.model_config, self.reward_fn, self.rl_optimizer,
-                                 **ids)
+                                 value_optimizer=self.value_optimizer, **ids)
     self._sft_step = make_sft_step(self.model_config, self.sft_optimizer)
     self._eval_step = make_eval_step(config, self.model_config, self.reward_fn, **ids)
 
   def init_params(self) -> models.Params:
+    """Pretrained weights when config.init names a checkpoint, else a random init; sharded."""
+    if self._pretrained is not None:
+      return jax.device_put(self._pretrained, self.param_shardings)
     init = jax.jit(functools.partial(models.init_params, self.model_config),
                    out_shardings=self.param_shardings)
     return init(jax.random.fold_in(self.base_rng, 0))
@@ -78,10 +84,18 @@ class Run:
     return pipeline.make_dataset(source, self.tokenizer, self.shapes, batch_size, seed=seed,
                                  shuffle=shuffle, repeat=shuffle)
 
-  def make_state(self, params, optimizer, *, with_reference: bool) -> TrainState:
+  def make_state(self, params, optimizer, *, with_reference: bool,
+                 with_value: bool = False) -> TrainState:
     """A fresh train state, laid out by one jit so its shardings are those the steps keep."""
+    value_optimizer = self.value_optimizer if with_value else None
     return jax.jit(functools.partial(create_state, optimizer=optimizer,
-                                     with_reference=with_reference))(params)
+                                     with_reference=with_reference,
+                                     value_optimizer=value_optimizer))(params)
+
+  def make_rl_state(self, params) -> TrainState:
+    return self.make_state(params, self.rl_optimizer,
+                           with_reference=self.config.algorithm.kl_coef > 0,
+                           with_value=self.value_optimizer is not None)
 
   def compile_step(self, step_fn, state: TrainState, *, with_rng: bool):
     """jit with the state's shardings pinned on input and output, so it is traced once."""
@@ -107,6 +121,41 @@ class Run:
     """Greedy accuracy on the held-out prompts."""
     rewards = [self.eval_step(params, b) for b in self.eval_batches]
     return float(np.mean(np.concatenate([np.asarray(r) for r in rewards])))
+
+
+def _model_and_tokenizer(config, task):
+  """(model config, pretrained params or None, tokenizer) from `config.init`."""
+  kind, path = config.init.kind, config.init.path
+  if kind == "scratch":
+    tokenizer = synthetic.build_tokenizer([task])
+    model_config = models.ModelConfig.from_config(
+        dict(config.model.to_dict(), vocab_size=tokenizer.vocab_size))
+    return model_config, None, tokenizer
+  if not path or not os.path.exists(path):
+    raise ValueError(f"config.init.path: {path!r} does not exist (config.init.kind={kind!r})")
+  if kind == "hf":
+    from rlvr_jax.checkpoints import hf  # local: pulls in safetensors only when used
+    from rlvr_jax.tokenizers.hf import HFTokenizer
+    model_config, params = hf.load(path, dtype=config.init.dtype)
+    tokenizer = HFTokenizer.from_dir(path)
+  elif kind == "gguf":
+    from rlvr_jax.checkpoints import gguf  # local: the [gguf] extra is optional
+    model_config, params, tokenizer = gguf.load(path, dtype=config.init.dtype)
+  else:
+    raise ValueError(f"config.init.kind must be scratch, hf or gguf, got {kind!r}")
+  model_config = dataclasses.replace(model_config, remat=config.model.remat,
+                                     dtype=config.model.dtype)
+  return model_config, params, tokenizer
+
+
+def _shapes(config, task, tokenizer) -> pipeline.Shapes:
+  d = config.data
+  if config.init.kind == "scratch" and not d.prompt_len:
+    return pipeline.task_shapes(task, tokenizer)  # char-level: one token per character
+  for field in ("prompt_len", "completion_len", "answer_len"):
+    if d[field] <= 0:
+      raise ValueError(f"config.data.{field} must be set (> 0) for a subword tokenizer")
+  return pipeline.Shapes(d.prompt_len, d.completion_len, d.answer_len, task.meta_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,8 +200,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
 
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
                               use_async=config.checkpoint.use_async)
-  with_reference = config.algorithm.kl_coef > 0
-  template = run.make_state(run.init_params(), run.rl_optimizer, with_reference=with_reference)
+  template = run.make_rl_state(run.init_params())
   rl_step = run.compile_step(run._rl_step, template, with_rng=True)
   restored = checkpointer.restore_latest(abstract_like(template))
   train_ds = run.dataset("train", config.rl.batch_size, seed=config.seed + 2, shuffle=True,
@@ -165,7 +213,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     t0 = time.time()
     params, sft_metrics = _sft(run, template.params, progress)
     del template
-    state = run.make_state(params, run.rl_optimizer, with_reference=with_reference)
+    state = run.make_rl_state(params)
     acc = run.evaluate(state.params)
     writer.write(0, {"phase": "sft", "eval_accuracy": acc, "sft_time_s": time.time() - t0,
                      **sft_metrics})

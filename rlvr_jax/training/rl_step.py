@@ -47,13 +47,27 @@ def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
   return logp, entropy
 
 
+def completion_values(model_config: models.ModelConfig, value_params: models.Params,
+                      prompt_ids: jax.Array, prompt_mask: jax.Array, completion_ids: jax.Array,
+                      completion_mask: jax.Array) -> jax.Array:
+  """Critic values V(s_t) [b, n]: the state before completion token t is read at the position
+  of the token preceding it, as the policy's logits for token t are."""
+  p = prompt_ids.shape[1]
+  seq = jnp.concatenate([prompt_ids, completion_ids], axis=1)
+  seq_mask = jnp.concatenate([prompt_mask.astype(jnp.int32),
+                              completion_mask.astype(jnp.int32)], axis=1)
+  return models.scalar_head(model_config, value_params, seq, seq_mask)[:, p - 1:-1]
+
+
 def _repeat(x: jax.Array, g: int) -> jax.Array:
   return jnp.repeat(x, g, axis=0)
 
 
 def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelConfig,
                  reward_fn: RewardFn, optimizer: optax.GradientTransformation, *,
-                 eos_id: int, pad_id: int) -> Callable[..., tuple[TrainState, dict[str, Any]]]:
+                 eos_id: int, pad_id: int,
+                 value_optimizer: optax.GradientTransformation | None = None
+                 ) -> Callable[..., tuple[TrainState, dict[str, Any]]]:
   """Builds `rl_step(state, batch, rng) -> (state, metrics)` (not yet jitted).
 
   Args:
@@ -63,6 +77,7 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       meta [N, m]) -> float32 rewards [N].
     optimizer: the policy optimizer.
     eos_id, pad_id: token ids of the tokenizer.
+    value_optimizer: the critic optimizer when the state carries a value model (PPO / GAE).
   """
   rl, alg = config.rl, config.algorithm
   g = rl.group_size
@@ -100,26 +115,45 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     metrics["policy_entropy"] = jnp.sum(entropy * mb["mask"]) / jnp.maximum(mb["mask"].sum(), 1)
     return loss, metrics
 
-  def minibatch_update(carry, mb):
-    params, opt_state = carry
+  def value_loss(value_params, mb, normalizer):
+    values = completion_values(model_config, value_params, mb["prompt_ids"], mb["prompt_mask"],
+                               mb["tokens"], mb["mask"])
+    return losses.value_loss(values, mb["old_values"], mb["returns"], mb["mask"],
+                             clip=float(alg.get("value_clip", 0.2)), agg=agg,
+                             max_len=alg.get("max_len", None), normalizer=normalizer)
+
+  def accumulated_grads(loss_fn, params, mb, normalizer):
+    """Sum of micro-batch gradients; with the mini-batch normaliser it is the full gradient."""
     n_micro = rl.get("microbatches", 1)
-    normalizer = losses.aggregate_normalizer(mb["loss_mask"], agg)
     micro = jax.tree.map(lambda x: x.reshape((n_micro, -1) + x.shape[1:]), mb)
 
     def accumulate(grads, m):
-      (loss, metrics), grad = jax.value_and_grad(token_loss, has_aux=True)(params, m, normalizer)
+      (loss, metrics), grad = jax.value_and_grad(loss_fn, has_aux=True)(params, m, normalizer)
       return jax.tree.map(jnp.add, grads, grad), (loss, metrics)
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    grads, (loss, metrics) = jax.lax.scan(accumulate, zeros, micro)
+    return jax.lax.scan(accumulate, zeros, micro)
+
+  def minibatch_update(carry, mb):
+    params, opt_state, value_params, value_opt_state = carry
+    normalizer = losses.aggregate_normalizer(mb["loss_mask"], agg)
+    grads, (loss, metrics) = accumulated_grads(token_loss, params, mb, normalizer)
     if top_entropy_frac is not None:  # each micro-batch loss is a mean: average them
+      n_micro = rl.get("microbatches", 1)
       grads = jax.tree.map(lambda x: x / n_micro, grads)
       loss = loss.mean() * n_micro
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     metrics = jax.tree.map(jnp.mean, metrics)
     metrics.update(loss=loss.sum(), grad_norm=optax.global_norm(grads))
-    return (params, opt_state), metrics
+    if value_params is not None:
+      v_normalizer = losses.aggregate_normalizer(mb["mask"], agg)
+      v_grads, (v_loss, v_metrics) = accumulated_grads(value_loss, value_params, mb, v_normalizer)
+      v_updates, value_opt_state = value_optimizer.update(v_grads, value_opt_state, value_params)
+      value_params = optax.apply_updates(value_params, v_updates)
+      metrics.update(jax.tree.map(jnp.mean, v_metrics), value_loss=v_loss.sum(),
+                     value_grad_norm=optax.global_norm(v_grads))
+    return (params, opt_state, value_params, value_opt_state), metrics
 
   def rl_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     b = batch["prompt_ids"].shape[0]
@@ -139,6 +173,11 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       ref_logp, _ = completion_logprobs(model_config, state.ref_params, prompt_ids, prompt_mask,
                                         comp.tokens, comp.mask, rl.temperature)
       ref_logp = jax.lax.stop_gradient(ref_logp) * comp.mask
+    values = None
+    if state.value_params is not None:
+      values = completion_values(model_config, state.value_params, prompt_ids, prompt_mask,
+                                 comp.tokens, comp.mask)
+      values = jax.lax.stop_gradient(values) * comp.mask
     greedy_rewards = None
     if alg.advantage == "remax":  # ReMax's baseline: the greedy rollout, inside the same step
       greedy = sampling.generate(model_config, state.params, batch["prompt_ids"],
@@ -149,8 +188,12 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     bgn = lambda x: None if x is None else x.reshape(b, g, n)
     inputs = registry.AdvantageInputs(
         rewards=rewards, tokens=bgn(comp.tokens), mask=bgn(comp.mask), logp=bgn(old_logp),
-        ref_logp=bgn(ref_logp), greedy_rewards=greedy_rewards)
+        ref_logp=bgn(ref_logp), values=bgn(values), greedy_rewards=greedy_rewards)
     adv = advantage_fn(inputs, alg).reshape(b * g, n)
+    returns = None
+    if values is not None:  # critic targets: GAE advantages + values; the policy sees them whitened
+      returns = (adv + values) * comp.mask
+      adv = adv_lib.whiten(adv, comp.mask)
     loss_mask = comp.mask
     if dynamic_sampling:  # drop zero-variance groups from the loss and its normaliser
       keep_bg = adv_lib.dynamic_sampling_mask(rewards)
@@ -160,6 +203,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                    mask=comp.mask, loss_mask=loss_mask, old_logp=old_logp, advantages=adv)
     if ref_logp is not None:
       rollout["ref_logp"] = ref_logp
+    if values is not None:
+      rollout.update(old_values=values, returns=returns)
     n_mb = rl.get("minibatches", 1)
 
     def epoch(carry, key):
@@ -168,8 +213,9 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       return jax.lax.scan(minibatch_update, carry, minibatches)
 
     keys = jax.random.split(rng_shuffle, rl.get("ppo_epochs", 1))
-    (params, opt_state), update_metrics = jax.lax.scan(epoch, (state.params, state.opt_state),
-                                                       keys)
+    carry = (state.params, state.opt_state, state.value_params, state.value_opt_state)
+    (params, opt_state, value_params, value_opt_state), update_metrics = jax.lax.scan(
+        epoch, carry, keys)
     lengths = comp.mask.sum(-1)
     metrics = jax.tree.map(jnp.mean, update_metrics)
     metrics.update(
@@ -180,7 +226,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
         sample_entropy=jnp.sum(comp.entropies) / jnp.maximum(comp.mask.sum(), 1),
         adv_abs_mean=jnp.sum(jnp.abs(adv)) / jnp.maximum(comp.mask.sum(), 1),
         loss_tokens_frac=loss_mask.sum() / jnp.maximum(comp.mask.sum(), 1))
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                              value_params=value_params, value_opt_state=value_opt_state)
     return new_state, metrics
 
   return rl_step

@@ -22,12 +22,16 @@ class TrainState:
     params: policy parameters.
     opt_state: optax state of the policy optimizer.
     ref_params: frozen reference policy for the KL term, or None when no KL is used.
+    value_params: PPO critic (same trunk code with a scalar head), or None.
+    value_opt_state: optax state of the critic optimizer, or None.
   """
 
   step: jax.Array
   params: models.Params
   opt_state: optax.OptState
   ref_params: models.Params | None = None
+  value_params: models.Params | None = None
+  value_opt_state: optax.OptState | None = None
 
 
 def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
@@ -47,12 +51,23 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
   )
 
 
+def critic_from_policy(params: models.Params) -> models.Params:
+  """A value model initialised from the policy trunk with a zero scalar head (PPO practice)."""
+  trunk = jax.tree.map(jnp.copy, {k: v for k, v in params.items() if k != "lm_head"})
+  d = params["final_norm"].shape[-1]
+  dtype = params["final_norm"].dtype
+  return trunk | {"head": {"w": jnp.zeros((d,), dtype), "b": jnp.zeros((), dtype)}}
+
+
 def create_state(params: models.Params, optimizer: optax.GradientTransformation, *,
-                 with_reference: bool) -> TrainState:
-  """A fresh state at step 0; the reference policy is a copy of the initial parameters."""
+                 with_reference: bool,
+                 value_optimizer: optax.GradientTransformation | None = None) -> TrainState:
+  """A fresh state at step 0; the reference policy and the critic start from `params`."""
   ref = jax.tree.map(jnp.copy, params) if with_reference else None
+  value = critic_from_policy(params) if value_optimizer is not None else None
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=optimizer.init(params), ref_params=ref)
+                    opt_state=optimizer.init(params), ref_params=ref, value_params=value,
+                    value_opt_state=value_optimizer.init(value) if value is not None else None)
 
 
 def tree_size(tree: Any) -> int:
