@@ -5,6 +5,7 @@ checkpoints under DIR/checkpoints, and resumes from them when rerun with the sam
 """
 
 import json
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
@@ -19,9 +20,15 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _quiet_libraries(record) -> bool:
+  """Keeps orbax's per-save INFO chatter out of the console; warnings still show."""
+  return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_logger().addFilter(_quiet_libraries)
   try:
     summary = loop.train(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
   except (ValueError, loop.NonFiniteError) as e:

@@ -207,6 +207,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                          size=config.data.train_size)
   train_it = iter(train_ds)
   summary: dict[str, Any] = {}
+  # Step rngs are fold_in(base, step): the base key, saved with every checkpoint, is all the
+  # rng state there is.
+  rng_meta = {"rng_key_data": np.asarray(jax.random.key_data(run.base_rng)).tolist()}
 
   if restored is None:
     writer = metrics_lib.MetricsWriter(workdir, resume_step=None)
@@ -218,10 +221,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     writer.write(0, {"phase": "sft", "eval_accuracy": acc, "sft_time_s": time.time() - t0,
                      **sft_metrics})
     logging.info("after SFT (%d steps): held-out greedy accuracy %.3f", config.sft.steps, acc)
-    checkpointer.save(0, state, train_it.get_state(), {"eval_accuracy": acc})
+    checkpointer.save(0, state, train_it.get_state(), {"eval_accuracy": acc, **rng_meta})
     start = 0
   else:
-    start, state, data_state, _ = restored
+    start, state, data_state, meta = restored
+    if meta.get("rng_key_data") != rng_meta["rng_key_data"]:
+      raise ValueError(f"config.seed: {config.seed} gives a different rng than the checkpoints "
+                       f"in {checkpointer.directory} were made with; use a new --workdir")
     train_it.set_state(data_state)
     writer = metrics_lib.MetricsWriter(workdir, resume_step=start)
     logging.info("resumed from %s at RL step %d", checkpointer.directory, start)
@@ -241,8 +247,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         m["eval_accuracy"] = run.evaluate(state.params)
       writer.write(step, {"phase": "rl", **m})
       if step % config.checkpoint.every == 0 or step == config.rl.steps:
-        checkpointer.save(step, state, train_it.get_state(), {"eval_accuracy":
-                                                              m.get("eval_accuracy")})
+        checkpointer.save(step, state, train_it.get_state(),
+                          {"eval_accuracy": m.get("eval_accuracy"), **rng_meta})
       if step == config.debug.sigkill_after_step:  # fault injection for the resume tests
         os.kill(os.getpid(), signal.SIGKILL)
       bar.set_postfix(reward=f"{m['reward_mean']:.3f}", acc=m.get("eval_accuracy", "-"))
@@ -267,6 +273,6 @@ def _summary(path: str) -> dict[str, Any]:
       "best_eval_accuracy": max((r["eval_accuracy"] for r in evals), default=None),
       "final_reward_mean": float(np.mean([r["reward_mean"] for r in rl[-10:]])) if rl else None,
       "rl_steps": rl[-1]["step"] if rl else 0,
-      "mean_step_time_s": float(np.mean([r["step_time_s"] for r in rl[1:]])) if len(rl) > 1
-                          else None,
+      # median: the first step after a start or resume also pays for compilation
+      "median_step_time_s": float(np.median([r["step_time_s"] for r in rl])) if rl else None,
   }
