@@ -14,7 +14,7 @@ Nothing here leaves the device; the only Python is the trace.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,17 @@ from rlvr_jax.algorithms import losses, registry
 from rlvr_jax.training.state import TrainState
 
 RewardFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+class RLPhases(NamedTuple):
+  """The three phases `rl_step` fuses, exposed for a split rollout / update mode (giant models,
+  host-side verifiers) and for benchmarks: sample(state, batch, rng) -> (comp, greedy);
+  score(batch, comp, greedy) -> (rewards [b, g], greedy_rewards [b] | None);
+  learn(state, batch, comp, rewards, greedy_rewards, rng) -> (state, metrics)."""
+
+  sample: Callable
+  score: Callable
+  learn: Callable
 
 
 def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
@@ -68,7 +79,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                  eos_id: int, pad_id: int,
                  value_optimizer: optax.GradientTransformation | None = None
                  ) -> Callable[..., tuple[TrainState, dict[str, Any]]]:
-  """Builds `rl_step(state, batch, rng) -> (state, metrics)` (not yet jitted).
+  """Builds `rl_step(state, batch, rng) -> (state, metrics)` (not yet jitted); its three
+  phases are also available as `rl_step.phases` (an `RLPhases`).
 
   Args:
     config: the full run config (reads `rl` and `algorithm`).
@@ -155,16 +167,32 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                      value_grad_norm=optax.global_norm(v_grads))
     return (params, opt_state, value_params, value_opt_state), metrics
 
-  def rl_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+  def sample(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+    """Phase 1: G completions per prompt (and the greedy one for ReMax's baseline)."""
+    g_prompts = _repeat(batch["prompt_ids"], g), _repeat(batch["prompt_mask"], g)
+    comp = sampling.generate(model_config, state.params, *g_prompts, rng, **sample_kw)
+    greedy = None
+    if alg.advantage == "remax":
+      greedy = sampling.generate(model_config, state.params, batch["prompt_ids"],
+                                 batch["prompt_mask"], rng, **(sample_kw | dict(temperature=0.0)))
+    return comp, greedy
+
+  def score(batch: dict[str, jax.Array], comp, greedy):
+    """Phase 2: rewards [b, g] (and [b] for the greedy completions)."""
     b = batch["prompt_ids"].shape[0]
-    rng_sample, rng_shuffle = jax.random.split(rng)
-    prompt_ids, prompt_mask = _repeat(batch["prompt_ids"], g), _repeat(batch["prompt_mask"], g)
-    comp = sampling.generate(model_config, state.params, prompt_ids, prompt_mask, rng_sample,
-                             **sample_kw)
-    n = comp.tokens.shape[1]
     rewards = reward_fn(comp.tokens, comp.mask, _repeat(batch["answer_ids"], g),
                         _repeat(batch["meta"], g)).reshape(b, g)
+    greedy_rewards = None
+    if greedy is not None:
+      greedy_rewards = reward_fn(greedy.tokens, greedy.mask, batch["answer_ids"], batch["meta"])
+    return rewards, greedy_rewards
 
+  def learn(state: TrainState, batch: dict[str, jax.Array], comp, rewards, greedy_rewards,
+            rng: jax.Array):
+    """Phase 3: log-probs, advantages and the PPO epochs x minibatches update."""
+    b = batch["prompt_ids"].shape[0]
+    prompt_ids, prompt_mask = _repeat(batch["prompt_ids"], g), _repeat(batch["prompt_mask"], g)
+    n = comp.tokens.shape[1]
     old_logp, _ = completion_logprobs(model_config, state.params, prompt_ids, prompt_mask,
                                       comp.tokens, comp.mask, rl.temperature)
     old_logp = jax.lax.stop_gradient(old_logp) * comp.mask
@@ -178,12 +206,6 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       values = completion_values(model_config, state.value_params, prompt_ids, prompt_mask,
                                  comp.tokens, comp.mask)
       values = jax.lax.stop_gradient(values) * comp.mask
-    greedy_rewards = None
-    if alg.advantage == "remax":  # ReMax's baseline: the greedy rollout, inside the same step
-      greedy = sampling.generate(model_config, state.params, batch["prompt_ids"],
-                                 batch["prompt_mask"], rng_sample,
-                                 **(sample_kw | dict(temperature=0.0)))
-      greedy_rewards = reward_fn(greedy.tokens, greedy.mask, batch["answer_ids"], batch["meta"])
 
     bgn = lambda x: None if x is None else x.reshape(b, g, n)
     inputs = registry.AdvantageInputs(
@@ -212,7 +234,7 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       minibatches = jax.tree.map(lambda x: x[perm], rollout)
       return jax.lax.scan(minibatch_update, carry, minibatches)
 
-    keys = jax.random.split(rng_shuffle, rl.get("ppo_epochs", 1))
+    keys = jax.random.split(rng, rl.get("ppo_epochs", 1))
     carry = (state.params, state.opt_state, state.value_params, state.value_opt_state)
     (params, opt_state, value_params, value_opt_state), update_metrics = jax.lax.scan(
         epoch, carry, keys)
@@ -230,6 +252,15 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                               value_params=value_params, value_opt_state=value_opt_state)
     return new_state, metrics
 
+
+  def rl_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+    """sample -> score -> learn, one program."""
+    rng_sample, rng_learn = jax.random.split(rng)
+    comp, greedy = sample(state, batch, rng_sample)
+    rewards, greedy_rewards = score(batch, comp, greedy)
+    return learn(state, batch, comp, rewards, greedy_rewards, rng_learn)
+
+  rl_step.phases = RLPhases(sample=sample, score=score, learn=learn)
   return rl_step
 
 
