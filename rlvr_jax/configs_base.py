@@ -35,7 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
       d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, head_dim=None,
       rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False, tie_embeddings=True,
       dtype="float32", param_dtype="float32", remat=False))
-  c.sft = ml_collections.ConfigDict(dict(steps=100, batch_size=32, optimizer=_optimizer(3e-3)))
+  # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
+  c.sft = ml_collections.ConfigDict(dict(steps=100, batch_size=32, optimizer=_optimizer(3e-3),
+                                         target_accuracy=0.0, eval_every=50))
   c.rl = ml_collections.ConfigDict(dict(
       steps=100, batch_size=16, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0,
       top_p=1.0, ppo_epochs=1, minibatches=1, microbatches=1, optimizer=_optimizer(1e-3)))
@@ -96,5 +98,7 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
   need(0 < c.rl.top_p <= 1, "rl.top_p", f"must be in (0, 1], got {c.rl.top_p}")
   need(c.checkpoint.every > 0, "checkpoint.every", "must be > 0")
   need(c.eval.every > 0, "eval.every", "must be > 0")
+  need(c.sft.eval_every > 0, "sft.eval_every", "must be > 0")
+  need(0 <= c.sft.target_accuracy <= 1, "sft.target_accuracy", "must be in [0, 1]")
   need(c.algorithm.high_entropy_frac is None or 0 < c.algorithm.high_entropy_frac <= 1,
        "algorithm.high_entropy_frac", "must be in (0, 1] or None")
