@@ -40,19 +40,27 @@ class Checkpointer:
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
         meta=ocp.args.JsonSave(meta)))
 
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict, dict]:
+    """(state, data_state, meta) saved at `step`; raises if it is missing or unreadable."""
+    if step not in self.all_steps():
+      raise ValueError(f"no checkpoint for step {step} in {self.directory}; saved steps: "
+                       f"{self.all_steps()}")
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
+        meta=ocp.args.JsonRestore()))
+    jax.block_until_ready(restored["state"])
+    return restored["state"], dict(restored["data"]), dict(restored["meta"])
+
   def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict, dict] | None:
     """(step, state, data_state, meta) of the newest readable checkpoint, or None."""
     for step in reversed(self.all_steps()):
       try:
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
-            meta=ocp.args.JsonRestore()))
-        jax.block_until_ready(restored["state"])
+        state, data_state, meta = self.restore(step, abstract_state)
       except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped, not fatal
         logging.warning("Skipping unreadable checkpoint %s/%d: %s: %s", self.directory, step,
                         type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         continue
-      return step, restored["state"], dict(restored["data"]), dict(restored["meta"])
+      return step, state, data_state, meta
     return None
 
   def wait(self) -> None:

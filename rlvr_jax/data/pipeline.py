@@ -4,7 +4,8 @@ A batch is a dict of numpy arrays (b = batch, p = prompt length, n = completion 
 a = answer length, m = meta size):
   prompt_ids [b, p] int32 (left-padded), prompt_mask [b, p] int32,
   answer_ids [b, a] int32 (pad-filled), meta [b, m] int32,
-  demo_ids [b, n] int32 (demonstration + EOS, right-padded), demo_mask [b, n] float32.
+  demo_ids [b, n] int32 (demonstration + EOS, right-padded), demo_mask [b, n] float32 (only
+  with `with_demo=True`: the SFT phase).
 The iterator's state (`get_state()`) is a small dict saved with every checkpoint, so a resumed
 run sees exactly the batches it would have seen.
 """
@@ -54,12 +55,15 @@ def _fit(ids: list[int], length: int, field: str, text: str) -> list[int]:
   return ids
 
 
-def encode_example(example: Example, tokenizer: Tokenizer, shapes: Shapes) -> dict[str, Any]:
-  """Tokenizes one example into fixed-shape arrays (see the module docstring)."""
+def encode_example(example: Example, tokenizer: Tokenizer, shapes: Shapes, *,
+                   with_demo: bool = True) -> dict[str, Any]:
+  """Tokenizes one example into fixed-shape arrays (see the module docstring).
+
+  `with_demo=False` leaves out demo_ids / demo_mask (RL and evaluation never read them), so
+  completion_len only has to hold what the policy generates, not the longest demonstration.
+  """
   prompt = _fit(tokenizer.encode(example.prompt), shapes.prompt_len, "prompt", example.prompt)
   answer = _fit(tokenizer.encode(example.answer), shapes.answer_len, "answer", example.answer)
-  demo = _fit(tokenizer.encode(example.demo) + [tokenizer.eos_id], shapes.completion_len,
-              "demonstration + EOS", example.demo)
   if len(example.meta) != shapes.meta_size:
     raise ValueError(f"example meta has {len(example.meta)} values, task.meta_size is "
                      f"{shapes.meta_size}: {example}")
@@ -68,26 +72,31 @@ def encode_example(example: Example, tokenizer: Tokenizer, shapes: Shapes) -> di
   out = {
       "prompt_ids": np.full(p, pad, np.int32), "prompt_mask": np.zeros(p, np.int32),
       "answer_ids": np.full(a, pad, np.int32), "meta": np.asarray(example.meta, np.int32),
-      "demo_ids": np.full(n, pad, np.int32), "demo_mask": np.zeros(n, np.float32),
   }
   if prompt:
     out["prompt_ids"][p - len(prompt):] = prompt
     out["prompt_mask"][p - len(prompt):] = 1
   out["answer_ids"][:len(answer)] = answer
-  out["demo_ids"][:len(demo)] = demo
-  out["demo_mask"][:len(demo)] = 1
+  if with_demo:
+    demo = _fit(tokenizer.encode(example.demo) + [tokenizer.eos_id], n, "demonstration + EOS",
+                example.demo)
+    out["demo_ids"] = np.full(n, pad, np.int32)
+    out["demo_mask"] = np.zeros(n, np.float32)
+    out["demo_ids"][:len(demo)] = demo
+    out["demo_mask"][:len(demo)] = 1
   return out
 
 
 def make_dataset(source, tokenizer: Tokenizer, shapes: Shapes, batch_size: int, *,
-                 seed: int, shuffle: bool = True, repeat: bool = True) -> grain.MapDataset:
+                 seed: int, shuffle: bool = True, repeat: bool = True,
+                 with_demo: bool = True) -> grain.MapDataset:
   """source -> (shuffled, repeated) -> encoded -> batched grain MapDataset."""
   ds = grain.MapDataset.source(source)
   if shuffle:
     ds = ds.shuffle(seed=seed)
   if repeat:
     ds = ds.repeat()
-  ds = ds.map(lambda ex: encode_example(ex, tokenizer, shapes))
+  ds = ds.map(lambda ex: encode_example(ex, tokenizer, shapes, with_demo=with_demo))
   return ds.batch(batch_size, drop_remainder=True)
 
 

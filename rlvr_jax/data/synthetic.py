@@ -1,19 +1,24 @@
-"""Registry of synthetic verifiable tasks and the char-level tokenizer that covers them."""
+"""Registry of verifiable tasks (synthetic and math) and the char-level tokenizer for them."""
 
 from collections.abc import Callable, Iterable
 import dataclasses
 
 from rlvr_jax.data.tasks import (AdditionTask, CountdownTask, Example, SortTask, Task,
                                  decode_completion, split_of)
+from rlvr_jax.data.tasks.math_task import Gsm8kTask, GsmArithTask, Math500Task
 from rlvr_jax.tokenizers import SentencePieceTokenizer
 
-__all__ = ["TASKS", "AdditionTask", "CountdownTask", "Example", "SortTask", "Task",
+__all__ = ["TASKS", "AdditionTask", "CountdownTask", "Example", "Gsm8kTask", "GsmArithTask",
+           "Math500Task", "SortTask", "Task",
            "build_tokenizer", "decode_completion", "make_task", "split_of"]
 
 TASKS: dict[str, Callable[..., Task]] = {
     AdditionTask.name: AdditionTask,
     CountdownTask.name: CountdownTask,
     SortTask.name: SortTask,
+    Gsm8kTask.name: Gsm8kTask,
+    Math500Task.name: Math500Task,
+    GsmArithTask.name: GsmArithTask,
 }
 
 

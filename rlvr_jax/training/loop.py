@@ -79,10 +79,12 @@ class Run:
     return {k: jax.device_put(v, parallel.batch_sharding(self.mesh, v.ndim))
             for k, v in batch.items()}
 
-  def dataset(self, split: str, batch_size: int, *, seed: int, shuffle: bool, size: int):
+  def dataset(self, split: str, batch_size: int, *, seed: int, shuffle: bool, size: int,
+              with_demo: bool = False):
+    """Encoded batches of the task; demonstrations only where `with_demo` (the SFT phase)."""
     source = pipeline.TaskSource(self.task, split, seed, size)
     return pipeline.make_dataset(source, self.tokenizer, self.shapes, batch_size, seed=seed,
-                                 shuffle=shuffle, repeat=shuffle)
+                                 shuffle=shuffle, repeat=shuffle, with_demo=with_demo)
 
   def make_state(self, params, optimizer, *, with_reference: bool,
                  with_value: bool = False) -> TrainState:
@@ -169,7 +171,7 @@ def _sft(run: Run, params, progress: bool) -> tuple[Any, dict[str, Any]]:
   state = run.make_state(params, run.sft_optimizer, with_reference=False)
   sft_step = run.compile_step(run._sft_step, state, with_rng=False)
   ds = run.dataset("train", config.sft.batch_size, seed=config.seed + 1, shuffle=True,
-                   size=config.data.train_size)
+                   size=config.data.train_size, with_demo=True)
   it = iter(ds)
   target, every = config.sft.target_accuracy, config.sft.eval_every
   last: dict[str, Any] = {}
@@ -204,8 +206,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   run = Run(config)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
-  with open(os.path.join(workdir, "tokenizer.model"), "wb") as f:
-    f.write(run.tokenizer.serialized_model())
+  if hasattr(run.tokenizer, "serialized_model"):  # sentencepiece; HF tokenizers come from init.path
+    with open(os.path.join(workdir, "tokenizer.model"), "wb") as f:
+      f.write(run.tokenizer.serialized_model())
   logging.info("model %s: %.2fM parameters", run.model_config,
                tree_size(jax.eval_shape(run.init_params)) / 1e6)
 

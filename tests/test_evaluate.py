@@ -1,0 +1,79 @@
+"""rlvr_jax.evaluate: restores a quickstart:tiny run and writes a pass@k / maj@k / mean@k table."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers import ROOT, load_config
+from rlvr_jax import evaluate
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("quickstart_tiny"))
+  proc = subprocess.run(
+      [sys.executable, "-m", "rlvr_jax.main", "--config=configs/quickstart.py:tiny",
+       f"--workdir={path}", "--noprogress"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return path
+
+
+def _check_table(result, ks):
+  assert [row["k"] for row in result["table"]] == ks
+  for row in result["table"]:
+    for key in ("pass@k", "maj@k", "mean@k"):
+      assert 0.0 <= row[key] <= 1.0
+  passes = [row["pass@k"] for row in result["table"]]
+  assert passes == sorted(passes)  # pass@k never decreases with k
+
+
+def test_cli_latest_checkpoint(workdir):
+  proc = subprocess.run(
+      [sys.executable, "-m", "rlvr_jax.evaluate", "--config=configs/quickstart.py:tiny",
+       f"--workdir={workdir}", "--n=4", "--k=1,2,4,8", "--num_prompts=6", "--noprogress"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "pass@k" in proc.stdout and "maj@k" in proc.stdout and "mean@k" in proc.stdout
+  with open(os.path.join(workdir, "eval_4.json")) as f:  # the tiny run ends at RL step 4
+    result = json.load(f)
+  assert result["checkpoint"] == "4" and result["step"] == 4
+  assert (result["task"], result["num_prompts"], result["n"]) == ("addition", 6, 4)
+  _check_table(result, [1, 2, 4])  # k=8 > n is dropped
+  assert len(result["samples"]) == 6 and 0 <= result["truncated_frac"] <= 1
+
+
+def test_step_and_none_checkpoints_in_process(workdir):
+  config = load_config("quickstart", "tiny")
+  step2 = evaluate.run_eval(config, workdir, checkpoint="2", n=3, ks=[1, 3], temperature=0.0,
+                            num_prompts=5, batch_size=2, progress=False)
+  assert step2["step"] == 2 and os.path.exists(os.path.join(workdir, "eval_2.json"))
+  _check_table(step2, [1, 3])
+  # Greedy samples are identical, so every k gives the same answer.
+  assert len({row["pass@k"] for row in step2["table"]}) == 1
+  initial = evaluate.run_eval(load_config("quickstart", "tiny"), workdir, checkpoint="none",
+                              n=2, ks=[1, 2], num_prompts=4, progress=False)
+  assert initial["checkpoint"] == "none" and initial["step"] is None
+  assert os.path.exists(os.path.join(workdir, "eval_none.json"))
+  with pytest.raises(ValueError, match="no checkpoint for step 3"):
+    evaluate.run_eval(load_config("quickstart", "tiny"), workdir, checkpoint="3", n=1, ks=[1],
+                      num_prompts=2, progress=False)
+
+
+def test_metrics_table_against_hand_computed_values():
+  correct = np.array([[1, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], bool)
+  answers = [["7", "8", "8", None], ["5"] * 4, [None] * 4]
+  rows = evaluate.metrics_table(correct, answers, [1, 2, 4])
+  # pass@k is the unbiased estimate from all n samples; maj@k and mean@k use the first k.
+  assert rows[0] == pytest.approx({"k": 1, "pass@k": (0.25 + 1 + 0) / 3,
+                                   "maj@k": (1 + 1 + 0) / 3, "mean@k": (1 + 1 + 0) / 3})
+  # k=2: prompt 0 passes with 1 - C(3,2)/C(4,2) = 1/2; its first two samples tie 7 vs 8 -> 7.
+  assert rows[1] == pytest.approx({"k": 2, "pass@k": (0.5 + 1) / 3, "maj@k": 2 / 3,
+                                   "mean@k": (0.5 + 1) / 3})
+  # k=4: "8" wins the vote (wrong) for prompt 0.
+  assert rows[2] == pytest.approx({"k": 4, "pass@k": 2 / 3, "maj@k": 1 / 3,
+                                   "mean@k": (0.25 + 1) / 3})
