@@ -25,7 +25,7 @@ setuptools.setup(
     install_requires=[
         "jax>=0.6",
         "flax>=0.10",
-        "optax>=0.2.4",
+        "optax>=0.2.6",
         "orbax-checkpoint>=0.11",
         "grain>=0.2.10",
         "sentencepiece>=0.2",

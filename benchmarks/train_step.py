@@ -10,21 +10,14 @@ Prints seconds per step and each variant's ratio to the fused step (compile time
 """
 
 import argparse
-import importlib.util
 import time
 
 import jax
 import numpy as np
 
+from rlvr_jax.configs_base import load_config
 from rlvr_jax.data.tasks.base import decode_completion
 from rlvr_jax.training import loop
-
-
-def _config(path):
-  spec = importlib.util.spec_from_file_location("cfg", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(None)
 
 
 def main():
@@ -32,7 +25,7 @@ def main():
   parser.add_argument("--config", default="configs/quickstart.py")
   parser.add_argument("--steps", type=int, default=20)
   args = parser.parse_args()
-  run = loop.Run(_config(args.config))
+  run = loop.Run(load_config(args.config))
   phases = run._rl_step.phases
   it = iter(run.dataset("train", run.config.rl.batch_size, seed=0, shuffle=True, size=100_000))
   batches = [run.device_batch(next(it)) for _ in range(args.steps + 1)]

@@ -6,13 +6,18 @@ parser ("key does not exist"), and `validate` checks the values before anything 
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 from rlvr_jax.algorithms import registry
 
 # Estimators whose baseline comes from the other members of the group.
 GROUP_BASELINE_ESTIMATORS = ("grpo", "dr_grpo", "dapo", "rloo", "tempo", "reinforce_pp_baseline",
-                             "pure_min", "pure_sum")
+                             "pure_min", "pure_min_strict", "pure_sum")
+# Estimators that credit reasoning steps with a process reward model (config.prm).
+PRM_ESTIMATORS = ("pure_min", "pure_min_strict", "pure_sum")
 
 
 def _optimizer(lr: float) -> ml_collections.ConfigDict:
@@ -47,9 +52,18 @@ def base_config() -> ml_collections.ConfigDict:
       max_len=ml_collections.FieldReference(None, field_type=int), kl_coef=0.0, kl_kind="k3",
       entropy_coef=0.0, high_entropy_frac=ml_collections.FieldReference(None, field_type=float),
       dynamic_sampling=False, overlong_buffer_len=0, positive_weight=0.1, negative_weight=1.0,
-      kl_penalty_coef=0.01, gamma=1.0, lam=1.0, value_clip=0.2))
+      kl_penalty_coef=0.01, gamma=1.0, lam=1.0, value_clip=0.2,
+      # PURE: min-form softmax temperature; weight of the verifiable reward (PRM+VR; 0 = PRM only)
+      pure_temperature=0.1, verifiable_coef=1.0))
   # PPO critic, built when algorithm.advantage == "gae" (initialised from the policy trunk).
   c.value = ml_collections.ConfigDict(dict(optimizer=_optimizer(1e-3)))
+  # Process reward model for PURE (algorithm.advantage in PRM_ESTIMATORS): the policy trunk after
+  # SFT plus a scalar head, trained for `steps` on the policy's own samples (`group_size` per
+  # prompt at `temperature`) with step labels, then frozen. A step ends at a token whose text
+  # ends with `step_delimiter`.
+  c.prm = ml_collections.ConfigDict(dict(
+      step_delimiter="\n\n", steps=100, batch_size=16, group_size=4, temperature=1.0,
+      eval_prompts=64, optimizer=_optimizer(1e-3)))
   c.eval = ml_collections.ConfigDict(dict(every=25, num_prompts=256, batch_size=128))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.checkpoint = ml_collections.ConfigDict(dict(every=25, keep=3, use_async=True))
@@ -58,6 +72,20 @@ def base_config() -> ml_collections.ConfigDict:
   c.debug = ml_collections.ConfigDict(dict(sigkill_after_step=-1))
   c.log_every = 1
   return c
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """The config a `--config=` flag would give: "configs/quickstart.py" or
+  "configs/quickstart.py:tiny" (the part after ':' is `get_config`'s argument). For notebooks,
+  scripts and configs that derive from other configs."""
+  path, arg = (spec, "") if os.path.isfile(spec) else spec.rpartition(":")[::2]
+  if not os.path.isfile(path):
+    raise ValueError(f"config file {path!r} does not exist")
+  module_spec = importlib.util.spec_from_file_location(
+      os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
 
 
 def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
@@ -100,5 +128,16 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
   need(c.eval.every > 0, "eval.every", "must be > 0")
   need(c.sft.eval_every > 0, "sft.eval_every", "must be > 0")
   need(0 <= c.sft.target_accuracy <= 1, "sft.target_accuracy", "must be in [0, 1]")
+  if c.algorithm.advantage in PRM_ESTIMATORS:
+    need(c.prm.steps > 0, "prm.steps", f"advantage '{c.algorithm.advantage}' needs a trained "
+         f"process reward model: prm.steps must be > 0, got {c.prm.steps}")
+    need(bool(c.prm.step_delimiter), "prm.step_delimiter", "must be a non-empty string")
+    need(c.prm.group_size >= 1, "prm.group_size", f"must be >= 1, got {c.prm.group_size}")
+    need(c.prm.batch_size >= 1, "prm.batch_size", f"must be >= 1, got {c.prm.batch_size}")
+    need(c.prm.batch_size % batch_divisor == 0, "prm.batch_size",
+         f"{c.prm.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
+    need(c.prm.eval_prompts > 0, "prm.eval_prompts", "must be > 0")
+    need(c.prm.temperature >= 0, "prm.temperature", "must be >= 0")
+    need(c.prm.optimizer.learning_rate > 0, "prm.optimizer.learning_rate", "must be > 0")
   need(c.algorithm.high_entropy_frac is None or 0 < c.algorithm.high_entropy_frac <= 1,
        "algorithm.high_entropy_frac", "must be in (0, 1] or None")

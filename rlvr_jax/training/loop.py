@@ -20,13 +20,15 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from rlvr_jax import configs_base, models, parallel
+from rlvr_jax import configs_base, models, parallel, sampling
 from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.data import pipeline, synthetic
+from rlvr_jax.rewards import prm
 from rlvr_jax.training import metrics as metrics_lib
 from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
 from rlvr_jax.training.sft import make_sft_step
-from rlvr_jax.training.state import TrainState, create_state, make_optimizer, tree_size
+from rlvr_jax.training.state import (TrainState, create_state, critic_from_policy, make_optimizer,
+                                     tree_size)
 
 
 class NonFiniteError(FloatingPointError):
@@ -56,6 +58,10 @@ class Run:
     self.rl_optimizer = make_optimizer(config.rl.optimizer, config.rl.steps)
     self.value_optimizer = (make_optimizer(config.value.optimizer, config.rl.steps)
                             if config.algorithm.advantage == "gae" else None)
+    self.uses_prm = config.algorithm.advantage in configs_base.PRM_ESTIMATORS
+    self.step_end_table = (prm.step_end_table(self.tokenizer, config.prm.step_delimiter,
+                                              self.model_config.vocab_size)
+                           if self.uses_prm else None)
     self.base_rng = jax.random.key(config.seed)
     axes = models.param_axes(self.model_config)
     shapes = jax.eval_shape(functools.partial(models.init_params, self.model_config),
@@ -63,7 +69,8 @@ class Run:
     self.param_shardings = parallel.tree_shardings(axes, shapes, self.mesh)
     ids = dict(eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id)
     self._rl_step = make_rl_step(config, self.model_config, self.reward_fn, self.rl_optimizer,
-                                 value_optimizer=self.value_optimizer, **ids)
+                                 value_optimizer=self.value_optimizer,
+                                 step_end_table=self.step_end_table, **ids)
     self._sft_step = make_sft_step(self.model_config, self.sft_optimizer)
     self._eval_step = make_eval_step(config, self.model_config, self.reward_fn, **ids)
 
@@ -87,17 +94,22 @@ class Run:
                                  shuffle=shuffle, repeat=shuffle, with_demo=with_demo)
 
   def make_state(self, params, optimizer, *, with_reference: bool,
-                 with_value: bool = False) -> TrainState:
+                 with_value: bool = False, prm_params=None) -> TrainState:
     """A fresh train state, laid out by one jit so its shardings are those the steps keep."""
     value_optimizer = self.value_optimizer if with_value else None
     return jax.jit(functools.partial(create_state, optimizer=optimizer,
                                      with_reference=with_reference,
-                                     value_optimizer=value_optimizer))(params)
+                                     value_optimizer=value_optimizer))(params,
+                                                                       prm_params=prm_params)
 
-  def make_rl_state(self, params) -> TrainState:
+  def make_rl_state(self, params, prm_params=None) -> TrainState:
+    """The RL state; with a PURE estimator it carries the PRM (`prm_params`, or an untrained
+    one from the policy trunk, e.g. as the template a checkpoint is restored into)."""
+    if self.uses_prm and prm_params is None:
+      prm_params = jax.jit(critic_from_policy)(params)
     return self.make_state(params, self.rl_optimizer,
                            with_reference=self.config.algorithm.kl_coef > 0,
-                           with_value=self.value_optimizer is not None)
+                           with_value=self.value_optimizer is not None, prm_params=prm_params)
 
   def compile_step(self, step_fn, state: TrainState, *, with_rng: bool):
     """jit with the state's shardings pinned on input and output, so it is traced once."""
@@ -189,6 +201,70 @@ def _sft(run: Run, params, progress: bool) -> tuple[Any, dict[str, Any]]:
   return state.params, {**last, "sft_steps": steps_run}
 
 
+def _train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, Any]]:
+  """Trains the PURE process reward model on the warm-started policy's own samples.
+
+  Each step samples `prm.group_size` completions for `prm.batch_size` training prompts (one
+  jitted call), labels their steps on the host (`prm.label_batch`: the task's `step_labels`, or
+  agreement with the gold demonstration), and takes one jitted AdamW step on the step-level
+  cross-entropy. Held-out step accuracy is measured on `prm.eval_prompts` test prompts before and
+  after. The PRM starts from the policy trunk with a zero head and is frozen for RL.
+  """
+  config, pc = run.config, run.config.prm
+  g, delimiter = pc.group_size, pc.step_delimiter
+  table = jnp.asarray(run.step_end_table)
+  params = jax.jit(critic_from_policy)(policy_params)
+  optimizer = make_optimizer(pc.optimizer, pc.steps)
+  carry = (params, jax.jit(optimizer.init)(params))
+  update = jax.jit(prm.make_prm_step(run.model_config, optimizer), donate_argnums=0)
+  evaluate = jax.jit(lambda p, batch: prm.prm_loss(run.model_config, p, batch)[1])
+
+  @jax.jit
+  def rollout(policy_params, prompt_ids, prompt_mask, rng):
+    prompt_ids, prompt_mask = jnp.repeat(prompt_ids, g, 0), jnp.repeat(prompt_mask, g, 0)
+    comp = sampling.generate(run.model_config, policy_params, prompt_ids, prompt_mask, rng,
+                             max_new_tokens=config.rl.max_new_tokens, temperature=pc.temperature,
+                             eos_id=run.tokenizer.eos_id, pad_id=run.tokenizer.pad_id)
+    return (dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask, tokens=comp.tokens,
+                 mask=comp.mask), prm.step_ends(comp.tokens, comp.mask, table))
+
+  def labelled_batch(source, start: int, size: int, rng):
+    examples = [source[i] for i in range(start, start + size)]
+    enc = [pipeline.encode_example(e, run.tokenizer, run.shapes, with_demo=False)
+           for e in examples]
+    prompts = run.device_batch({k: np.stack([x[k] for x in enc])
+                                for k in ("prompt_ids", "prompt_mask")})
+    batch, step_end = rollout(policy_params, prompts["prompt_ids"], prompts["prompt_mask"], rng)
+    host = jax.device_get(dict(batch, step_end=step_end))
+    labels = prm.label_batch(run.task, run.tokenizer, [e for e in examples for _ in range(g)],
+                             host["tokens"], host["mask"], host["step_end"], delimiter)
+    return run.device_batch(dict(host, labels=labels))
+
+  rng = jax.random.fold_in(run.base_rng, 3)
+  train = pipeline.TaskSource(run.task, "train", config.seed + 3, config.data.train_size)
+  test = pipeline.TaskSource(run.task, "test", config.data.eval_seed, pc.eval_prompts)
+  held_out = labelled_batch(test, 0, pc.eval_prompts, jax.random.fold_in(rng, 0))
+  before = metrics_lib.to_python(jax.device_get(evaluate(carry[0], held_out)))
+  last: dict[str, Any] = {}
+  for step in tqdm.trange(1, pc.steps + 1, desc="prm", disable=not progress, mininterval=2):
+    batch = labelled_batch(train, (step - 1) * pc.batch_size, pc.batch_size,
+                           jax.random.fold_in(rng, step))
+    carry, last = update(carry, batch)
+  after = metrics_lib.to_python(jax.device_get(evaluate(carry[0], held_out)))
+  last = metrics_lib.to_python(jax.device_get(last))
+  logging.info("PRM after %d steps: held-out step accuracy %.3f (%.3f before), balanced "
+               "%.3f (%.3f before), correct steps %.2f", pc.steps, after["prm_step_accuracy"],
+               before["prm_step_accuracy"], after["prm_balanced_accuracy"],
+               before["prm_balanced_accuracy"], after["prm_positive_frac"])
+  return carry[0], {"prm_steps": pc.steps, "prm_train_loss": last.get("prm_loss"),
+                    "prm_eval_loss": after["prm_loss"],
+                    "prm_eval_step_accuracy": after["prm_step_accuracy"],
+                    "prm_eval_step_accuracy_before": before["prm_step_accuracy"],
+                    "prm_eval_balanced_accuracy": after["prm_balanced_accuracy"],
+                    "prm_eval_balanced_accuracy_before": before["prm_balanced_accuracy"],
+                    "prm_eval_positive_frac": after["prm_positive_frac"]}
+
+
 def _check_finite(step: int, m: dict[str, Any], checkpointer: Checkpointer) -> None:
   bad = metrics_lib.first_non_finite(m)
   if bad is not None:
@@ -230,10 +306,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     t0 = time.time()
     params, sft_metrics = _sft(run, template.params, progress)
     del template
-    state = run.make_rl_state(params)
+    sft_metrics["sft_time_s"] = time.time() - t0
+    prm_params = None
+    if run.uses_prm:
+      t0 = time.time()
+      prm_params, prm_metrics = _train_prm(run, params, progress)
+      sft_metrics.update(prm_metrics, prm_time_s=time.time() - t0)
+    state = run.make_rl_state(params, prm_params)
     acc = run.evaluate(state.params)
-    writer.write(0, {"phase": "sft", "eval_accuracy": acc, "sft_time_s": time.time() - t0,
-                     **sft_metrics})
+    writer.write(0, {"phase": "sft", "eval_accuracy": acc, **sft_metrics})
     logging.info("after SFT (%d steps): held-out greedy accuracy %.3f", sft_metrics["sft_steps"],
                  acc)
     checkpointer.save(0, state, train_it.get_state(), {"eval_accuracy": acc, **rng_meta})

@@ -5,7 +5,8 @@
 1. Each prompt is repeated G times and completed by the KV-cache sampler.
 2. The task's jittable reward (or a `jax.pure_callback` verifier) scores every completion.
 3. Behaviour / reference log-probabilities come from one teacher-forced forward pass each.
-4. `ADVANTAGES[config.algorithm.advantage]` turns rewards into token advantages [B, G, T].
+4. `ADVANTAGES[config.algorithm.advantage]` turns rewards into token advantages [B, G, T]
+   (PURE estimators also get step ends and the frozen PRM's step rewards).
 5. `lax.scan` over ppo_epochs x minibatches (x micro-batches for gradient accumulation) applies
    `POLICY_LOSSES[config.algorithm.policy_loss]` with optax.
 
@@ -24,6 +25,7 @@ import optax
 from rlvr_jax import models, sampling
 from rlvr_jax.algorithms import advantages as adv_lib
 from rlvr_jax.algorithms import losses, registry
+from rlvr_jax.rewards import prm
 from rlvr_jax.training.state import TrainState
 
 RewardFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
@@ -77,7 +79,8 @@ def _repeat(x: jax.Array, g: int) -> jax.Array:
 def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelConfig,
                  reward_fn: RewardFn, optimizer: optax.GradientTransformation, *,
                  eos_id: int, pad_id: int,
-                 value_optimizer: optax.GradientTransformation | None = None
+                 value_optimizer: optax.GradientTransformation | None = None,
+                 step_end_table: Any = None
                  ) -> Callable[..., tuple[TrainState, dict[str, Any]]]:
   """Builds `rl_step(state, batch, rng) -> (state, metrics)` (not yet jitted); its three
   phases are also available as `rl_step.phases` (an `RLPhases`).
@@ -90,6 +93,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     optimizer: the policy optimizer.
     eos_id, pad_id: token ids of the tokenizer.
     value_optimizer: the critic optimizer when the state carries a value model (PPO / GAE).
+    step_end_table: bool [V] (`prm.step_end_table`), which token ids end a reasoning step;
+      needed when the state carries a PRM (PURE estimators).
   """
   rl, alg = config.rl, config.algorithm
   g = rl.group_size
@@ -157,14 +162,14 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     metrics = jax.tree.map(jnp.mean, metrics)
-    metrics.update(loss=loss.sum(), grad_norm=optax.global_norm(grads))
+    metrics.update(loss=loss.sum(), grad_norm=optax.tree.norm(grads))
     if value_params is not None:
       v_normalizer = losses.aggregate_normalizer(mb["mask"], agg)
       v_grads, (v_loss, v_metrics) = accumulated_grads(value_loss, value_params, mb, v_normalizer)
       v_updates, value_opt_state = value_optimizer.update(v_grads, value_opt_state, value_params)
       value_params = optax.apply_updates(value_params, v_updates)
       metrics.update(jax.tree.map(jnp.mean, v_metrics), value_loss=v_loss.sum(),
-                     value_grad_norm=optax.global_norm(v_grads))
+                     value_grad_norm=optax.tree.norm(v_grads))
     return (params, opt_state, value_params, value_opt_state), metrics
 
   def sample(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
@@ -207,10 +212,20 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                                  comp.tokens, comp.mask)
       values = jax.lax.stop_gradient(values) * comp.mask
 
+    step_end = step_r = None
+    if state.prm_params is not None:
+      if step_end_table is None:
+        raise ValueError("the state carries a PRM but make_rl_step got no step_end_table")
+      step_end = prm.step_ends(comp.tokens, comp.mask, step_end_table)
+      step_r = jax.lax.stop_gradient(prm.step_rewards(
+          model_config, state.prm_params, prompt_ids, prompt_mask, comp.tokens, comp.mask,
+          step_end))
+
     bgn = lambda x: None if x is None else x.reshape(b, g, n)
     inputs = registry.AdvantageInputs(
         rewards=rewards, tokens=bgn(comp.tokens), mask=bgn(comp.mask), logp=bgn(old_logp),
-        ref_logp=bgn(ref_logp), values=bgn(values), greedy_rewards=greedy_rewards)
+        ref_logp=bgn(ref_logp), values=bgn(values), greedy_rewards=greedy_rewards,
+        step_rewards=bgn(step_r), step_end=bgn(step_end))
     adv = advantage_fn(inputs, alg).reshape(b * g, n)
     returns = None
     if values is not None:  # critic targets: GAE advantages + values; the policy sees them whitened
@@ -248,10 +263,15 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
         sample_entropy=jnp.sum(comp.entropies) / jnp.maximum(comp.mask.sum(), 1),
         adv_abs_mean=jnp.sum(jnp.abs(adv)) / jnp.maximum(comp.mask.sum(), 1),
         loss_tokens_frac=loss_mask.sum() / jnp.maximum(comp.mask.sum(), 1))
+    if step_r is not None:
+      n_steps = step_end.sum(-1)
+      metrics.update(
+          steps_per_completion=n_steps.mean(),
+          prm_step_reward_mean=step_r.sum() / jnp.maximum(step_end.sum(), 1),
+          prm_min_step_reward_mean=jnp.min(jnp.where(step_end > 0, step_r, 1.0), -1).mean())
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               value_params=value_params, value_opt_state=value_opt_state)
     return new_state, metrics
-
 
   def rl_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     """sample -> score -> learn, one program."""

@@ -24,6 +24,7 @@ class TrainState:
     ref_params: frozen reference policy for the KL term, or None when no KL is used.
     value_params: PPO critic (same trunk code with a scalar head), or None.
     value_opt_state: optax state of the critic optimizer, or None.
+    prm_params: frozen process reward model (policy trunk + scalar head) for PURE, or None.
   """
 
   step: jax.Array
@@ -32,6 +33,7 @@ class TrainState:
   ref_params: models.Params | None = None
   value_params: models.Params | None = None
   value_opt_state: optax.OptState | None = None
+  prm_params: models.Params | None = None
 
 
 def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
@@ -61,13 +63,15 @@ def critic_from_policy(params: models.Params) -> models.Params:
 
 def create_state(params: models.Params, optimizer: optax.GradientTransformation, *,
                  with_reference: bool,
-                 value_optimizer: optax.GradientTransformation | None = None) -> TrainState:
+                 value_optimizer: optax.GradientTransformation | None = None,
+                 prm_params: models.Params | None = None) -> TrainState:
   """A fresh state at step 0; the reference policy and the critic start from `params`."""
   ref = jax.tree.map(jnp.copy, params) if with_reference else None
   value = critic_from_policy(params) if value_optimizer is not None else None
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=optimizer.init(params), ref_params=ref, value_params=value,
-                    value_opt_state=value_optimizer.init(value) if value is not None else None)
+                    value_opt_state=value_optimizer.init(value) if value is not None else None,
+                    prm_params=prm_params)
 
 
 def tree_size(tree: Any) -> int:
