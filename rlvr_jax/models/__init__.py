@@ -8,6 +8,7 @@ from rlvr_jax.models.transformer import (
     hidden_states,
     init_cache,
     init_params,
+    join_prompt,
     logits_from_hidden,
     param_axes,
     positions_from_mask,
@@ -17,6 +18,6 @@ from rlvr_jax.models.presets import PRESETS, preset
 
 __all__ = [
     "ModelConfig", "tiny", "Params", "forward", "forward_cached", "hidden_states", "init_cache",
-    "init_params", "logits_from_hidden", "param_axes", "positions_from_mask", "scalar_head",
-    "PRESETS", "preset",
+    "init_params", "join_prompt", "logits_from_hidden", "param_axes", "positions_from_mask",
+    "scalar_head", "PRESETS", "preset",
 ]

@@ -227,6 +227,16 @@ def forward(c: ModelConfig, params: Params, tokens_bt: jax.Array,
   return logits_from_hidden(c, params, hidden_states(c, params, tokens_bt, mask_bt))
 
 
+def join_prompt(prompt_bp: jax.Array, prompt_mask_bp: jax.Array, completion_bn: jax.Array,
+                completion_mask_bn: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(tokens [b, p + n], int32 mask [b, p + n]) of left-padded prompts followed by completions;
+  completion token t sits at position p + t, so logits for it are read at p + t - 1."""
+  seq = jnp.concatenate([prompt_bp, completion_bn], axis=1)
+  mask = jnp.concatenate([prompt_mask_bp.astype(jnp.int32), completion_mask_bn.astype(jnp.int32)],
+                         axis=1)
+  return seq, mask
+
+
 def scalar_head(c: ModelConfig, params: Params, tokens_bt: jax.Array,
                 mask_bt: jax.Array | None = None) -> jax.Array:
   """Per-position float32 scalars [b, t] from a value / reward model (`init_params(head=...)`).

@@ -69,8 +69,7 @@ def head_logits(model_config: models.ModelConfig, prm_params: models.Params,
                 mask: jax.Array) -> jax.Array:
   """float32 [b, n]: the PRM head at each completion token (having read that token)."""
   p = prompt_ids.shape[1]
-  seq = jnp.concatenate([prompt_ids, tokens], axis=1)
-  seq_mask = jnp.concatenate([prompt_mask.astype(jnp.int32), mask.astype(jnp.int32)], axis=1)
+  seq, seq_mask = models.join_prompt(prompt_ids, prompt_mask, tokens, mask)
   return models.scalar_head(model_config, prm_params, seq, seq_mask)[:, p:]
 
 

@@ -50,9 +50,7 @@ def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
   Logits are divided by the sampling temperature, as the sampler's distribution is.
   """
   p = prompt_ids.shape[1]
-  seq = jnp.concatenate([prompt_ids, completion_ids], axis=1)
-  seq_mask = jnp.concatenate([prompt_mask.astype(jnp.int32),
-                              completion_mask.astype(jnp.int32)], axis=1)
+  seq, seq_mask = models.join_prompt(prompt_ids, prompt_mask, completion_ids, completion_mask)
   logits = models.forward(model_config, params, seq, seq_mask)[:, p - 1:-1]
   logp_bnv = jax.nn.log_softmax(logits / max(temperature, 1e-6), axis=-1)
   logp = jnp.take_along_axis(logp_bnv, completion_ids[..., None], axis=-1)[..., 0]
@@ -66,9 +64,7 @@ def completion_values(model_config: models.ModelConfig, value_params: models.Par
   """Critic values V(s_t) [b, n]: the state before completion token t is read at the position
   of the token preceding it, as the policy's logits for token t are."""
   p = prompt_ids.shape[1]
-  seq = jnp.concatenate([prompt_ids, completion_ids], axis=1)
-  seq_mask = jnp.concatenate([prompt_mask.astype(jnp.int32),
-                              completion_mask.astype(jnp.int32)], axis=1)
+  seq, seq_mask = models.join_prompt(prompt_ids, prompt_mask, completion_ids, completion_mask)
   return models.scalar_head(model_config, value_params, seq, seq_mask)[:, p - 1:-1]
 
 

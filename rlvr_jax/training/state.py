@@ -41,8 +41,10 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
   warmup = int(opt.get("warmup_steps", 0))
   lr = float(opt.learning_rate)
   if opt.get("schedule", "constant") == "cosine":
-    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total_steps, 2),
-                                                  end_value=lr * opt.get("final_lr_frac", 0.1))
+    # decay_steps counts the warm-up too and must exceed it, even for runs shorter than it.
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, lr, max(warmup, 1), max(total_steps, warmup + 2),
+        end_value=lr * opt.get("final_lr_frac", 0.1))
   else:
     schedule = optax.join_schedules(
         [optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)], [warmup])
