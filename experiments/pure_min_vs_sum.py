@@ -44,6 +44,7 @@ VARIANTS = {"grpo": "configs/quickstart.py", "min": "configs/pure_addition.py",
 def _config(variant: str, seed: int, rl_steps: int | None):
   config = load_config(os.path.join(ROOT, VARIANTS[variant]))
   config.seed = seed
+  config.checkpoint.use_async = False
   if rl_steps:
     config.rl.steps = rl_steps
   return config
@@ -60,6 +61,7 @@ def process_metrics(run: loop.Run, params, num_prompts: int) -> dict[str, float]
   return {"accuracy": float(correct.mean()), "scratchpad_exact": float(exact.mean()),
           "right_answer_wrong_scratchpad": float((correct & ~exact).mean()),
           "steps_per_completion": float(np.mean(steps)) if steps else 0.0,
+          "single_step_frac": float(np.mean([n == 1 for n in steps])) if steps else 0.0,
           "gold_steps_per_completion": float(np.mean(
               [len(prm.split_steps(e.demo, ",")) for e in s["examples"]]))}
 
@@ -77,7 +79,10 @@ def run_one(variant: str, seed: int, args) -> dict:
   result = {"variant": variant, "seed": seed, "wall_s": wall, "summary": summary,
             "sft": process_metrics(run, sft_params, args.eval_prompts),
             "final": process_metrics(run, params, args.eval_prompts),
-            "curve": [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]}
+            "curve": [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r],
+            "train_curve": [(r["step"], r["reward_mean"], r["completion_tokens"],
+                             r.get("steps_per_completion"), r.get("prm_step_reward_mean"))
+                            for r in rows if r.get("phase") == "rl"]}
   result["prm"] = {k: v for k, v in rows[0].items() if k.startswith("prm_")}
   print(json.dumps({k: result[k] for k in ("variant", "seed", "sft", "final", "prm")}),
         flush=True)
@@ -86,8 +91,9 @@ def run_one(variant: str, seed: int, args) -> dict:
 
 def _table(results: list[dict]) -> str:
   lines = ["| variant | seed | accuracy SFT → RL | scratchpad exact SFT → RL | right answer, "
-           "wrong scratchpad (RL) | steps/completion (RL; gold) | PRM held-out balanced acc |",
-           "|---|---|---|---|---|---|---|"]
+           "wrong scratchpad (RL) | steps/completion (RL; gold) | one-step answers (RL) | "
+           "PRM held-out balanced acc |",
+           "|---|---|---|---|---|---|---|---|"]
   for r in results:
     s, f = r["sft"], r["final"]
     prm_acc = r["prm"].get("prm_eval_balanced_accuracy")
@@ -95,7 +101,7 @@ def _table(results: list[dict]) -> str:
         f"| {r['variant']} | {r['seed']} | {s['accuracy']:.3f} → {f['accuracy']:.3f} | "
         f"{s['scratchpad_exact']:.3f} → {f['scratchpad_exact']:.3f} | "
         f"{f['right_answer_wrong_scratchpad']:.3f} | {f['steps_per_completion']:.2f}; "
-        f"{f['gold_steps_per_completion']:.2f} | "
+        f"{f['gold_steps_per_completion']:.2f} | {f['single_step_frac']:.3f} | "
         f"{'–' if prm_acc is None else f'{prm_acc:.3f}'} |")
   return "\n".join(lines)
 

@@ -11,6 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import jax
 
+from rlvr_jax.checkpoints.manager import Checkpointer
 from tests.helpers import ROOT
 
 ARGS = ["--config.rl.steps=6", "--config.checkpoint.every=1", "--config.eval.every=2"]
@@ -77,3 +78,16 @@ def test_non_finite_loss_stops_with_step_and_quantity_and_keeps_checkpoint(tmp_p
   assert steps, "the SFT checkpoint (step 0) must remain"
   last = _params(workdir, steps[-1])
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(last))
+
+
+def test_keeps_the_last_n_checkpoints_and_step_zero(tmp_path):
+  ckpt = Checkpointer(str(tmp_path / "checkpoints"), keep=2, use_async=False)
+  try:
+    for step in range(6):
+      ckpt.save(step, {"w": np.full(3, step, np.float32)}, {"it": step}, {"step": step})
+    assert ckpt.all_steps() == [0, 4, 5]
+    state, data, _ = ckpt.restore(0, {"w": jax.ShapeDtypeStruct((3,), np.float32)})
+    np.testing.assert_array_equal(state["w"], np.zeros(3, np.float32))
+    assert data == {"it": 0}
+  finally:
+    ckpt.close()

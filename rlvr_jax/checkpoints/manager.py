@@ -23,12 +23,16 @@ def abstract_like(tree: Any) -> Any:
 
 
 class Checkpointer:
-  """Keeps the last `keep` checkpoints under `directory`."""
+  """Keeps the last `keep` checkpoints under `directory`, and always step 0 (the policy the RL
+  phase started from: the SFT warm start, or the pretrained model), for evaluation and
+  ablations."""
 
   def __init__(self, directory: str, *, keep: int = 3, use_async: bool = True):
     self.directory = os.path.abspath(directory)
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+        ocp.checkpoint_managers.LatestN(n=keep), ocp.checkpoint_managers.CustomSteps(steps=[0])])
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=use_async, create=True)
+        preservation_policy=policy, enable_async_checkpointing=use_async, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def all_steps(self) -> list[int]:
