@@ -26,7 +26,7 @@ setuptools.setup(
         "jax>=0.6",
         "flax>=0.10",
         "optax>=0.2.6",
-        "orbax-checkpoint>=0.11",
+        "orbax-checkpoint>=0.12",
         "grain>=0.2.10",
         "sentencepiece>=0.2",
         "tensorstore>=0.1.70",
