@@ -1,6 +1,6 @@
 """PURE ablation: min-form vs sum-form (vs strict min, vs outcome-only GRPO) credit assignment.
 
-    python experiments/pure_min_vs_sum.py [--seeds 0,1] [--variants grpo,min,sum,strict]
+    python experiments/pure_min_vs_sum.py [--seeds 0,1] [--variants grpo,min,sum,strict,min-vr1,...]
         [--workdir /tmp/pure_min_vs_sum] [--rl_steps N] [--eval_prompts 512]
 
 Task: the quickstart's 3-digit addition with a scratchpad (configs/quickstart.py); the
@@ -9,9 +9,10 @@ starts RL from the same SFT checkpoint (same seed, same warm start); the PURE va
 same PRM training phase and differ only in `algorithm.advantage`:
 
   grpo    outcome reward only (the quickstart)
-  min     pure_min: min-form step rewards (softmax(-r/0.1) weights) + verifiable reward
-  strict  pure_min_strict: running-min step rewards + verifiable reward
-  sum     pure_sum: summed step rewards + verifiable reward (the paper's hacked contrast)
+  min     pure_min: min-form step rewards (softmax(-r/0.1) weights) + 5 x verifiable reward
+  strict  pure_min_strict: running-min step rewards + 5 x verifiable reward
+  sum     pure_sum: summed step rewards + 5 x verifiable reward (the paper's hacked contrast)
+  *-vr1   the same with the verifiable reward weighted 1 (algorithm.verifiable_coef=1)
 
 After RL each policy decodes the held-out prompts greedily; the table reports answer accuracy,
 scratchpad exact match (every column equals the gold one: the process is right), answers that
@@ -37,12 +38,24 @@ from rlvr_jax.rewards import prm  # noqa: E402
 from rlvr_jax.training import loop  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "experiments", "results", "pure_min_vs_sum")
-VARIANTS = {"grpo": "configs/quickstart.py", "min": "configs/pure_addition.py",
-            "strict": "configs/pure_addition.py:strict", "sum": "configs/pure_addition.py:sum"}
+# name -> (config, overrides). pure_addition.py defaults to verifiable_coef=5; the "-vr1" rows
+# weigh the verifiable reward 1:1 with the PRM returns.
+_VR1 = {"algorithm.verifiable_coef": 1.0}
+VARIANTS = {"grpo": ("configs/quickstart.py", {}),
+            "min": ("configs/pure_addition.py", {}),
+            "strict": ("configs/pure_addition.py:strict", {}),
+            "sum": ("configs/pure_addition.py:sum", {}),
+            "min-vr1": ("configs/pure_addition.py", _VR1),
+            "strict-vr1": ("configs/pure_addition.py:strict", _VR1),
+            "sum-vr1": ("configs/pure_addition.py:sum", _VR1)}
 
 
 def _config(variant: str, seed: int, rl_steps: int | None):
-  config = load_config(os.path.join(ROOT, VARIANTS[variant]))
+  spec, overrides = VARIANTS[variant]
+  config = load_config(os.path.join(ROOT, spec))
+  for path, value in overrides.items():
+    section, field = path.split(".")
+    config[section][field] = value
   config.seed = seed
   config.checkpoint.use_async = False
   if rl_steps:
@@ -124,7 +137,7 @@ def _plot(results: list[dict], path: str) -> None:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1")
-  parser.add_argument("--variants", default="grpo,min,sum,strict")
+  parser.add_argument("--variants", default=",".join(VARIANTS))
   parser.add_argument("--workdir", default="/tmp/pure_min_vs_sum")
   parser.add_argument("--rl_steps", type=int, default=0, help="0 = the config's")
   parser.add_argument("--eval_prompts", type=int, default=512)
@@ -138,7 +151,14 @@ def main():
         parser.error(f"--variants: unknown {variant!r}; known: {', '.join(VARIANTS)}")
       results.append(run_one(variant, seed, args))
   os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "results.json"), "w") as f:
+  path = os.path.join(args.out, "results.json")
+  if os.path.exists(path):  # keep earlier runs of other (variant, seed) pairs
+    done = {(r["variant"], r["seed"]) for r in results}
+    with open(path) as f:
+      results = [r for r in json.load(f) if (r["variant"], r["seed"]) not in done] + results
+  order = list(VARIANTS)
+  results.sort(key=lambda r: (r["seed"], order.index(r["variant"])))
+  with open(path, "w") as f:
     json.dump(results, f, indent=1)
   _plot(results, os.path.join(args.out, "curves.png"))
   table = _table(results)

@@ -48,6 +48,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
   proc = _main(killed)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "resumed from" in proc.stderr
+  assert "config differs" not in proc.stderr  # fault injection (config.debug) is not a change
   assert _metrics(straight) == _metrics(killed)
   a, b = _params(straight, 6), _params(killed, 6)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
@@ -64,6 +65,7 @@ def test_torn_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
   proc = _main(workdir, "--config.rl.steps=5")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "Skipping unreadable checkpoint" in proc.stderr
+  assert "config differs" in proc.stderr and "rl.steps (4 -> 5)" in proc.stderr
   assert "resumed from" in proc.stderr and "at RL step 3" in proc.stderr
   assert [r["step"] for r in _metrics(workdir)] == [0, 1, 2, 3, 4, 5]
 

@@ -265,6 +265,33 @@ def _train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, 
                     "prm_eval_positive_frac": after["prm_positive_frac"]}
 
 
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  out: dict[str, Any] = {}
+  for k, v in tree.items():
+    out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
+  return out
+
+
+def _warn_on_config_change(path: str, config: ml_collections.ConfigDict) -> None:
+  """Warns, naming the fields, when a workdir that holds a run gets a different config: a resume
+  then continues the old run under the new values (fine for rl.steps, surprising for most)."""
+  if not os.path.exists(path):
+    return
+  import json  # local: only this check and the summary read JSON back
+  with open(path) as f:
+    old = _flatten(json.load(f))
+  new = _flatten(json.loads(config.to_json_best_effort()))
+  changed = sorted(k for k in old.keys() | new.keys()
+                   if old.get(k) != new.get(k) and not k.startswith("debug."))
+  if changed:
+    logging.warning("config differs from the one %s was started with, in: %s. A resume continues "
+                    "the existing checkpoints under the new values; use a new --workdir for a "
+                    "new run.", os.path.dirname(path),
+                    ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed))
+
+
 def _check_finite(step: int, m: dict[str, Any], checkpointer: Checkpointer) -> None:
   bad = metrics_lib.first_non_finite(m)
   if bad is not None:
@@ -280,7 +307,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   os.makedirs(workdir, exist_ok=True)
   parallel.maybe_initialize_distributed(config.distributed)
   run = Run(config)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
+  config_path = os.path.join(workdir, "config.json")
+  _warn_on_config_change(config_path, config)
+  with open(config_path, "w") as f:
     f.write(config.to_json_best_effort(indent=2))
   if hasattr(run.tokenizer, "serialized_model"):  # sentencepiece; HF tokenizers come from init.path
     with open(os.path.join(workdir, "tokenizer.model"), "wb") as f:
