@@ -120,16 +120,22 @@ def _table(results: list[dict]) -> str:
 
 
 def _plot(results: list[dict], path: str) -> None:
+  """Held-out accuracy over RL steps: one colour per variant, one line style per seed."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(6, 4))
+  colours = dict(zip(VARIANTS, plt.get_cmap("tab10").colors))
+  styles = ["-", "--", ":", "-."]
+  seeds = sorted({r["seed"] for r in results})
+  fig, ax = plt.subplots(figsize=(7, 4.5))
   for r in results:
     steps, acc = zip(*r["curve"])
-    ax.plot(steps, acc, ".-", label=f"{r['variant']} seed {r['seed']}")
+    ax.plot(steps, acc, marker=".", color=colours[r["variant"]],
+            linestyle=styles[seeds.index(r["seed"]) % len(styles)],
+            label=f"{r['variant']} seed {r['seed']}")
   ax.set_xlabel("RL step")
   ax.set_ylabel("held-out greedy accuracy")
-  ax.legend(fontsize=7)
+  ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
 
@@ -142,7 +148,16 @@ def main():
   parser.add_argument("--rl_steps", type=int, default=0, help="0 = the config's")
   parser.add_argument("--eval_prompts", type=int, default=512)
   parser.add_argument("--out", default=RESULTS)
+  parser.add_argument("--replot", action="store_true",
+                      help="redraw curves.png and table.md from --out/results.json, no runs")
   args = parser.parse_args()
+  if args.replot:
+    with open(os.path.join(args.out, "results.json")) as f:
+      results = json.load(f)
+    _plot(results, os.path.join(args.out, "curves.png"))
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+      f.write(_table(results) + "\n")
+    return
   logging.set_verbosity(logging.WARNING)
   results = []
   for seed in [int(s) for s in args.seeds.split(",")]:
