@@ -40,6 +40,10 @@ class Task(Protocol):
   `verify` (host, plain Python) and `reward_fn(tokenizer)` (jittable) agree exactly: for token
   ids whose text is `decode_completion(...)`, the reward is 1.0 iff that text is not None and
   `verify(text, example)`.
+
+  Optional: `step_labels(step_texts, example) -> list[bool]`, one label per reasoning step of a
+  completion, for training a process reward model (`rlvr_jax.rewards.prm`); without it a step
+  is correct iff the completion matches `example.demo` through that step.
   """
 
   name: str
