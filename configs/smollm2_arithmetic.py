@@ -7,8 +7,8 @@ arithmetic word problems (`gsm_arith`), prompted with the model's chat template.
 
 No SFT: the instruct model already solves some problems (8% of the 64 held-out ones greedily,
 most of its answers overrunning the 48-token budget), so the group-relative reward has signal.
-Sized for a 2-core CPU: 2 prompts x 8 samples, 48 new tokens, ~90 s a step on a shared
-machine; 15 steps took greedy held-out accuracy from 0.08 to 0.64 (results and caveats in
+Sized for a 2-core CPU: 2 prompts x 8 samples, 48 new tokens, 16 s a step (89 s on cores
+shared with other jobs); 15 steps took greedy held-out accuracy from 0.08 to 0.64 (results and caveats in
 experiments/results/smollm2_arithmetic/). On an accelerator raise rl.batch_size.
 `--config.init.path=...` points at another llama-architecture GGUF. The `tiny` variant (one RL
 step on the real model, short everything) is what tests use.
