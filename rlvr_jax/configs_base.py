@@ -54,7 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
       dynamic_sampling=False, overlong_buffer_len=0, positive_weight=0.1, negative_weight=1.0,
       kl_penalty_coef=0.01, gamma=1.0, lam=1.0, value_clip=0.2,
       # PURE: min-form softmax temperature; weight of the verifiable reward (PRM+VR; 0 = PRM only)
-      pure_temperature=0.1, verifiable_coef=1.0))
+      pure_temperature=0.1, verifiable_coef=1.0,
+      # GSPO clips the sequence-level ratio (policy_loss="gspo"), far tighter than token ratios
+      gspo_clip_low=3e-4, gspo_clip_high=4e-4))
   # PPO critic, built when algorithm.advantage == "gae" (initialised from the policy trunk).
   c.value = ml_collections.ConfigDict(dict(optimizer=_optimizer(1e-3)))
   # Process reward model for PURE (algorithm.advantage in PRM_ESTIMATORS): the policy trunk after

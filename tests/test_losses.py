@@ -213,3 +213,20 @@ def test_policy_loss_vmaps_over_groups_and_registry():
   assert set(registry.POLICY_LOSSES) == {"ppo", "gspo"}
   with pytest.raises(ValueError, match="gspo"):
     registry.POLICY_LOSSES["reinforce"]
+
+
+def test_gspo_from_the_default_config_uses_gspo_clip_ranges():
+  """The base config's token clip (0.2) must not leak into GSPO's sequence-ratio clip."""
+  from rlvr_jax.configs_base import base_config
+  cfg = base_config().algorithm
+  cfg.policy_loss, cfg.loss_agg = "gspo", "seq-mean-token-mean"
+  rng = np.random.default_rng(0)
+  old_logp = jnp.asarray(rng.normal(size=(4, 6)), jnp.float32)
+  # Sequence ratios of exp(0.01) ~ 1.01: outside GSPO's [1 - 3e-4, 1 + 4e-4], inside PPO's 0.2.
+  logp = old_logp + 0.01
+  adv, mask = jnp.ones((4, 6)), jnp.ones((4, 6))
+  got = jax.grad(lambda lp: registry.POLICY_LOSSES["gspo"](lp, old_logp, adv, mask, cfg)[0])(logp)
+  want = jax.grad(lambda lp: L.gspo_loss(lp, old_logp, adv, mask, clip_low=3e-4,
+                                         clip_high=4e-4)[0])(logp)
+  np.testing.assert_allclose(got, want, atol=1e-7)
+  np.testing.assert_array_equal(got, 0.0)  # clipped with a positive advantage: no gradient

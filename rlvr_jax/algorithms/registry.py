@@ -213,8 +213,10 @@ def _ppo(logp, old_logp, advantages, mask, cfg, *, normalizer=None):
 
 @register_policy_loss("gspo")
 def _gspo(logp, old_logp, advantages, mask, cfg, *, normalizer=None):
+  # Sequence-level ratios need a far narrower clip than token ratios: GSPO's own defaults
+  # (3e-4, 4e-4), kept apart from the token-level clip_low / clip_high.
   return losses.gspo_loss(
-      logp, old_logp, advantages, mask, clip_low=cfg.get("clip_low", 3e-4),
-      clip_high=cfg.get("clip_high", 4e-4),
+      logp, old_logp, advantages, mask, clip_low=cfg.get("gspo_clip_low", 3e-4),
+      clip_high=cfg.get("gspo_clip_high", 4e-4),
       agg=cfg.get("loss_agg", "seq-mean-token-mean"),
       max_len=cfg.get("max_len", None), normalizer=normalizer)
