@@ -215,3 +215,24 @@ def test_smollm2_config_and_greedy_chat(smollm2):
   text = tok.decode(completion)
   print(f"smollm2 greedy: {text!r}")
   assert "Paris" in text
+
+
+def test_smollm2_step_ends_find_the_delimiter_however_it_is_tokenized(smollm2):
+  """SmolLM2 has a "\n\n" token, yet mid-text its pre-tokenizer emits "\n" "\n": PURE's step
+  matcher reads text, not token ids, and must cut both the same way."""
+  from rlvr_jax.rewards import prm  # local: only this test needs it
+  _, _, tok = smollm2
+  newline, double = tok.encode("\n"), tok.encode("\n\n")
+  assert len(newline) == 1 and len(double) == 1
+  text = "Step 1: add.\n\nStep 2: 3*4 = 12.\n\nThe answer is 12."
+  split = tok.encode(text)
+  assert any(split[i:i + 2] == newline * 2 for i in range(len(split)))  # the split form
+  parts = text.split("\n\n")
+  joined = tok.encode(parts[0]) + double + tok.encode(parts[1]) + double + tok.encode(parts[2])
+  table = prm.step_end_table(tok, "\n\n")
+  for ids in (split, joined):
+    ids = ids + [tok.eos_id]
+    ends = np.asarray(prm.step_ends(np.asarray([ids]), np.ones((1, len(ids))), table))[0]
+    steps = prm.completion_steps(tok, np.asarray(ids), np.ones(len(ids)), ends)
+    assert steps == prm.split_steps(text, "\n\n") == [
+        "Step 1: add.\n\n", "Step 2: 3*4 = 12.\n\n", "The answer is 12."]

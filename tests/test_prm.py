@@ -47,21 +47,27 @@ def _corrupt(demo, rng):
 
 
 # --- segmentation and labels: against obvious host loops ------------------------------------
-def test_step_ends_match_a_loop_over_decoded_text():
-  table = prm.step_end_table(TOKENIZER, ",")
+@pytest.mark.parametrize("delimiter", [",", "=1", "11", "1+1", "+0=1"])
+def test_step_ends_match_a_loop_over_decoded_text(delimiter):
+  """Single-token and multi-token delimiters, self-overlapping ones ("11": "111" ends twice)."""
+  table = prm.step_end_table(TOKENIZER, delimiter)
   rng = np.random.default_rng(0)
-  tokens = rng.integers(0, TOKENIZER.vocab_size, size=(64, 20)).astype(np.int32)
-  lengths = rng.integers(0, 21, size=64)
-  mask = (np.arange(20) < lengths[:, None]).astype(np.float32)
+  alphabet = [TOKENIZER.encode(ch)[0] for ch in "0123456789+=,#"]
+  tokens = rng.choice(alphabet + [TOKENIZER.eos_id], size=(128, 24)).astype(np.int32)
+  lengths = rng.integers(0, 25, size=128)
+  mask = (np.arange(24) < lengths[:, None]).astype(np.float32)
   got = np.asarray(prm.step_ends(tokens, mask, table))
   want = np.zeros_like(got)
-  for i in range(64):
+  for i in range(128):
+    text = ""
     for t in range(lengths[i]):
-      text = TOKENIZER.decode([int(tokens[i, t])])
       special = tokens[i, t] in (TOKENIZER.eos_id, TOKENIZER.pad_id)
-      if (text.endswith(",") and not special) or t == lengths[i] - 1:
+      piece = "" if special else TOKENIZER.decode([int(tokens[i, t])])
+      text += piece
+      if (piece and text.endswith(delimiter)) or t == lengths[i] - 1:
         want[i, t] = 1
   np.testing.assert_array_equal(got, want)
+  assert want[:, :-1].sum() > lengths.sum() / 50  # the delimiter does occur
 
 
 def test_step_end_table_rejects_a_delimiter_no_token_ends_with():

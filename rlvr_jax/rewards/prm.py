@@ -2,12 +2,13 @@
 
 PURE (Cheng et al. 2025) credits each reasoning step with a PRM score. Here:
 
-* **Steps.** A step ends at a completion token whose decoded text ends with the delimiter
-  (`config.prm.step_delimiter`, "\\n\\n" by default as in PURE; "," for the addition
-  scratchpad); the last valid token (EOS, or the last token of a truncated completion) always
-  ends the last step. `step_end_table` precomputes, once per tokenizer, which vocabulary ids end
-  a step, so the compiled step finds step ends with one gather (`step_ends`). A delimiter split
-  across two tokens is not detected (as in the PURE reference, which also tests single tokens).
+* **Steps.** A step ends at the completion token after which the completion's decoded text
+  ends with the delimiter (`config.prm.step_delimiter`, "\\n\\n" by default as in PURE; ","
+  for the addition scratchpad), whether the delimiter is one token, the end of a longer one, or
+  split across several; the last valid token (EOS, or the last token of a truncated
+  completion) always ends the last step. `step_end_table` precomputes, once per tokenizer, a
+  KMP matcher over token ids, so the compiled step finds step ends with a scan of gathers
+  (`step_ends`).
 * **Model.** The PRM is the policy trunk with a scalar head (`models.scalar_head`), read at each
   step-end token: that position has seen the prompt and the whole step and nothing after it.
   Its logit h gives the step reward r = p(+) - p(-) = 2 sigmoid(h) - 1 = tanh(h / 2) in [-1, 1].
@@ -23,7 +24,7 @@ PURE (Cheng et al. 2025) credits each reasoning step with a PRM score. Here:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,33 +36,84 @@ from rlvr_jax.algorithms.advantages import last_token_onehot
 from rlvr_jax.tokenizers import Tokenizer
 
 
-def step_end_table(tokenizer: Tokenizer, delimiter: str, vocab_size: int | None = None
-                   ) -> np.ndarray:
-  """bool [V]: whether token id v's decoded text ends with `delimiter`.
+class StepEndTable(NamedTuple):
+  """A delimiter matcher over token ids (`step_end_table`), for `step_ends` inside jit.
 
-  `vocab_size` (the model's, which may be padded past the tokenizer's) sizes the table; ids the
-  tokenizer does not know never end a step. Raises if no token ends a step, which would make
-  every completion one step.
+  States are KMP states: how many leading characters of the delimiter the completion's text
+  ends with (0..L). next_state int32 [L + 1, V]: the state after reading token v's text;
+  ends bool [L + 1, V]: token v has text and, after it, the text ends with the delimiter.
+  """
+
+  next_state: np.ndarray
+  ends: np.ndarray
+
+
+def _kmp_failure(pattern: str) -> list[int]:
+  """failure[i]: length of the longest proper prefix of pattern[:i + 1] that is also a suffix."""
+  failure, k = [0] * len(pattern), 0
+  for i in range(1, len(pattern)):
+    while k and pattern[i] != pattern[k]:
+      k = failure[k - 1]
+    if pattern[i] == pattern[k]:
+      k += 1
+    failure[i] = k
+  return failure
+
+
+def step_end_table(tokenizer: Tokenizer, delimiter: str, vocab_size: int | None = None
+                   ) -> StepEndTable:
+  """The matcher for "the completion's text so far ends with `delimiter`", one row per token.
+
+  A delimiter may be one token ("\n\n" in most BPE vocabularies), end a longer one (".\n\n")
+  or span several ("\n" + "\n"): the text is matched, not token ids. `vocab_size` (the
+  model's, which may be padded past the tokenizer's) sizes the table; unknown ids and EOS / pad
+  have no text. Raises if no token sequence can end a step, which would make every completion
+  one step.
   """
   if not delimiter:
     raise ValueError("config.prm.step_delimiter: must be a non-empty string")
-  size = vocab_size or tokenizer.vocab_size
-  table = np.zeros(size, bool)
+  size, n = vocab_size or tokenizer.vocab_size, len(delimiter)
+  failure = _kmp_failure(delimiter)
+
+  def advance(state: int, ch: str) -> int:
+    if state == n:
+      state = failure[n - 1]
+    while state and delimiter[state] != ch:
+      state = failure[state - 1]
+    return state + 1 if delimiter[state] == ch else 0
+
+  next_state = np.tile(np.arange(n + 1, dtype=np.int32)[:, None], (1, size))
+  ends = np.zeros((n + 1, size), bool)
   special = {tokenizer.eos_id, tokenizer.pad_id}
   for v in range(min(size, tokenizer.vocab_size)):
-    if v not in special:
-      table[v] = tokenizer.decode([v]).endswith(delimiter)
-  if not table.any():
-    raise ValueError(f"config.prm.step_delimiter: no token of the tokenizer decodes to text "
-                     f"ending with {delimiter!r}, so completions could not be split into steps")
-  return table
+    text = "" if v in special else tokenizer.decode([v])
+    if not text:
+      continue
+    for state in range(n + 1):
+      s = state
+      for ch in text:
+        s = advance(s, ch)
+      next_state[state, v] = s
+      ends[state, v] = s == n
+  if not ends.any():
+    raise ValueError(f"config.prm.step_delimiter: no text of the tokenizer's tokens contains "
+                     f"{delimiter!r}, so completions could not be split into steps")
+  return StepEndTable(next_state, ends)
 
 
-def step_ends(tokens: jax.Array, mask: jax.Array, table: jax.Array) -> jax.Array:
-  """float32 [..., T]: 1 at step-end tokens of valid positions; the last valid token included."""
+def step_ends(tokens: jax.Array, mask: jax.Array, table: StepEndTable) -> jax.Array:
+  """float32 [..., T]: 1 at valid tokens after which the completion's text ends with the
+  delimiter (a `lax.scan` over T of table lookups), and at the last valid token."""
   mask = mask.astype(jnp.float32)
-  ends = jnp.asarray(table)[jnp.clip(tokens, 0, table.shape[0] - 1)].astype(jnp.float32)
-  return jnp.maximum(ends * mask, last_token_onehot(mask))
+  next_state, ends = jnp.asarray(table.next_state), jnp.asarray(table.ends)
+  ids = jnp.clip(tokens, 0, next_state.shape[1] - 1).reshape(-1, tokens.shape[-1])
+
+  def read(state, ids_n):
+    return next_state[state, ids_n], ends[state, ids_n]
+
+  _, ends_tn = jax.lax.scan(read, jnp.zeros(ids.shape[0], jnp.int32), ids.T)
+  ends_t = ends_tn.T.reshape(tokens.shape).astype(jnp.float32)
+  return jnp.maximum(ends_t * mask, last_token_onehot(mask))
 
 
 def head_logits(model_config: models.ModelConfig, prm_params: models.Params,

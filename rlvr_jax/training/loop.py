@@ -212,7 +212,7 @@ def _train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, 
   """
   config, pc = run.config, run.config.prm
   g, delimiter = pc.group_size, pc.step_delimiter
-  table = jnp.asarray(run.step_end_table)
+  table = run.step_end_table
   params = jax.jit(critic_from_policy)(policy_params)
   optimizer = make_optimizer(pc.optimizer, pc.steps)
   carry = (params, jax.jit(optimizer.init)(params))

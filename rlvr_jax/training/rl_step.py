@@ -89,7 +89,7 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     optimizer: the policy optimizer.
     eos_id, pad_id: token ids of the tokenizer.
     value_optimizer: the critic optimizer when the state carries a value model (PPO / GAE).
-    step_end_table: bool [V] (`prm.step_end_table`), which token ids end a reasoning step;
+    step_end_table: `prm.step_end_table`, the matcher that finds reasoning-step ends;
       needed when the state carries a PRM (PURE estimators).
   """
   rl, alg = config.rl, config.algorithm
