@@ -53,9 +53,7 @@ VARIANTS = {"grpo": ("configs/quickstart.py", {}),
 def _config(variant: str, seed: int, rl_steps: int | None):
   spec, overrides = VARIANTS[variant]
   config = load_config(os.path.join(ROOT, spec))
-  for path, value in overrides.items():
-    section, field = path.split(".")
-    config[section][field] = value
+  config.update_from_flattened_dict(overrides)
   config.seed = seed
   config.checkpoint.use_async = False
   if rl_steps:

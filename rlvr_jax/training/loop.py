@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import signal
 import time
@@ -235,10 +236,11 @@ def _train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, 
     prompts = run.device_batch({k: np.stack([x[k] for x in enc])
                                 for k in ("prompt_ids", "prompt_mask")})
     batch, step_end = rollout(policy_params, prompts["prompt_ids"], prompts["prompt_mask"], rng)
-    host = jax.device_get(dict(batch, step_end=step_end))
+    # Only labelling needs the host: fetch the completions, send back just the labels.
+    tokens, mask, ends = jax.device_get((batch["tokens"], batch["mask"], step_end))
     labels = prm.label_batch(run.task, run.tokenizer, [e for e in examples for _ in range(g)],
-                             host["tokens"], host["mask"], host["step_end"], delimiter)
-    return run.device_batch(dict(host, labels=labels))
+                             tokens, mask, ends, delimiter)
+    return dict(batch, step_end=step_end, **run.device_batch({"labels": labels}))
 
   rng = jax.random.fold_in(run.base_rng, 3)
   train = pipeline.TaskSource(run.task, "train", config.seed + 3, config.data.train_size)
@@ -279,7 +281,6 @@ def _warn_on_config_change(path: str, config: ml_collections.ConfigDict) -> None
   then continues the old run under the new values (fine for rl.steps, surprising for most)."""
   if not os.path.exists(path):
     return
-  import json  # local: only this check and the summary read JSON back
   with open(path) as f:
     old = _flatten(json.load(f))
   new = _flatten(json.loads(config.to_json_best_effort()))
@@ -387,7 +388,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
 
 
 def _summary(path: str) -> dict[str, Any]:
-  import json  # local: only the summary reads the file back
   with open(path) as f:
     rows = [json.loads(line) for line in f]
   evals = [r for r in rows if "eval_accuracy" in r]
