@@ -36,16 +36,21 @@ def base_config() -> ml_collections.ConfigDict:
   # Where the policy comes from: "scratch" (random init, char tokenizer built from the task),
   # "hf" (a local HF directory) or "gguf" (a local .gguf file); dtype of the loaded weights.
   c.init = ml_collections.ConfigDict(dict(kind="scratch", path="", dtype="float32"))
+  # vocab_size 0: the tokenizer's size; a larger value pads the embedding table (padding ids are
+  # masked out of the logits). Either is then rounded up to a multiple of vocab_multiple (128 is
+  # what TPUs want). Both apply to models trained from scratch; checkpoints bring their own.
   c.model = ml_collections.ConfigDict(dict(
-      d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, head_dim=None,
+      vocab_size=0, vocab_multiple=1, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, head_dim=None,
       rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False, tie_embeddings=True,
-      dtype="float32", param_dtype="float32", remat=False))
+      dtype="float32", param_dtype="float32", remat=False, unroll_layers=False))
   # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
   c.sft = ml_collections.ConfigDict(dict(steps=100, batch_size=32, optimizer=_optimizer(3e-3),
                                          target_accuracy=0.0, eval_every=50))
+  # ignore_eos: every completion runs max_new_tokens (benchmarks that must do a fixed amount of
+  # work); the EOS token is then an ordinary token.
   c.rl = ml_collections.ConfigDict(dict(
       steps=100, batch_size=16, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0,
-      top_p=1.0, ppo_epochs=1, minibatches=1, microbatches=1, optimizer=_optimizer(1e-3)))
+      top_p=1.0, ignore_eos=False, ppo_epochs=1, minibatches=1, microbatches=1, optimizer=_optimizer(1e-3)))
   c.algorithm = ml_collections.ConfigDict(dict(
       advantage="grpo", policy_loss="ppo", loss_agg="token-mean", eps=1e-6, clip_low=0.2,
       clip_high=0.2, dual_clip=ml_collections.FieldReference(None, field_type=float),
@@ -141,5 +146,11 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
     need(c.prm.eval_prompts > 0, "prm.eval_prompts", "must be > 0")
     need(c.prm.temperature >= 0, "prm.temperature", "must be >= 0")
     need(c.prm.optimizer.learning_rate > 0, "prm.optimizer.learning_rate", "must be > 0")
+  need(c.model.vocab_size >= 0, "model.vocab_size", f"must be >= 0, got {c.model.vocab_size}")
+  need(c.model.vocab_multiple >= 1, "model.vocab_multiple",
+       f"must be >= 1, got {c.model.vocab_multiple}")
+  need(c.init.kind == "scratch" or (c.model.vocab_size == 0 and c.model.vocab_multiple == 1),
+       "model.vocab_size", f"init.kind={c.init.kind!r} takes the vocabulary from the checkpoint; "
+       "leave model.vocab_size=0 and model.vocab_multiple=1")
   need(c.algorithm.high_entropy_frac is None or 0 < c.algorithm.high_entropy_frac <= 1,
        "algorithm.high_entropy_frac", "must be in (0, 1] or None")

@@ -3,21 +3,22 @@
 from rlvr_jax.models.config import ModelConfig, tiny
 from rlvr_jax.models.transformer import (
     Params,
+    decode_step,
     forward,
-    forward_cached,
     hidden_states,
     init_cache,
     init_params,
     join_prompt,
     logits_from_hidden,
     param_axes,
+    prefill,
     positions_from_mask,
     scalar_head,
 )
 from rlvr_jax.models.presets import PRESETS, preset
 
 __all__ = [
-    "ModelConfig", "tiny", "Params", "forward", "forward_cached", "hidden_states", "init_cache",
-    "init_params", "join_prompt", "logits_from_hidden", "param_axes", "positions_from_mask",
-    "scalar_head", "PRESETS", "preset",
+    "ModelConfig", "tiny", "Params", "forward", "decode_step", "prefill", "hidden_states",
+    "init_cache", "init_params", "join_prompt", "logits_from_hidden", "param_axes",
+    "positions_from_mask", "scalar_head", "PRESETS", "preset",
 ]

@@ -33,6 +33,15 @@ class ModelConfig:
   dtype: str = "float32"  # activation / compute dtype; logits are always float32
   param_dtype: str = "float32"
   remat: bool = False  # rematerialise each layer in the backward pass
+  # The trunk is one lax.scan over stacked layers (compile time independent of depth); True
+  # unrolls it, which on CPU saves the backward pass the stacked residual buffers (memset, slice
+  # copies) at the cost of compile time growing with depth.
+  unroll_layers: bool = False
+  cache_dtype: str | None = None  # KV-cache dtype of the sampler; None: the compute dtype
+  # Ids at or above this are padding rows of an enlarged embedding table (a vocabulary padded to
+  # a multiple of 128, or a benchmark's fixed size): their logits are masked, so they are never
+  # sampled and hold no probability. None: every id is a real token.
+  valid_vocab_size: int | None = None
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff"):
@@ -45,9 +54,14 @@ class ModelConfig:
     if self.head_dim is None and self.d_model % self.n_heads:
       raise ValueError(f"model.d_model ({self.d_model}) is not divisible by model.n_heads "
                        f"({self.n_heads}); set model.head_dim explicitly")
+    if self.valid_vocab_size is not None and not 0 < self.valid_vocab_size <= self.vocab_size:
+      raise ValueError(f"model.valid_vocab_size ({self.valid_vocab_size}) must be in "
+                       f"[1, vocab_size={self.vocab_size}]")
     if self.resolved_head_dim % 2:
       raise ValueError(f"model.head_dim must be even for RoPE, got {self.resolved_head_dim}")
-    for name in ("dtype", "param_dtype"):
+    for name in ("dtype", "param_dtype", "cache_dtype"):
+      if name == "cache_dtype" and self.cache_dtype is None:
+        continue
       if getattr(self, name) not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"model.{name} must be float32, bfloat16 or float16, "
                          f"got {getattr(self, name)!r}")
@@ -57,6 +71,18 @@ class ModelConfig:
   @property
   def resolved_head_dim(self) -> int:
     return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
+
+  @property
+  def scan_unroll(self) -> int:
+    return self.n_layers if self.unroll_layers else 1
+
+  @property
+  def resolved_cache_dtype(self) -> str:
+    return self.cache_dtype or self.dtype
+
+  @property
+  def masks_vocab(self) -> bool:
+    return self.valid_vocab_size is not None and self.valid_vocab_size < self.vocab_size
 
   @property
   def rope_scaling_dict(self) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ g = h // k query heads per kv head, e head dim, f feed-forward, v vocab, l layer
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -101,6 +102,37 @@ def init_params(c: ModelConfig, rng: jax.Array, head: str | None = None) -> Para
 # ---------------------------------------------------------------------------------------------
 # Building blocks
 # ---------------------------------------------------------------------------------------------
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def linear(x: jax.Array, w: jax.Array, n_in: int = 1) -> jax.Array:
+  """Contracts the last `n_in` axes of x with the first `n_in` axes of w (e.g. "btd,dhe->bthe"
+  with n_in=1, "bthe,hed->btd" with n_in=2) as one [tokens, in] x [in, out] matmul.
+
+  The backward pass is written out (dx = g w^T, dw = x^T g over flattened tokens) because XLA:CPU
+  differentiates the einsum into transposing loop fusions that took longer than the matmuls
+  themselves; this form runs the MLP's forward + backward 1.8x faster, bit-identical.
+  """
+  return _linear_fwd(x, w, n_in)[0]
+
+
+def _linear_fwd(x, w, n_in):
+  k = math.prod(w.shape[:n_in])
+  out = jnp.dot(x.reshape(-1, k), w.reshape(k, -1), preferred_element_type=x.dtype)
+  return out.reshape(x.shape[:x.ndim - n_in] + w.shape[n_in:]), (x, w)
+
+
+def _linear_bwd(n_in, residuals, g):
+  x, w = residuals
+  k = math.prod(w.shape[:n_in])
+  g_tn = g.reshape(math.prod(x.shape[:x.ndim - n_in]), -1)
+  x_tk, w_kn = x.reshape(-1, k), w.reshape(k, -1)
+  dx = jnp.einsum("tn,kn->tk", g_tn, w_kn.astype(g_tn.dtype)).astype(x.dtype)
+  dw = jnp.einsum("tk,tn->kn", x_tk.astype(g_tn.dtype), g_tn).astype(w.dtype)
+  return dx.reshape(x.shape), dw.reshape(w.shape)
+
+
+linear.defvjp(_linear_fwd, _linear_bwd)
+
+
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
   """x / sqrt(mean(x^2) + eps) * weight, computed in float32 (as HF Llama)."""
   x32 = x.astype(jnp.float32)
@@ -150,32 +182,63 @@ def _attention(q_bthe, k_bske, v_bske, mask_bts, n_kv_heads):
   return out.reshape(b, t, h, e)
 
 
-def _layer(c: ModelConfig, p: Params, x_btd, positions_bt, mask_bts, kv_cache, cache_index):
-  """One pre-norm block. With `kv_cache=(k_bske, v_bske)` the new keys/values are written at
-  `cache_index` and attention runs over the whole cache; returns (x, new_cache)."""
-  dtype = x_btd.dtype
+def _qkv(c: ModelConfig, p: Params, y_btd, positions_bt):
+  """Projected, biased, normalised and rotated q [b, t, h, e], k and v [b, t, k, e]."""
+  dtype = y_btd.dtype
   inv_freq = rope_inv_freq(c)
-  y = rms_norm(x_btd, p["attn_norm"], c.norm_eps)
-  q = jnp.einsum("btd,dhe->bthe", y, p["wq"].astype(dtype))
-  k = jnp.einsum("btd,dke->btke", y, p["wk"].astype(dtype))
-  v = jnp.einsum("btd,dke->btke", y, p["wv"].astype(dtype))
+  q = linear(y_btd, p["wq"].astype(dtype))
+  k = linear(y_btd, p["wk"].astype(dtype))
+  v = linear(y_btd, p["wv"].astype(dtype))
   if c.qkv_bias:
     q, k, v = q + p["bq"].astype(dtype), k + p["bk"].astype(dtype), v + p["bv"].astype(dtype)
   if c.qk_norm:
     q, k = rms_norm(q, p["q_norm"], c.norm_eps), rms_norm(k, p["k_norm"], c.norm_eps)
-  q, k = apply_rope(q, positions_bt, inv_freq), apply_rope(k, positions_bt, inv_freq)
-  if kv_cache is not None:
-    k_cache, v_cache = kv_cache
-    k = jax.lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), cache_index, 1)
-    v = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), cache_index, 1)
-    kv_cache = (k, v)
-  attn = _attention(q, k.astype(dtype), v.astype(dtype), mask_bts, c.n_kv_heads)
-  x_btd = x_btd + jnp.einsum("bthe,hed->btd", attn, p["wo"].astype(dtype))
+  return apply_rope(q, positions_bt, inv_freq), apply_rope(k, positions_bt, inv_freq), v
+
+
+def _mlp_block(c: ModelConfig, p: Params, x_btd):
+  """x + SwiGLU(rms_norm(x))."""
+  dtype = x_btd.dtype
   y = rms_norm(x_btd, p["mlp_norm"], c.norm_eps)
-  gate = jnp.einsum("btd,df->btf", y, p["w_gate"].astype(dtype))
-  up = jnp.einsum("btd,df->btf", y, p["w_up"].astype(dtype))
-  x_btd = x_btd + jnp.einsum("btf,fd->btd", jax.nn.silu(gate) * up, p["w_down"].astype(dtype))
-  return x_btd, kv_cache
+  gate = linear(y, p["w_gate"].astype(dtype))
+  up = linear(y, p["w_up"].astype(dtype))
+  return x_btd + linear(jax.nn.silu(gate) * up, p["w_down"].astype(dtype))
+
+
+def _layer(c: ModelConfig, p: Params, x_btd, positions_bt, mask_bts):
+  """One pre-norm block over a full sequence; returns (x, (k_btke, v_btke)), the keys and values
+  a KV cache keeps (unused outside prefill, where XLA drops them)."""
+  y = rms_norm(x_btd, p["attn_norm"], c.norm_eps)
+  q, k, v = _qkv(c, p, y, positions_bt)
+  attn = _attention(q, k, v, mask_bts, c.n_kv_heads)
+  x_btd = x_btd + linear(attn, p["wo"].astype(x_btd.dtype), 2)
+  return _mlp_block(c, p, x_btd), (k, v)
+
+
+def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, k_cache_bkse, v_cache_bkse,
+                  valid_bs):
+  """One block for one new token per row, attending to the cache (read only) and to itself.
+
+  The new key/value is returned, not written: the caller writes all layers' entries into the
+  cache with one in-place update per decode step, so no layer copies the cache.
+  """
+  dtype = x_bd.dtype
+  b, d = x_bd.shape
+  kv, e = c.n_kv_heads, c.resolved_head_dim
+  y = rms_norm(x_bd, p["attn_norm"], c.norm_eps)[:, None]
+  q, k, v = _qkv(c, p, y, position_b[:, None])
+  q_bkge = q.reshape(b, kv, c.n_heads // kv, e)
+  k_bke, v_bke = k[:, 0], v[:, 0]
+  cached = jnp.einsum("bkge,bkse->bkgs", q_bkge, k_cache_bkse.astype(dtype),
+                      preferred_element_type=jnp.float32)
+  cached = jnp.where(valid_bs[:, None, None, :] > 0, cached, _MASKED)
+  own = jnp.einsum("bkge,bke->bkg", q_bkge, k_bke, preferred_element_type=jnp.float32)
+  scores = jnp.concatenate([cached, own[..., None]], axis=-1) / math.sqrt(e)
+  probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
+  attn = (jnp.einsum("bkgs,bkse->bkge", probs[..., :-1], v_cache_bkse.astype(dtype))
+          + probs[..., -1:] * v_bke[:, :, None])
+  x_bd = x_bd + linear(attn.reshape(b, c.n_heads, e), p["wo"].astype(dtype), 2)
+  return _mlp_block(c, p, x_bd[:, None])[:, 0], (k_bke, v_bke)
 
 
 def positions_from_mask(mask_bt: jax.Array) -> jax.Array:
@@ -203,22 +266,26 @@ def hidden_states(c: ModelConfig, params: Params, tokens_bt: jax.Array,
   x = params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt]
 
   def body(x, layer_params):
-    x, _ = _layer(c, layer_params, x, positions_bt, mask_bts, None, None)
+    x, _ = _layer(c, layer_params, x, positions_bt, mask_bts)
     return x, None
 
   if c.remat:
     body = jax.checkpoint(body, prevent_cse=False)
-  x, _ = jax.lax.scan(body, x, params["layers"])
+  x, _ = jax.lax.scan(body, x, params["layers"], unroll=c.scan_unroll)
   return rms_norm(x, params["final_norm"], c.norm_eps)
 
 
 def logits_from_hidden(c: ModelConfig, params: Params, h_btd: jax.Array) -> jax.Array:
-  """float32 logits [b, t, v]."""
+  """float32 logits [b, t, v]; padding ids (>= `c.valid_vocab_size`) get a large negative."""
   if c.tie_embeddings:
-    return jnp.einsum("btd,vd->btv", h_btd, params["embed"].astype(h_btd.dtype),
-                      preferred_element_type=jnp.float32)
-  return jnp.einsum("btd,dv->btv", h_btd, params["lm_head"].astype(h_btd.dtype),
-                    preferred_element_type=jnp.float32)
+    logits = jnp.einsum("btd,vd->btv", h_btd, params["embed"].astype(h_btd.dtype),
+                        preferred_element_type=jnp.float32)
+  else:
+    logits = jnp.einsum("btd,dv->btv", h_btd, params["lm_head"].astype(h_btd.dtype),
+                        preferred_element_type=jnp.float32)
+  if c.masks_vocab:
+    logits = jnp.where(jnp.arange(c.vocab_size) < c.valid_vocab_size, logits, _MASKED)
+  return logits
 
 
 def forward(c: ModelConfig, params: Params, tokens_bt: jax.Array,
@@ -252,37 +319,65 @@ def scalar_head(c: ModelConfig, params: Params, tokens_bt: jax.Array,
 # KV cache (used by the sampler)
 # ---------------------------------------------------------------------------------------------
 def init_cache(c: ModelConfig, batch: int, length: int) -> dict[str, jax.Array]:
-  """Zeroed KV cache: k, v [l, b, s, k, e] in the compute dtype."""
-  shape = (c.n_layers, batch, length, c.n_kv_heads, c.resolved_head_dim)
-  return {"k": jnp.zeros(shape, jnp.dtype(c.dtype)), "v": jnp.zeros(shape, jnp.dtype(c.dtype))}
+  """Zeroed KV cache: k, v [l, b, k, s, e] in `c.cache_dtype`.
+
+  Heads before slots, so a decode step's scores q.K^T and probs.V are plain batched matmuls over
+  contiguous [s, e] blocks (no transpose of the cache per step)."""
+  shape = (c.n_layers, batch, c.n_kv_heads, length, c.resolved_head_dim)
+  dtype = jnp.dtype(c.resolved_cache_dtype)
+  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
 
 
-def forward_cached(c: ModelConfig, params: Params, tokens_bt: jax.Array,
-                   positions_bt: jax.Array, cache: dict[str, jax.Array],
-                   cache_index: jax.Array, valid_bs: jax.Array):
-  """Runs t new tokens that occupy cache slots [cache_index, cache_index + t).
-
-  Args:
-    positions_bt: RoPE positions of the new tokens.
-    cache: from `init_cache`; s is its length.
-    cache_index: int32 scalar slot of the first new token.
-    valid_bs: 1 for cache slots holding real tokens (after this call's writes).
+def prefill(c: ModelConfig, params: Params, tokens_bt: jax.Array, mask_bt: jax.Array,
+            cache_len: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Runs left-padded prompts through the trunk once.
 
   Returns:
-    (float32 logits [b, t, v], updated cache).
+    (float32 logits [b, v] of the last position, cache with the prompt in slots [0, t) of
+    `cache_len` slots).
   """
-  t = tokens_bt.shape[1]
-  s = cache["k"].shape[2]
-  query_slot_t = cache_index + jnp.arange(t)
-  mask_bts = (jnp.arange(s)[None, :] <= query_slot_t[:, None])[None] & (valid_bs[:, None, :] > 0)
+  b, t = tokens_bt.shape
+  positions_bt = positions_from_mask(mask_bt)
+  mask_bts = jnp.tril(jnp.ones((t, t), bool))[None] & (mask_bt[:, None, :] > 0)
   x = params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt]
+
+  def body(x, layer_params):
+    x, (k, v) = _layer(c, layer_params, x, positions_bt, mask_bts)
+    return x, (k, v)
+
+  x, (k_lbtke, v_lbtke) = jax.lax.scan(body, x, params["layers"], unroll=c.scan_unroll)
+  h = rms_norm(x[:, -1:], params["final_norm"], c.norm_eps)
+  cache = init_cache(c, b, cache_len)
+  to_cache = lambda x: jnp.swapaxes(x, 2, 3).astype(cache["k"].dtype)  # [l, b, k, t, e]
+  cache = {name: jax.lax.dynamic_update_slice_in_dim(cache[name], to_cache(new), 0, axis=3)
+           for name, new in (("k", k_lbtke), ("v", v_lbtke))}
+  return logits_from_hidden(c, params, h)[:, 0], cache
+
+
+def decode_step(c: ModelConfig, params: Params, token_b: jax.Array, position_b: jax.Array,
+                cache: dict[str, jax.Array], slot: jax.Array, valid_bs: jax.Array
+                ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """One new token per row, written to cache slot `slot`.
+
+  Args:
+    token_b: int32 token ids; position_b: their RoPE positions.
+    cache: from `prefill` / `init_cache`.
+    slot: int32 scalar cache slot of the new tokens.
+    valid_bs: 1 for cache slots holding earlier real tokens (not `slot` itself).
+
+  Returns:
+    (float32 logits [b, v], cache with the new keys/values at `slot`).
+  """
+  x = params["embed"].astype(jnp.dtype(c.dtype))[token_b]
 
   def body(x, scanned):
     layer_params, k_cache, v_cache = scanned
-    x, (k_cache, v_cache) = _layer(c, layer_params, x, positions_bt, mask_bts,
-                                   (k_cache, v_cache), cache_index)
-    return x, (k_cache, v_cache)
+    return _decode_layer(c, layer_params, x, position_b, k_cache, v_cache, valid_bs)
 
-  x, (k, v) = jax.lax.scan(body, x, (params["layers"], cache["k"], cache["v"]))
-  h = rms_norm(x, params["final_norm"], c.norm_eps)
-  return logits_from_hidden(c, params, h), {"k": k, "v": v}
+  x, (k_lbke, v_lbke) = jax.lax.scan(body, x, (params["layers"], cache["k"], cache["v"]),
+                                     unroll=c.scan_unroll)
+  h = rms_norm(x[:, None], params["final_norm"], c.norm_eps)
+  write = lambda buf, new: jax.lax.dynamic_update_slice_in_dim(
+      buf, new[:, :, :, None].astype(buf.dtype), slot, axis=3)
+  return (logits_from_hidden(c, params, h)[:, 0],
+          {"k": write(cache["k"], k_lbke), "v": write(cache["v"], v_lbke)})

@@ -55,6 +55,22 @@ def filter_logits(logits_bv: jax.Array, top_k: int = 0, top_p: float = 1.0) -> j
   return logits_bv
 
 
+def categorical(rng: jax.Array, logits_bv: jax.Array) -> jax.Array:
+  """int32 [b]: one exact draw per row from softmax(logits) by inverting its CDF.
+
+  One uniform per row instead of the Gumbel-max trick's one per vocabulary entry: on CPU,
+  generating b x v random bits every decode step cost more than the step's matmuls. Tokens of
+  zero probability (filtered to -inf) are never drawn.
+  """
+  probs_bv = jax.nn.softmax(logits_bv, axis=-1)
+  cdf_bv = jnp.cumsum(probs_bv, axis=-1)
+  total_b1 = cdf_bv[:, -1:]
+  u_b1 = jax.random.uniform(rng, total_b1.shape, jnp.float32)
+  # threshold in [0, total): the first entry whose CDF exceeds it has positive probability
+  threshold_b1 = jnp.minimum(u_b1 * total_b1, jnp.nextafter(total_b1, 0.0))
+  return jnp.sum(cdf_bv <= threshold_b1, axis=-1).astype(jnp.int32)
+
+
 def _choose(rng, logits_bv, temperature, top_k, top_p):
   """Returns (token [b], logprob [b], entropy [b]) for one decode position."""
   if temperature == 0.0:
@@ -62,7 +78,7 @@ def _choose(rng, logits_bv, temperature, top_k, top_p):
     token = jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
   else:
     scaled = logits_bv / temperature
-    token = jax.random.categorical(rng, filter_logits(scaled, top_k, top_p)).astype(jnp.int32)
+    token = categorical(rng, filter_logits(scaled, top_k, top_p))
   logp_bv = jax.nn.log_softmax(scaled, axis=-1)
   entropy = -jnp.sum(jnp.exp(logp_bv) * logp_bv, axis=-1)
   logprob = jnp.take_along_axis(logp_bv, token[:, None], axis=-1)[:, 0]
@@ -73,7 +89,7 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
              prompt_mask: jax.Array, rng: jax.Array, *, max_new_tokens: int,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              eos_id: int | None = None, stop_ids: Sequence[int] = (),
-             pad_id: int = 0) -> Completions:
+             pad_id: int = 0, num_samples: int = 1) -> Completions:
   """Samples `max_new_tokens` continuations of left-padded prompts.
 
   Args:
@@ -85,30 +101,34 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
     max_new_tokens: n, the completion buffer length.
     temperature: 0 means greedy (argmax).
     top_k, top_p: truncation of the sampling distribution (0 / 1.0 disable).
-    eos_id, stop_ids: a row finishes after emitting any of these.
+    eos_id, stop_ids: a row finishes after emitting any of these (none: every row runs n tokens).
     pad_id: written after a row finishes.
+    num_samples: completions per prompt (a GRPO group), in consecutive rows; each prompt is
+      prefilled once and its cache shared by its samples.
 
   Returns:
-    `Completions` with [b, n] arrays.
+    `Completions` with [b * num_samples, n] arrays.
   """
-  b, p = prompts.shape
   n = max_new_tokens
-  stops = jnp.asarray(([eos_id] if eos_id is not None else []) + list(stop_ids), jnp.int32)
+  p = prompts.shape[1]
+  stops = ([eos_id] if eos_id is not None else []) + list(stop_ids)
   prompt_mask = prompt_mask.astype(jnp.int32)
-  cache = models.init_cache(model_config, b, p + n)
+  logits, cache = models.prefill(model_config, params, prompts, prompt_mask, p + n)
+  if num_samples > 1:
+    expand = lambda x, axis=0: jnp.repeat(x, num_samples, axis=axis)
+    logits, prompt_mask = expand(logits), expand(prompt_mask)
+    cache = {k: expand(v, axis=1) for k, v in cache.items()}
+  b = logits.shape[0]
   valid_bs = jnp.concatenate([prompt_mask, jnp.zeros((b, n), jnp.int32)], axis=1)
-  logits, cache = models.forward_cached(
-      model_config, params, prompts, models.positions_from_mask(prompt_mask), cache,
-      jnp.int32(0), valid_bs)
   next_position_b = prompt_mask.sum(-1)
 
   zeros_f = jnp.zeros((b, n), jnp.float32)
-  init = dict(i=jnp.int32(0), logits=logits[:, -1], cache=cache, valid=valid_bs,
+  init = dict(i=jnp.int32(0), logits=logits, cache=cache, valid=valid_bs,
               done=jnp.zeros((b,), bool), tokens=jnp.full((b, n), pad_id, jnp.int32),
               logprobs=zeros_f, entropies=zeros_f, mask=zeros_f)
 
   def cond(s):
-    return (s["i"] < n) & ~jnp.all(s["done"])
+    return (s["i"] < n) & ~jnp.all(s["done"]) if stops else s["i"] < n
 
   def body(s):
     i = s["i"]
@@ -117,13 +137,11 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
     live = ~s["done"]
     token = jnp.where(live, token, pad_id)
     live_f = live.astype(jnp.float32)
-    done = s["done"] | jnp.isin(token, stops)
-    valid = s["valid"].at[:, p + i].set(1)
-    logits, cache = models.forward_cached(
-        model_config, params, token[:, None], (next_position_b + i)[:, None], s["cache"],
-        p + i, valid)
-    return dict(i=i + 1, logits=logits[:, 0], cache=cache, valid=valid, done=done,
-                tokens=s["tokens"].at[:, i].set(token),
+    done = s["done"] | jnp.isin(token, jnp.asarray(stops, jnp.int32)) if stops else s["done"]
+    logits, cache = models.decode_step(model_config, params, token, next_position_b + i,
+                                       s["cache"], p + i, s["valid"])
+    return dict(i=i + 1, logits=logits, cache=cache, valid=s["valid"].at[:, p + i].set(1),
+                done=done, tokens=s["tokens"].at[:, i].set(token),
                 logprobs=s["logprobs"].at[:, i].set(logprob * live_f),
                 entropies=s["entropies"].at[:, i].set(entropy * live_f),
                 mask=s["mask"].at[:, i].set(live_f))

@@ -143,8 +143,14 @@ def _model_and_tokenizer(config, task):
   kind, path = config.init.kind, config.init.path
   if kind == "scratch":
     tokenizer = synthetic.build_tokenizer([task])
+    fields = config.model.to_dict()
+    vocab, multiple = fields.pop("vocab_size") or tokenizer.vocab_size, fields.pop("vocab_multiple")
+    if vocab < tokenizer.vocab_size:
+      raise ValueError(f"config.model.vocab_size: {vocab} is smaller than the tokenizer's "
+                       f"{tokenizer.vocab_size} ids")
+    vocab = -(-vocab // multiple) * multiple
     model_config = models.ModelConfig.from_config(
-        dict(config.model.to_dict(), vocab_size=tokenizer.vocab_size))
+        dict(fields, vocab_size=vocab, valid_vocab_size=tokenizer.vocab_size))
     return model_config, None, tokenizer
   if not path or not os.path.exists(path):
     raise ValueError(f"config.init.path: {path!r} does not exist (config.init.kind={kind!r})")
@@ -159,7 +165,8 @@ def _model_and_tokenizer(config, task):
   else:
     raise ValueError(f"config.init.kind must be scratch, hf or gguf, got {kind!r}")
   model_config = dataclasses.replace(model_config, remat=config.model.remat,
-                                     dtype=config.model.dtype)
+                                     dtype=config.model.dtype,
+                                     unroll_layers=config.model.unroll_layers)
   return model_config, params, tokenizer
 
 

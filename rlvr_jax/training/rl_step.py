@@ -4,7 +4,9 @@
 
 1. Each prompt is repeated G times and completed by the KV-cache sampler.
 2. The task's jittable reward (or a `jax.pure_callback` verifier) scores every completion.
-3. Behaviour / reference log-probabilities come from one teacher-forced forward pass each.
+3. Reference log-probabilities (with a KL term) come from one teacher-forced forward pass; so do
+   behaviour log-probabilities when a rollout feeds several updates (with one update they are
+   the loss's own forward under stop-gradient: ratio 1, no extra pass).
 4. `ADVANTAGES[config.algorithm.advantage]` turns rewards into token advantages [B, G, T]
    (PURE estimators also get step ends and the frozen PRM's step rewards).
 5. `lax.scan` over ppo_epochs x minibatches (x micro-batches for gradient accumulation) applies
@@ -51,8 +53,10 @@ def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
   """
   p = prompt_ids.shape[1]
   seq, seq_mask = models.join_prompt(prompt_ids, prompt_mask, completion_ids, completion_mask)
-  logits = models.forward(model_config, params, seq, seq_mask)[:, p - 1:-1]
-  logp_bnv = jax.nn.log_softmax(logits / max(temperature, 1e-6), axis=-1)
+  # The vocabulary projection runs only where completion tokens are predicted.
+  h_bnd = models.hidden_states(model_config, params, seq, seq_mask)[:, p - 1:-1]
+  logits_bnv = models.logits_from_hidden(model_config, params, h_bnd) / max(temperature, 1e-6)
+  logp_bnv = jax.nn.log_softmax(logits_bnv, axis=-1)
   logp = jnp.take_along_axis(logp_bnv, completion_ids[..., None], axis=-1)[..., 0]
   entropy = -jnp.sum(jnp.exp(logp_bnv) * logp_bnv, axis=-1)
   return logp, entropy
@@ -101,8 +105,13 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
   entropy_coef = float(alg.get("entropy_coef", 0.0))
   top_entropy_frac = alg.get("high_entropy_frac", None)
   dynamic_sampling = bool(alg.get("dynamic_sampling", False)) or alg.advantage == "dapo"
+  # One optimizer update per rollout: the policy being updated is the one that sampled, so the
+  # behaviour log-probs equal the loss's own forward (stop-gradient; ratio == 1, the gradient is
+  # the same) and the separate teacher-forced forward that would compute them is skipped.
+  on_policy = rl.get("ppo_epochs", 1) * rl.get("minibatches", 1) == 1
   sample_kw = dict(max_new_tokens=rl.max_new_tokens, temperature=rl.temperature,
-                   top_k=rl.get("top_k", 0), top_p=rl.get("top_p", 1.0), eos_id=eos_id,
+                   top_k=rl.get("top_k", 0), top_p=rl.get("top_p", 1.0),
+                   eos_id=None if rl.get("ignore_eos", False) else eos_id,
                    pad_id=pad_id)
 
   def token_loss(params, mb, normalizer):
@@ -115,8 +124,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       mask = mask * losses.high_entropy_mask(jax.lax.stop_gradient(entropy), mask,
                                              top_frac=float(top_entropy_frac))
       normalizer = None  # the selected tokens of this micro-batch define its own mean
-    loss, metrics = loss_fn(logp, mb["old_logp"], mb["advantages"], mask, alg,
-                            normalizer=normalizer)
+    old_logp = jax.lax.stop_gradient(logp) if on_policy else mb["old_logp"]
+    loss, metrics = loss_fn(logp, old_logp, mb["advantages"], mask, alg, normalizer=normalizer)
     if kl_coef:
       kl_t = losses.kl(logp, mb["ref_logp"], alg.get("kl_kind", "k3"))
       kl_term = losses.aggregate(kl_t, mask, agg, alg.get("max_len", None), normalizer)
@@ -170,8 +179,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
 
   def sample(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     """Phase 1: G completions per prompt (and the greedy one for ReMax's baseline)."""
-    g_prompts = _repeat(batch["prompt_ids"], g), _repeat(batch["prompt_mask"], g)
-    comp = sampling.generate(model_config, state.params, *g_prompts, rng, **sample_kw)
+    comp = sampling.generate(model_config, state.params, batch["prompt_ids"],
+                             batch["prompt_mask"], rng, num_samples=g, **sample_kw)
     greedy = None
     if alg.advantage == "remax":
       greedy = sampling.generate(model_config, state.params, batch["prompt_ids"],
@@ -190,13 +199,17 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
 
   def learn(state: TrainState, batch: dict[str, jax.Array], comp, rewards, greedy_rewards,
             rng: jax.Array):
-    """Phase 3: log-probs, advantages and the PPO epochs x minibatches update."""
+    """Phase 3: log-probs, advantages and the PPO epochs x minibatches update. `comp` must have
+    been sampled from `state.params` (on-policy)."""
     b = batch["prompt_ids"].shape[0]
     prompt_ids, prompt_mask = _repeat(batch["prompt_ids"], g), _repeat(batch["prompt_mask"], g)
     n = comp.tokens.shape[1]
-    old_logp, _ = completion_logprobs(model_config, state.params, prompt_ids, prompt_mask,
-                                      comp.tokens, comp.mask, rl.temperature)
-    old_logp = jax.lax.stop_gradient(old_logp) * comp.mask
+    if on_policy:  # estimators that read logp (a KL reward penalty) get the sampler's
+      old_logp = comp.logprobs * comp.mask
+    else:
+      old_logp, _ = completion_logprobs(model_config, state.params, prompt_ids, prompt_mask,
+                                        comp.tokens, comp.mask, rl.temperature)
+      old_logp = jax.lax.stop_gradient(old_logp) * comp.mask
     ref_logp = None
     if state.ref_params is not None:
       ref_logp, _ = completion_logprobs(model_config, state.ref_params, prompt_ids, prompt_mask,
@@ -233,7 +246,9 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       loss_mask = loss_mask * keep_bg.reshape(b * g, 1)
 
     rollout = dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask, tokens=comp.tokens,
-                   mask=comp.mask, loss_mask=loss_mask, old_logp=old_logp, advantages=adv)
+                   mask=comp.mask, loss_mask=loss_mask, advantages=adv)
+    if not on_policy:
+      rollout["old_logp"] = old_logp
     if ref_logp is not None:
       rollout["ref_logp"] = ref_logp
     if values is not None:
@@ -241,8 +256,11 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     n_mb = rl.get("minibatches", 1)
 
     def epoch(carry, key):
-      perm = jax.random.permutation(key, b * g).reshape(n_mb, -1)
-      minibatches = jax.tree.map(lambda x: x[perm], rollout)
+      if n_mb == 1:  # one minibatch holds every row: the order does not matter
+        minibatches = jax.tree.map(lambda x: x[None], rollout)
+      else:
+        perm = jax.random.permutation(key, b * g).reshape(n_mb, -1)
+        minibatches = jax.tree.map(lambda x: x[perm], rollout)
       return jax.lax.scan(minibatch_update, carry, minibatches)
 
     keys = jax.random.split(rng, rl.get("ppo_epochs", 1))
