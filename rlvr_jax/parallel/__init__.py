@@ -1,7 +1,6 @@
 """Mesh from config, logical-axis rules, multi-process initialisation and data placement."""
 
 from rlvr_jax.parallel.distributed import (
-    fetch,
     global_batch,
     global_rows,
     is_primary,
@@ -20,7 +19,6 @@ from rlvr_jax.parallel.mesh import (
     tree_shardings,
 )
 
-__all__ = ["LOGICAL_RULES", "MESH_AXES", "batch_divisor", "batch_sharding", "fetch",
-           "global_batch", "global_rows", "is_primary", "local_rows", "logical_to_spec",
-           "make_mesh", "maybe_initialize_distributed", "process_rows", "replicated",
-           "tree_shardings"]
+__all__ = ["LOGICAL_RULES", "MESH_AXES", "batch_divisor", "batch_sharding", "global_batch",
+           "global_rows", "is_primary", "local_rows", "logical_to_spec", "make_mesh",
+           "maybe_initialize_distributed", "process_rows", "replicated", "tree_shardings"]

@@ -1,4 +1,4 @@
-"""Multi-process runs: initialisation, which batch rows a process loads, host-side fetches.
+"""Multi-process runs: initialisation, which batch rows a process loads, and its host view.
 
 With several processes (hosts) every process runs the same program on a global mesh, but only
 touches its own devices. Each process loads just the rows of a global batch that its devices
@@ -13,7 +13,6 @@ import os
 import jax
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from rlvr_jax.parallel.mesh import batch_divisor, batch_sharding
@@ -83,17 +82,18 @@ def global_batch(mesh: Mesh, batch: dict[str, np.ndarray]) -> dict[str, jax.Arra
           for k, v in batch.items()}
 
 
-def local_rows(x: jax.Array) -> np.ndarray:
-  """This process's rows (`process_rows`) of a batch-sharded global array, on the host."""
-  shards = sorted({s.index[0].start or 0: s for s in x.addressable_shards}.items())
-  return np.concatenate([np.asarray(s.data) for _, s in shards])
-
-
-def fetch(tree):
-  """Host copies of a pytree of global arrays: replicated ones directly, sharded ones gathered
-  from all processes (a collective: every process must call it)."""
-  def one(x):
-    if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
-      return np.asarray(x)
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return jax.tree.map(one, tree)
+def local_rows(mesh: Mesh, x: jax.Array) -> np.ndarray:
+  """This process's rows (`process_rows`) of a global array, on the host; no collective."""
+  start, stop = process_rows(mesh, x.shape[0])
+  rows = np.empty((stop - start,) + x.shape[1:], x.dtype)
+  filled = np.zeros(stop - start, bool)
+  for shard in x.addressable_shards:
+    lo, hi, _ = shard.index[0].indices(x.shape[0]) if shard.index else (0, x.shape[0], 1)
+    a, b = max(lo, start), min(hi, stop)
+    if a < b:
+      rows[a - start:b - start] = np.asarray(shard.data)[a - lo:b - lo]
+      filled[a - start:b - start] = True
+  if not filled.all():
+    raise ValueError(f"process {jax.process_index()} does not hold rows [{start}, {stop}) of an "
+                     f"array sharded as {x.sharding}")
+  return rows

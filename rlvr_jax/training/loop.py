@@ -239,14 +239,16 @@ def _train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, 
                  mask=comp.mask), prm.step_ends(comp.tokens, comp.mask, table))
 
   def labelled_batch(source, start: int, size: int, rng):
-    examples = [source[i] for i in range(start, start + size)]
+    first, stop = parallel.process_rows(run.mesh, size)  # this process's prompts
+    examples = [source[i] for i in range(start + first, start + stop)]
     enc = [pipeline.encode_example(e, run.tokenizer, run.shapes, with_demo=False)
            for e in examples]
     prompts = run.device_batch({k: np.stack([x[k] for x in enc])
                                 for k in ("prompt_ids", "prompt_mask")})
     batch, step_end = rollout(policy_params, prompts["prompt_ids"], prompts["prompt_mask"], rng)
-    # Only labelling needs the host: fetch the completions, send back just the labels.
-    tokens, mask, ends = jax.device_get((batch["tokens"], batch["mask"], step_end))
+    # Only labelling needs the host: fetch this process's completions, send back the labels.
+    tokens, mask, ends = (parallel.local_rows(run.mesh, x)
+                          for x in (batch["tokens"], batch["mask"], step_end))
     labels = prm.label_batch(run.task, run.tokenizer, [e for e in examples for _ in range(g)],
                              tokens, mask, ends, delimiter)
     return dict(batch, step_end=step_end, **run.device_batch({"labels": labels}))
