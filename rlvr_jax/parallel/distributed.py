@@ -66,10 +66,10 @@ def process_rows(mesh: Mesh, global_rows: int) -> tuple[int, int]:
   return blocks[0][0], blocks[-1][1]
 
 
-def global_rows(mesh: Mesh, local_rows: int) -> int:
-  """The global batch size whose per-process slice (`process_rows`) has `local_rows` rows."""
+def global_rows(mesh: Mesh, num_local: int) -> int:
+  """The global batch size whose per-process slice (`process_rows`) has `num_local` rows."""
   start, stop = process_rows(mesh, batch_divisor(mesh))
-  return local_rows * batch_divisor(mesh) // (stop - start)
+  return num_local * batch_divisor(mesh) // (stop - start)
 
 
 def global_batch(mesh: Mesh, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
