@@ -96,7 +96,7 @@ def test_process_rows_of_each_batch_stack_into_the_global_batch():
         np.testing.assert_array_equal(v, np.concatenate([p[k] for p in pieces]))
 
 
-@pytest.mark.slow  # ~70 s on a 2-core machine: three runs, two of them in lockstep
+@pytest.mark.slow  # 40-70 s on 2 cores (70 with a cold XLA cache): three runs, two in lockstep
 def test_two_processes_match_one(tmp_path):
   multi, single = tmp_path / "two_processes", tmp_path / "one_process"
   port = _free_port()
