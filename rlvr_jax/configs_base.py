@@ -74,6 +74,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict(dict(every=25, num_prompts=256, batch_size=128))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.checkpoint = ml_collections.ConfigDict(dict(every=25, keep=3, use_async=True))
+  # Multi-process (multi-host) run: jax.distributed.initialize() first, its settings from
+  # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID or auto-detected (SLURM, TPU).
   c.distributed = False
   # Fault injection: SIGKILL the process right after this RL step's checkpoint save starts.
   c.debug = ml_collections.ConfigDict(dict(sigkill_after_step=-1))

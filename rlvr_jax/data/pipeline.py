@@ -89,15 +89,35 @@ def encode_example(example: Example, tokenizer: Tokenizer, shapes: Shapes, *,
 
 def make_dataset(source, tokenizer: Tokenizer, shapes: Shapes, batch_size: int, *,
                  seed: int, shuffle: bool = True, repeat: bool = True,
-                 with_demo: bool = True) -> grain.MapDataset:
-  """source -> (shuffled, repeated) -> encoded -> batched grain MapDataset."""
+                 with_demo: bool = True, rows: tuple[int, int] | None = None
+                 ) -> grain.MapDataset:
+  """source -> (shuffled, repeated) -> encoded -> batched grain MapDataset.
+
+  `rows=(start, stop)` keeps only those rows of every global batch of `batch_size` (one
+  process's share in a multi-process run): the examples are picked before encoding, so a
+  process reads and tokenizes only its own rows, and the batches of all processes, stacked in
+  row order, are the single-process batches.
+  """
   ds = grain.MapDataset.source(source)
   if shuffle:
     ds = ds.shuffle(seed=seed)
   if repeat:
     ds = ds.repeat()
+  if rows is not None and rows != (0, batch_size):
+    ds = _rows_of_each_batch(ds, batch_size, *rows)
+    batch_size = rows[1] - rows[0]
   ds = ds.map(lambda ex: encode_example(ex, tokenizer, shapes, with_demo=with_demo))
   return ds.batch(batch_size, drop_remainder=True)
+
+
+def _rows_of_each_batch(ds: grain.MapDataset, batch_size: int, start: int,
+                        stop: int) -> grain.MapDataset:
+  """Elements [k * batch_size + start, k * batch_size + stop) for every full batch k."""
+  if not 0 <= start < stop <= batch_size:
+    raise ValueError(f"rows [{start}, {stop}) are not inside a batch of {batch_size}")
+  per = stop - start
+  return grain.MapDataset.range(len(ds) // batch_size * per).map(
+      lambda i: ds[i // per * batch_size + start + i % per])
 
 
 def task_shapes(task: Task, tokenizer: Tokenizer) -> Shapes:

@@ -1,5 +1,13 @@
-"""Mesh from config, logical-axis rules, multi-process initialisation."""
+"""Mesh from config, logical-axis rules, multi-process initialisation and data placement."""
 
+from rlvr_jax.parallel.distributed import (
+    global_batch,
+    global_rows,
+    is_primary,
+    local_rows,
+    maybe_initialize_distributed,
+    process_rows,
+)
 from rlvr_jax.parallel.mesh import (
     LOGICAL_RULES,
     MESH_AXES,
@@ -7,10 +15,10 @@ from rlvr_jax.parallel.mesh import (
     batch_sharding,
     logical_to_spec,
     make_mesh,
-    maybe_initialize_distributed,
     replicated,
     tree_shardings,
 )
 
-__all__ = ["LOGICAL_RULES", "MESH_AXES", "batch_divisor", "batch_sharding", "logical_to_spec",
-           "make_mesh", "maybe_initialize_distributed", "replicated", "tree_shardings"]
+__all__ = ["LOGICAL_RULES", "MESH_AXES", "batch_divisor", "batch_sharding", "global_batch",
+           "global_rows", "is_primary", "local_rows", "logical_to_spec", "make_mesh",
+           "maybe_initialize_distributed", "process_rows", "replicated", "tree_shardings"]

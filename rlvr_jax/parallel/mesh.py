@@ -1,4 +1,4 @@
-"""Device mesh from config and logical-axis sharding rules.
+"""Device mesh from config and logical-axis sharding rules (multi-process helpers: distributed.py).
 
 Parameters and activations are annotated with logical axis names (`batch`, `embed`, `mlp`,
 `heads`, `kv_heads`, `kv`, `vocab`, `layers`, `length`); `LOGICAL_RULES` maps them onto the mesh
@@ -103,9 +103,3 @@ def batch_divisor(mesh: Mesh) -> int:
   """The number of shards of the batch axis: batch sizes must be multiples of it."""
   return mesh.shape["data"] * mesh.shape["fsdp"]
 
-
-def maybe_initialize_distributed(enabled: bool) -> None:
-  """Multi-host: `jax.distributed.initialize()` reads the coordinator from the environment
-  (SLURM, TPU pods, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID)."""
-  if enabled and jax.process_count() == 1:
-    jax.distributed.initialize()

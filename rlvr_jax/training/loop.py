@@ -84,15 +84,17 @@ class Run:
     return init(jax.random.fold_in(self.base_rng, 0))
 
   def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    return {k: jax.device_put(v, parallel.batch_sharding(self.mesh, v.ndim))
-            for k, v in batch.items()}
+    """This process's rows of a batch (all of it with one process) -> global sharded arrays."""
+    return parallel.global_batch(self.mesh, batch)
 
   def dataset(self, split: str, batch_size: int, *, seed: int, shuffle: bool, size: int,
               with_demo: bool = False):
-    """Encoded batches of the task; demonstrations only where `with_demo` (the SFT phase)."""
+    """Encoded batches of the task; demonstrations only where `with_demo` (the SFT phase).
+    Each process gets only its rows of every batch (`parallel.process_rows`)."""
     source = pipeline.TaskSource(self.task, split, seed, size)
     return pipeline.make_dataset(source, self.tokenizer, self.shapes, batch_size, seed=seed,
-                                 shuffle=shuffle, repeat=shuffle, with_demo=with_demo)
+                                 shuffle=shuffle, repeat=shuffle, with_demo=with_demo,
+                                 rows=parallel.process_rows(self.mesh, batch_size))
 
   def make_state(self, params, optimizer, *, with_reference: bool,
                  with_value: bool = False, prm_params=None) -> TrainState:
@@ -132,10 +134,17 @@ class Run:
                       size=ev.num_prompts)
     return [self.device_batch(b) for b in ds]
 
+  @functools.cached_property
+  def _replicated_sum(self):
+    # Rewards are sharded over processes; a replicated sum is readable on every one of them.
+    return jax.jit(lambda r: jnp.sum(r.astype(jnp.float32)),
+                   out_shardings=parallel.replicated(self.mesh))
+
   def evaluate(self, params) -> float:
     """Greedy accuracy on the held-out prompts."""
     rewards = [self.eval_step(params, b) for b in self.eval_batches]
-    return float(np.mean(np.concatenate([np.asarray(r) for r in rewards])))
+    total = sum(float(self._replicated_sum(r)) for r in rewards)
+    return total / sum(r.size for r in rewards)
 
 
 def _model_and_tokenizer(config, task):
@@ -237,14 +246,16 @@ def _train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, 
                  mask=comp.mask), prm.step_ends(comp.tokens, comp.mask, table))
 
   def labelled_batch(source, start: int, size: int, rng):
-    examples = [source[i] for i in range(start, start + size)]
+    first, stop = parallel.process_rows(run.mesh, size)  # this process's prompts
+    examples = [source[i] for i in range(start + first, start + stop)]
     enc = [pipeline.encode_example(e, run.tokenizer, run.shapes, with_demo=False)
            for e in examples]
     prompts = run.device_batch({k: np.stack([x[k] for x in enc])
                                 for k in ("prompt_ids", "prompt_mask")})
     batch, step_end = rollout(policy_params, prompts["prompt_ids"], prompts["prompt_mask"], rng)
-    # Only labelling needs the host: fetch the completions, send back just the labels.
-    tokens, mask, ends = jax.device_get((batch["tokens"], batch["mask"], step_end))
+    # Only labelling needs the host: fetch this process's completions, send back the labels.
+    tokens, mask, ends = (parallel.local_rows(run.mesh, x)
+                          for x in (batch["tokens"], batch["mask"], step_end))
     labels = prm.label_batch(run.task, run.tokenizer, [e for e in examples for _ in range(g)],
                              tokens, mask, ends, delimiter)
     return dict(batch, step_end=step_end, **run.device_batch({"labels": labels}))
@@ -310,18 +321,26 @@ def _check_finite(step: int, m: dict[str, Any], checkpointer: Checkpointer) -> N
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True
           ) -> dict[str, Any]:
-  """Runs (or resumes) a full experiment in `workdir`; returns the final summary dict."""
+  """Runs (or resumes) a full experiment in `workdir`; returns the final summary dict.
+
+  With several processes (config.distributed) every process calls this with the same config and
+  workdir; process 0 alone writes files and shows progress, and only it returns the summary
+  (the others return {}).
+  """
   config.lock()
-  os.makedirs(workdir, exist_ok=True)
-  parallel.maybe_initialize_distributed(config.distributed)
+  parallel.maybe_initialize_distributed(config.distributed)  # before anything touches a device
+  primary = parallel.is_primary()
+  progress = progress and primary
   run = Run(config)
-  config_path = os.path.join(workdir, "config.json")
-  _warn_on_config_change(config_path, config)
-  with open(config_path, "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
-  if hasattr(run.tokenizer, "serialized_model"):  # sentencepiece; HF tokenizers come from init.path
-    with open(os.path.join(workdir, "tokenizer.model"), "wb") as f:
-      f.write(run.tokenizer.serialized_model())
+  os.makedirs(workdir, exist_ok=True)
+  if primary:
+    config_path = os.path.join(workdir, "config.json")
+    _warn_on_config_change(config_path, config)
+    with open(config_path, "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+    if hasattr(run.tokenizer, "serialized_model"):  # sentencepiece; HF ones come from init.path
+      with open(os.path.join(workdir, "tokenizer.model"), "wb") as f:
+        f.write(run.tokenizer.serialized_model())
   logging.info("model %s: %.2fM parameters", run.model_config,
                tree_size(jax.eval_shape(run.init_params)) / 1e6)
 
@@ -339,7 +358,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   rng_meta = {"rng_key_data": np.asarray(jax.random.key_data(run.base_rng)).tolist()}
 
   if restored is None:
-    writer = metrics_lib.MetricsWriter(workdir, resume_step=None)
+    writer = metrics_lib.make_writer(workdir, resume_step=None, active=primary)
     t0 = time.time()
     params, sft_metrics = _sft(run, template.params, progress)
     del template
@@ -362,7 +381,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
       raise ValueError(f"config.seed: {config.seed} gives a different rng than the checkpoints "
                        f"in {checkpointer.directory} were made with; use a new --workdir")
     train_it.set_state(data_state)
-    writer = metrics_lib.MetricsWriter(workdir, resume_step=start)
+    writer = metrics_lib.make_writer(workdir, resume_step=start, active=primary)
     logging.info("resumed from %s at RL step %d", checkpointer.directory, start)
 
   rl_rng = jax.random.fold_in(run.base_rng, 1)
@@ -386,7 +405,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         os.kill(os.getpid(), signal.SIGKILL)
       bar.set_postfix(reward=f"{m['reward_mean']:.3f}", acc=m.get("eval_accuracy", "-"))
       bar.update()
-    summary = _summary(os.path.join(workdir, "metrics.jsonl"))
+    summary = _summary(os.path.join(workdir, "metrics.jsonl")) if primary else {}
   finally:
     bar.close()
     checkpointer.close()

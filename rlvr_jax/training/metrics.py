@@ -64,3 +64,19 @@ class MetricsWriter:
   def close(self) -> None:
     self._file.close()
     self._tb.close()
+
+
+class NullWriter:
+  """What processes other than 0 get in a multi-process run: they write no files."""
+
+  def write(self, step: int, metrics: dict[str, Any]) -> None:
+    del step, metrics
+
+  def close(self) -> None:
+    pass
+
+
+def make_writer(workdir: str, *, resume_step: int | None,
+                active: bool = True) -> MetricsWriter | NullWriter:
+  """A MetricsWriter where `active` (process 0), else a NullWriter."""
+  return MetricsWriter(workdir, resume_step=resume_step) if active else NullWriter()
