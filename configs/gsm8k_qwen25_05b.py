@@ -24,7 +24,7 @@ def get_config(arg=None):
   c.task.kwargs = dict(template="chat")
   # The longest GSM8K question is 1.1k characters, about 400 Qwen tokens (an estimate; the
   # pipeline raises on any prompt that does not fit). completion_len bounds the generation.
-  c.data.update(prompt_len=448, completion_len=512, answer_len=16)
+  c.data.update(prompt_len=448, completion_len=512, answer_len=16, prompt_bucket=64)
   c.sft.steps = 0
   c.rl.update(steps=500, batch_size=32, group_size=8, temperature=1.0, max_new_tokens=512,
               minibatches=4, microbatches=2)

@@ -37,7 +37,7 @@ def get_config(arg=None):
   c.task.name = "gsm_arith"
   c.task.kwargs = dict(template="chat", min_ops=1, max_ops=1, max_value=10, ops="+-*")
   # SmolLM2 tokenizes digits one by one: the longest chat prompt is ~70 tokens.
-  c.data.update(prompt_len=80, completion_len=48, answer_len=8)
+  c.data.update(prompt_len=80, completion_len=48, answer_len=8, prompt_bucket=16)
   c.sft.steps = 0
   c.rl.update(steps=20, batch_size=2, group_size=8, temperature=0.7, max_new_tokens=48)
   c.rl.optimizer.update(learning_rate=2e-5, warmup_steps=2)

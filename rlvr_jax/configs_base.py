@@ -31,8 +31,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.task = ml_collections.ConfigDict(dict(name="addition", kwargs=dict(digits=2)))
   # Token buffer lengths; 0 derives them from a char-level synthetic task.
+  # prompt_bucket > 0 cuts each batch's prompt buffer to its longest prompt rounded up to this
+  # multiple: varying prompt lengths then compile at most prompt_len / prompt_bucket programs.
   c.data = ml_collections.ConfigDict(dict(train_size=1_000_000, eval_seed=1234, prompt_len=0,
-                                          completion_len=0, answer_len=0))
+                                          completion_len=0, answer_len=0, prompt_bucket=0))
   # Where the policy comes from: "scratch" (random init, char tokenizer built from the task),
   # "hf" (a local HF directory) or "gguf" (a local .gguf file); dtype of the loaded weights.
   c.init = ml_collections.ConfigDict(dict(kind="scratch", path="", dtype="float32"))
@@ -148,6 +150,8 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
     need(c.prm.eval_prompts > 0, "prm.eval_prompts", "must be > 0")
     need(c.prm.temperature >= 0, "prm.temperature", "must be >= 0")
     need(c.prm.optimizer.learning_rate > 0, "prm.optimizer.learning_rate", "must be > 0")
+  need(c.data.prompt_bucket >= 0, "data.prompt_bucket",
+       f"must be >= 0 (0 disables bucketing), got {c.data.prompt_bucket}")
   need(c.model.vocab_size >= 0, "model.vocab_size", f"must be >= 0, got {c.model.vocab_size}")
   need(c.model.vocab_multiple >= 1, "model.vocab_multiple",
        f"must be >= 1, got {c.model.vocab_multiple}")

@@ -125,3 +125,22 @@ def task_shapes(task: Task, tokenizer: Tokenizer) -> Shapes:
   del tokenizer
   return Shapes(prompt_len=task.max_prompt_chars, completion_len=task.max_completion_chars + 1,
                 answer_len=task.max_completion_chars, meta_size=task.meta_size)
+
+
+def prompt_width(prompt_mask: np.ndarray, multiple: int) -> int:
+  """The bucketed prompt width of a batch: its longest prompt rounded up to a multiple of
+  `multiple`, at most the buffer width (and at least `multiple` where the buffer allows)."""
+  longest = int(prompt_mask.sum(-1).max(initial=0))
+  return min(prompt_mask.shape[-1], max(-(-longest // multiple), 1) * multiple)
+
+
+def trim_prompts(batch: dict[str, np.ndarray], width: int) -> dict[str, np.ndarray]:
+  """Keeps the last `width` columns of the left-padded prompts: dropping all-padding columns
+  changes no token's position or attention, only the work (and the compiled shape)."""
+  if "prompt_ids" not in batch or batch["prompt_ids"].shape[-1] == width:
+    return batch
+  if batch["prompt_mask"][..., :-width].any():
+    raise ValueError(f"trim_prompts: a prompt is longer than the width {width}")
+  return dict(batch, prompt_ids=batch["prompt_ids"][..., -width:],
+              prompt_mask=batch["prompt_mask"][..., -width:])
+

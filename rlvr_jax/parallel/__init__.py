@@ -5,6 +5,7 @@ from rlvr_jax.parallel.distributed import (
     global_rows,
     is_primary,
     local_rows,
+    max_across_processes,
     maybe_initialize_distributed,
     process_rows,
 )
@@ -21,4 +22,4 @@ from rlvr_jax.parallel.mesh import (
 
 __all__ = ["LOGICAL_RULES", "MESH_AXES", "batch_divisor", "batch_sharding", "global_batch",
            "global_rows", "is_primary", "local_rows", "logical_to_spec", "make_mesh",
-           "maybe_initialize_distributed", "process_rows", "replicated", "tree_shardings"]
+           "max_across_processes", "maybe_initialize_distributed", "process_rows", "replicated", "tree_shardings"]

@@ -97,3 +97,10 @@ def local_rows(mesh: Mesh, x: jax.Array) -> np.ndarray:
     raise ValueError(f"process {jax.process_index()} does not hold rows [{start}, {stop}) of an "
                      f"array sharded as {x.sharding}")
   return rows
+
+
+def max_across_processes(value: int) -> int:
+  """The largest of every process's `value` (a collective: all processes must call it)."""
+  from jax.experimental import multihost_utils  # local: only multi-process runs need it
+  return int(np.max(multihost_utils.process_allgather(np.int32(value))))
+

@@ -84,7 +84,18 @@ class Run:
     return init(jax.random.fold_in(self.base_rng, 0))
 
   def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    """This process's rows of a batch (all of it with one process) -> global sharded arrays."""
+    """This process's rows of a batch (all of it with one process) -> global sharded arrays.
+
+    With `data.prompt_bucket` > 0 the prompt buffer is cut to the batch's longest prompt
+    rounded up to that multiple (agreed across processes), so prompts of varying length cost
+    what they hold while the steps compile once per bucket, not once per length.
+    """
+    bucket = self.config.data.prompt_bucket
+    if bucket > 0 and "prompt_mask" in batch:
+      width = pipeline.prompt_width(batch["prompt_mask"], bucket)
+      if jax.process_count() > 1:
+        width = parallel.max_across_processes(width)
+      batch = pipeline.trim_prompts(batch, width)
     return parallel.global_batch(self.mesh, batch)
 
   def dataset(self, split: str, batch_size: int, *, seed: int, shuffle: bool, size: int,
@@ -384,33 +395,65 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     writer = metrics_lib.make_writer(workdir, resume_step=start, active=primary)
     logging.info("resumed from %s at RL step %d", checkpointer.directory, start)
 
-  rl_rng = jax.random.fold_in(run.base_rng, 1)
   bar = tqdm.tqdm(total=config.rl.steps, initial=start, desc="rl", disable=not progress,
                   mininterval=2)
   try:
-    for step in range(start + 1, config.rl.steps + 1):
-      t0 = time.time()
-      batch = run.device_batch(next(train_it))
-      state, m = rl_step(state, batch, jax.random.fold_in(rl_rng, step))
-      m = metrics_lib.to_python(jax.device_get(m))
-      m["step_time_s"] = time.time() - t0
-      _check_finite(step, m, checkpointer)
-      if step % config.eval.every == 0 or step == config.rl.steps:
-        m["eval_accuracy"] = run.evaluate(state.params)
-      writer.write(step, {"phase": "rl", **m})
-      if step % config.checkpoint.every == 0 or step == config.rl.steps:
-        checkpointer.save(step, state, train_it.get_state(),
-                          {"eval_accuracy": m.get("eval_accuracy"), **rng_meta})
-      if step == config.debug.sigkill_after_step:  # fault injection for the resume tests
-        os.kill(os.getpid(), signal.SIGKILL)
-      bar.set_postfix(reward=f"{m['reward_mean']:.3f}", acc=m.get("eval_accuracy", "-"))
-      bar.update()
+    _rl_phase(run, rl_step, state, start, train_it, writer, checkpointer, bar, rng_meta)
     summary = _summary(os.path.join(workdir, "metrics.jsonl")) if primary else {}
   finally:
     bar.close()
     checkpointer.close()
     writer.close()
   return summary
+
+
+def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer, checkpointer,
+              bar, rng_meta: dict) -> None:
+  """RL steps start+1 .. rl.steps, pipelined: step k+1 is dispatched (its batch built and put on
+  the devices while step k runs) before step k's metrics are fetched, so the host never leaves
+  the devices idle. Steps that evaluate, save or end the run fetch their metrics first: a
+  checkpoint is only written after every earlier step's metrics were checked finite, and the
+  state is read before the next step takes (donates) it."""
+  config = run.config
+  rl_rng = jax.random.fold_in(run.base_rng, 1)
+  last_done = time.time()
+  lagging = None  # (step, device metrics) dispatched but not yet fetched
+
+  def fetch(step, m_dev) -> dict[str, Any]:
+    nonlocal last_done
+    m = metrics_lib.to_python(jax.device_get(m_dev))
+    now = time.time()
+    m["step_time_s"] = now - last_done  # completion to completion: the step's share of wall time
+    last_done = now
+    _check_finite(step, m, checkpointer)
+    return m
+
+  def record(step, m) -> None:
+    writer.write(step, {"phase": "rl", **m})
+    bar.set_postfix(reward=f"{m['reward_mean']:.3f}", acc=m.get("eval_accuracy", "-"))
+    bar.update()
+
+  for step in range(start + 1, config.rl.steps + 1):
+    batch = run.device_batch(next(train_it))
+    state, m_dev = rl_step(state, batch, jax.random.fold_in(rl_rng, step))
+    if lagging is not None:
+      record(lagging[0], fetch(*lagging))
+      lagging = None
+    evaluate = step % config.eval.every == 0 or step == config.rl.steps
+    save = step % config.checkpoint.every == 0 or step == config.rl.steps
+    kill = step == config.debug.sigkill_after_step  # fault injection for the resume tests
+    if not (evaluate or save or kill):
+      lagging = (step, m_dev)
+      continue
+    m = fetch(step, m_dev)
+    if evaluate:
+      m["eval_accuracy"] = run.evaluate(state.params)
+    record(step, m)
+    if save:
+      checkpointer.save(step, state, train_it.get_state(),
+                        {"eval_accuracy": m.get("eval_accuracy"), **rng_meta})
+    if kill:
+      os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _summary(path: str) -> dict[str, Any]:
