@@ -136,7 +136,7 @@ def main():
   n_params = sum(p.numel() for p in model.parameters())
 
   prompts = make_prompts(P * total * 2, s["prompt_len"], s["vocab"], args.seed)
-  assert all(len(tokenizer(p)["input_ids"]) == s["prompt_len"] for p in prompts[:P])
+  assert all(len(tokenizer(p)["input_ids"]) == s["prompt_len"] for p in prompts)
   dataset = Dataset.from_dict({"prompt": prompts})
 
   out_dir = tempfile.mkdtemp(prefix="trl_grpo_bench_")
@@ -277,6 +277,8 @@ def main():
              "recompute the forward; pass --gradient-checkpointing for TRL's default). ")
           + "Generation runs HF generate with a dynamic KV cache in eager PyTorch "
           "(GRPOConfig builds its GenerationConfig with disable_compile=True); no torch.compile. "
+          "TRL's sampler repeats each prompt G times and generate() runs on prompts*G rows, so the "
+          "prompt prefill is computed per row (not once per group). "
           "Each step also includes TRL's host-side work: prompt tokenization, completion "
           "batch_decode, reward call, group advantage normalisation, metric gathering. "
           "step_times = on_step_begin..on_step_end (excludes the dataloader fetch of the prompt "
