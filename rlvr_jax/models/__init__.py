@@ -14,11 +14,12 @@ from rlvr_jax.models.transformer import (
     prefill,
     positions_from_mask,
     scalar_head,
+    unstack_layers,
 )
 from rlvr_jax.models.presets import PRESETS, preset
 
 __all__ = [
     "ModelConfig", "tiny", "Params", "forward", "decode_step", "prefill", "hidden_states",
     "init_cache", "init_params", "join_prompt", "logits_from_hidden", "param_axes",
-    "positions_from_mask", "scalar_head", "PRESETS", "preset",
+    "positions_from_mask", "scalar_head", "unstack_layers", "PRESETS", "preset",
 ]

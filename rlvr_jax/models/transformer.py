@@ -215,30 +215,30 @@ def _layer(c: ModelConfig, p: Params, x_btd, positions_bt, mask_bts):
   return _mlp_block(c, p, x_btd), (k, v)
 
 
-def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, k_cache_bkse, v_cache_bkse,
-                  valid_bs):
-  """One block for one new token per row, attending to the cache (read only) and to itself.
+def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, cache: dict[str, jax.Array],
+                  slot, valid_bs):
+  """One block for one new token per row: writes its key/value into this layer's cache (in
+  place: the cache is this layer's own loop-carried buffer) at `slot`, then attends to the cache.
 
-  The new key/value is returned, not written: the caller writes all layers' entries into the
-  cache with one in-place update per decode step, so no layer copies the cache.
+  Attention for a single query is a batched matrix-vector product; it is written as a fused
+  multiply-reduce, which streams the cache once, rather than as many tiny matmuls.
   """
   dtype = x_bd.dtype
   b, d = x_bd.shape
   kv, e = c.n_kv_heads, c.resolved_head_dim
   y = rms_norm(x_bd, p["attn_norm"], c.norm_eps)[:, None]
   q, k, v = _qkv(c, p, y, position_b[:, None])
-  q_bkge = q.reshape(b, kv, c.n_heads // kv, e)
-  k_bke, v_bke = k[:, 0], v[:, 0]
-  cached = jnp.einsum("bkge,bkse->bkgs", q_bkge, k_cache_bkse.astype(dtype),
-                      preferred_element_type=jnp.float32)
-  cached = jnp.where(valid_bs[:, None, None, :] > 0, cached, _MASKED)
-  own = jnp.einsum("bkge,bke->bkg", q_bkge, k_bke, preferred_element_type=jnp.float32)
-  scores = jnp.concatenate([cached, own[..., None]], axis=-1) / math.sqrt(e)
-  probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
-  attn = (jnp.einsum("bkgs,bkse->bkge", probs[..., :-1], v_cache_bkse.astype(dtype))
-          + probs[..., -1:] * v_bke[:, :, None])
-  x_bd = x_bd + linear(attn.reshape(b, c.n_heads, e), p["wo"].astype(dtype), 2)
-  return _mlp_block(c, p, x_bd[:, None])[:, 0], (k_bke, v_bke)
+  write = lambda buf, new_bke: jax.lax.dynamic_update_slice_in_dim(
+      buf, new_bke[:, :, None].astype(buf.dtype), slot, axis=2)
+  cache = {"k": write(cache["k"], k[:, 0]), "v": write(cache["v"], v[:, 0])}
+  q_bkge = q.reshape(b, kv, c.n_heads // kv, e).astype(jnp.float32)
+  scores_bkgs = jnp.sum(q_bkge[:, :, :, None] * cache["k"][:, :, None].astype(jnp.float32),
+                        axis=-1) / math.sqrt(e)
+  scores_bkgs = jnp.where(valid_bs[:, None, None, :] > 0, scores_bkgs, _MASKED)
+  probs_bkgs = jax.nn.softmax(scores_bkgs, axis=-1)
+  attn_bkge = jnp.sum(probs_bkgs[..., None] * cache["v"][:, :, None].astype(jnp.float32), axis=3)
+  x_bd = x_bd + linear(attn_bkge.reshape(b, c.n_heads, e).astype(dtype), p["wo"].astype(dtype), 2)
+  return _mlp_block(c, p, x_bd[:, None])[:, 0], cache
 
 
 def positions_from_mask(mask_bt: jax.Array) -> jax.Array:
@@ -318,14 +318,23 @@ def scalar_head(c: ModelConfig, params: Params, tokens_bt: jax.Array,
 # ---------------------------------------------------------------------------------------------
 # KV cache (used by the sampler)
 # ---------------------------------------------------------------------------------------------
-def init_cache(c: ModelConfig, batch: int, length: int) -> dict[str, jax.Array]:
-  """Zeroed KV cache: k, v [l, b, k, s, e] in `c.cache_dtype`.
+def init_cache(c: ModelConfig, batch: int, length: int) -> list[dict[str, jax.Array]]:
+  """Zeroed KV cache: one {"k", "v"} [b, k, s, e] pair per layer, in `c.resolved_cache_dtype`.
 
-  Heads before slots, so a decode step's scores q.K^T and probs.V are plain batched matmuls over
-  contiguous [s, e] blocks (no transpose of the cache per step)."""
-  shape = (c.n_layers, batch, c.n_kv_heads, length, c.resolved_head_dim)
+  One buffer per layer (not a stacked [l, ...] array), so a decode step neither slices nor
+  copies a layer's cache; heads before slots, so attention streams contiguous [s, e] blocks."""
+  shape = (batch, c.n_kv_heads, length, c.resolved_head_dim)
   dtype = jnp.dtype(c.resolved_cache_dtype)
-  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+  return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+          for _ in range(c.n_layers)]
+
+
+def unstack_layers(params: Params) -> Params:
+  """`params` with the stacked [l, ...] layer weights split into a list of per-layer dicts, for
+  `decode_step`: slicing once before the decode loop instead of once per token."""
+  n = jax.tree.leaves(params["layers"])[0].shape[0]
+  return dict(params, layers=[jax.tree.map(lambda x, i=i: x[i], params["layers"])
+                              for i in range(n)])
 
 
 def prefill(c: ModelConfig, params: Params, tokens_bt: jax.Array, mask_bt: jax.Array,
@@ -348,36 +357,34 @@ def prefill(c: ModelConfig, params: Params, tokens_bt: jax.Array, mask_bt: jax.A
   x, (k_lbtke, v_lbtke) = jax.lax.scan(body, x, params["layers"], unroll=c.scan_unroll)
   h = rms_norm(x[:, -1:], params["final_norm"], c.norm_eps)
   cache = init_cache(c, b, cache_len)
-  to_cache = lambda x: jnp.swapaxes(x, 2, 3).astype(cache["k"].dtype)  # [l, b, k, t, e]
-  cache = {name: jax.lax.dynamic_update_slice_in_dim(cache[name], to_cache(new), 0, axis=3)
-           for name, new in (("k", k_lbtke), ("v", v_lbtke))}
+  for i, layer in enumerate(cache):
+    for name, new_lbtke in (("k", k_lbtke), ("v", v_lbtke)):
+      new_bkte = jnp.swapaxes(new_lbtke[i], 1, 2).astype(layer[name].dtype)
+      layer[name] = jax.lax.dynamic_update_slice_in_dim(layer[name], new_bkte, 0, axis=2)
   return logits_from_hidden(c, params, h)[:, 0], cache
 
 
 def decode_step(c: ModelConfig, params: Params, token_b: jax.Array, position_b: jax.Array,
-                cache: dict[str, jax.Array], slot: jax.Array, valid_bs: jax.Array
-                ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """One new token per row, written to cache slot `slot`.
+                cache: list[dict[str, jax.Array]], slot: jax.Array, valid_bs: jax.Array
+                ) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
+  """One new token per row, written to cache slot `slot`; the layers run unrolled.
 
   Args:
+    params: with per-layer weights as a list (`unstack_layers`).
     token_b: int32 token ids; position_b: their RoPE positions.
     cache: from `prefill` / `init_cache`.
     slot: int32 scalar cache slot of the new tokens.
-    valid_bs: 1 for cache slots holding earlier real tokens (not `slot` itself).
+    valid_bs: 1 for cache slots holding real tokens, `slot` included.
 
   Returns:
-    (float32 logits [b, v], cache with the new keys/values at `slot`).
+    (float32 logits [b, v], the cache with the new keys/values at `slot`).
   """
+  if not isinstance(params["layers"], (list, tuple)):
+    raise ValueError("decode_step needs per-layer weights: pass unstack_layers(params)")
   x = params["embed"].astype(jnp.dtype(c.dtype))[token_b]
-
-  def body(x, scanned):
-    layer_params, k_cache, v_cache = scanned
-    return _decode_layer(c, layer_params, x, position_b, k_cache, v_cache, valid_bs)
-
-  x, (k_lbke, v_lbke) = jax.lax.scan(body, x, (params["layers"], cache["k"], cache["v"]),
-                                     unroll=c.scan_unroll)
+  new_cache = []
+  for layer_params, layer_cache in zip(params["layers"], cache):
+    x, layer_cache = _decode_layer(c, layer_params, x, position_b, layer_cache, slot, valid_bs)
+    new_cache.append(layer_cache)
   h = rms_norm(x[:, None], params["final_norm"], c.norm_eps)
-  write = lambda buf, new: jax.lax.dynamic_update_slice_in_dim(
-      buf, new[:, :, :, None].astype(buf.dtype), slot, axis=3)
-  return (logits_from_hidden(c, params, h)[:, 0],
-          {"k": write(cache["k"], k_lbke), "v": write(cache["v"], v_lbke)})
+  return logits_from_hidden(c, params, h)[:, 0], new_cache

@@ -115,9 +115,10 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
   prompt_mask = prompt_mask.astype(jnp.int32)
   logits, cache = models.prefill(model_config, params, prompts, prompt_mask, p + n)
   if num_samples > 1:
-    expand = lambda x, axis=0: jnp.repeat(x, num_samples, axis=axis)
+    expand = lambda x: jnp.repeat(x, num_samples, axis=0)
     logits, prompt_mask = expand(logits), expand(prompt_mask)
-    cache = {k: expand(v, axis=1) for k, v in cache.items()}
+    cache = jax.tree.map(expand, cache)
+  params = models.unstack_layers(params)
   b = logits.shape[0]
   valid_bs = jnp.concatenate([prompt_mask, jnp.zeros((b, n), jnp.int32)], axis=1)
   next_position_b = prompt_mask.sum(-1)
@@ -138,9 +139,10 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
     token = jnp.where(live, token, pad_id)
     live_f = live.astype(jnp.float32)
     done = s["done"] | jnp.isin(token, jnp.asarray(stops, jnp.int32)) if stops else s["done"]
+    valid = s["valid"].at[:, p + i].set(1)
     logits, cache = models.decode_step(model_config, params, token, next_position_b + i,
-                                       s["cache"], p + i, s["valid"])
-    return dict(i=i + 1, logits=logits, cache=cache, valid=s["valid"].at[:, p + i].set(1),
+                                       s["cache"], p + i, valid)
+    return dict(i=i + 1, logits=logits, cache=cache, valid=valid,
                 done=done, tokens=s["tokens"].at[:, i].set(token),
                 logprobs=s["logprobs"].at[:, i].set(logprob * live_f),
                 entropies=s["entropies"].at[:, i].set(entropy * live_f),
