@@ -166,6 +166,7 @@ def main():
   ap.add_argument("--out", default=None)
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--lr", type=float, default=1e-5)
+  ap.add_argument("--max-grad-norm", type=float, default=1.0, help="0 disables the clip")
   ap.add_argument("--verbose", action="store_true",
                   help="print a line at every step boundary (e.g. with JAX_LOG_COMPILES=1)")
   args = ap.parse_args()
@@ -191,8 +192,13 @@ def main():
       top_k=None,
       eos_tokens=[tokenizer.eos_id()],
   )
+  # AdamW with rlvr_jax's defaults (b1 0.9, b2 0.99, no weight decay, global-norm clip 1.0),
+  # built the way Tunix's GRPO examples build theirs (optax.chain(clip, adamw)).
+  optimizer = optax.adamw(learning_rate=args.lr, b1=0.9, b2=0.99, weight_decay=0.0)
+  if args.max_grad_norm > 0:
+    optimizer = optax.chain(optax.clip_by_global_norm(args.max_grad_norm), optimizer)
   training_config = rl_cluster_lib.RLTrainingConfig(
-      actor_optimizer=optax.adamw(learning_rate=args.lr, b1=0.9, b2=0.999, weight_decay=0.0),
+      actor_optimizer=optimizer,
       eval_every_n_steps=10**9,
       max_steps=total_steps,
       mini_batch_size=None,  # = full batch: one optimizer update per step
@@ -331,6 +337,10 @@ def main():
       "over a KV cache of prompt_len+new_tokens), decode of token ids to text, reward fn, GRPO "
       "advantages, one nnx.jit train step (policy forward+backward, AdamW), in-memory metrics "
       "buffering/logging (no logging backends configured), data-queue hand-off via a thread.",
+      "Tunix's sampler runs new_tokens decode-loop forwards after the prefill (checked: "
+      "decoding_step goes prompt_len -> prompt_len+new_tokens), i.e. one more than needed; "
+      "the last sampled token falls outside the token buffer and is dropped. Its prefill also "
+      "computes logits for every prompt position.",
       "num_iterations=1 and beta=0: Tunix computes no old-policy log-probs (the loss uses "
       "stop_gradient(current logps) as 'old') and runs no reference forward; reference=None.",
       "Actor and rollout share one mesh and one model object, so no weight sync is done "
@@ -347,6 +357,8 @@ def main():
       "attention where-mask; that is Tunix's default path.",
       "The policy loss also computes per-token entropy of the logits and some diagnostics "
       "(Tunix's default grpo_loss_fn).",
+      f"Optimizer: optax.chain(clip_by_global_norm({args.max_grad_norm}), adamw(lr={args.lr}, "
+      "b1=0.9, b2=0.99, weight_decay=0)) (clip omitted if 0), wrapped by Tunix's trainer.",
       "No XLA flags set; JAX CPU backend defaults.",
   ]
   result = {
