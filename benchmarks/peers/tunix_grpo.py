@@ -277,6 +277,11 @@ def main():
   rl_cluster.close = timed_close
 
   rng = np.random.default_rng(args.seed)
+  # Prompt batches are made up front so building them is not timed. An array (one pytree leaf),
+  # as Tunix repeats every leaf G times with np.repeat.
+  batches = [{"prompts": np.array([" ".join(map(str, row))
+                                   for row in rng.integers(0, V, size=(P, L))])}
+             for _ in range(total_steps)]
 
   class PromptBatches:
     """One batch of P random prompts (exactly L tokens each) per global step."""
@@ -295,9 +300,7 @@ def main():
       self.i += 1
       if args.verbose:
         print(f"[tunix_grpo] step {self.i} begins", file=sys.stderr, flush=True)
-      toks = rng.integers(0, V, size=(P, L))
-      # An array (one pytree leaf), as Tunix repeats it G times with np.repeat over the tree.
-      return {"prompts": np.array([" ".join(map(str, row)) for row in toks])}
+      return batches[self.i - 1]
 
   t_start = time.perf_counter()
   learner.train(PromptBatches())
