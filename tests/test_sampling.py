@@ -101,3 +101,73 @@ def test_top_k_and_top_p_restrict_support():
   np.testing.assert_array_equal(kept[0], [True, True, False, False])
   kept = np.isfinite(np.asarray(sampling.filter_logits(logits, top_p=0.1)))
   np.testing.assert_array_equal(kept[0], [True, False, False, False])
+
+
+def test_inverse_cdf_categorical_matches_probabilities_and_skips_zero_mass():
+  # Mass 0 on ids 0, 3 and the last id (filtered to -inf, as top-k / padding ids are).
+  logits = jnp.log(jnp.array([0.0, 0.1, 0.6, 0.0, 0.3, 0.0]))
+  draws = sampling.categorical(jax.random.key(0), jnp.tile(logits, (20000, 1)))
+  freq = np.bincount(np.asarray(draws), minlength=6) / 20000
+  assert freq[[0, 3, 5]].sum() == 0
+  # binomial standard error at p = 0.6, n = 20000 is 0.0035: 5 sigma
+  np.testing.assert_allclose(freq, [0.0, 0.1, 0.6, 0.0, 0.3, 0.0], atol=0.0175)
+  one_hot = sampling.categorical(jax.random.key(1), jnp.log(jnp.eye(5))[:, ::-1])
+  np.testing.assert_array_equal(np.asarray(one_hot), [4, 3, 2, 1, 0])
+
+
+def test_group_samples_share_one_prefill_and_match_repeated_prompts():
+  c, params, prompts, mask = _setup()
+  for temperature in (0.0, 1.0):
+    grouped = sampling.generate(c, params, prompts, mask, jax.random.key(5), max_new_tokens=6,
+                                temperature=temperature, num_samples=3)
+    repeated = sampling.generate(c, params, prompts.repeat(3, 0), mask.repeat(3, 0),
+                                 jax.random.key(5), max_new_tokens=6, temperature=temperature)
+    np.testing.assert_array_equal(np.asarray(grouped.tokens), np.asarray(repeated.tokens))
+    np.testing.assert_allclose(np.asarray(grouped.logprobs), np.asarray(repeated.logprobs),
+                               atol=1e-5)
+  # the group's samples differ (they are not copies of one sample)
+  rows = np.asarray(grouped.tokens).reshape(4, 3, -1)
+  assert any(len({tuple(r) for r in group}) > 1 for group in rows)
+
+
+def test_padded_vocabulary_ids_are_never_sampled_and_hold_no_mass():
+  c = models.tiny(V + 27, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64, valid_vocab_size=V)
+  _, params, prompts, mask = _setup(c)
+  out = sampling.generate(c, params, prompts.repeat(50, 0), mask.repeat(50, 0),
+                          jax.random.key(0), max_new_tokens=8, temperature=2.0)
+  assert int(np.asarray(out.tokens).max()) < V
+  probs = jax.nn.softmax(models.forward(c, params, prompts, mask), axis=-1)
+  assert float(probs[..., V:].sum()) == 0.0
+
+
+def test_bfloat16_kv_cache_stays_close_to_float32():
+  c, _, prompts, mask = _setup()
+  params = models.init_params(c, jax.random.key(0))  # default scale: attention scores O(1)
+  f32 = sampling.generate(c, params, prompts, mask, jax.random.key(0), max_new_tokens=6,
+                          temperature=0.0)
+  c16 = models.tiny(V, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64, cache_dtype="bfloat16")
+  assert models.init_cache(c16, 1, 4)[0]["k"].dtype == jnp.bfloat16
+  b16 = sampling.generate(c16, params, prompts, mask, jax.random.key(0), max_new_tokens=6,
+                          temperature=0.0)
+  # bf16 keeps 8 bits of mantissa (relative error 2^-9 per cached entry); with O(1) scores the
+  # log-probs of the same greedy tokens agree to 1e-2
+  agree = np.asarray(f32.tokens) == np.asarray(b16.tokens)
+  assert agree[:, 0].all() and agree.mean() >= 0.9
+  first = agree.cumprod(axis=1).astype(bool)  # positions before any divergence
+  np.testing.assert_allclose(np.asarray(b16.logprobs)[first], np.asarray(f32.logprobs)[first],
+                             atol=1e-2)
+
+
+def test_bfloat16_kv_cache_halves_the_cache_in_compiled_memory():
+  def temp_bytes(c):
+    params = jax.eval_shape(functools.partial(models.init_params, c), jax.random.key(0))
+    prompts = jax.ShapeDtypeStruct((16, 8), jnp.int32)
+    fn = jax.jit(functools.partial(sampling.generate, c, max_new_tokens=248, temperature=1.0))
+    compiled = fn.lower(params, prompts, prompts, jax.random.key(0)).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+  kw = dict(d_model=64, n_heads=4, n_kv_heads=4, d_ff=64)
+  f32, b16 = (temp_bytes(models.tiny(V, **kw, cache_dtype=dt)) for dt in ("float32", "bfloat16"))
+  # 2 layers x {k, v} x 16 rows x 4 heads x 256 slots x 16 dims: 2 MiB in f32, 1 MiB in bf16
+  cache_f32 = 2 * 2 * 16 * 4 * 256 * 16 * 4
+  assert f32 - b16 >= 0.9 * cache_f32 / 2, (f32, b16)

@@ -79,3 +79,41 @@ def test_sft_step_reduces_loss_and_rl_step_sees_rewards():
   step = run.compile_step(run._rl_step, state, with_rng=True)
   state, m = step(state, _batches(run, 1)[0], jax.random.key(0))
   assert np.isfinite(float(m["loss"]))
+
+
+def test_one_update_per_rollout_is_the_policy_gradient_without_an_old_logp_forward():
+  """With ppo_epochs x minibatches = 1 the step skips the behaviour log-prob forward (ratio is
+  1 by construction); its update must equal plain REINFORCE: grad of -mean_t(A_t log pi(y_t))
+  through an independent teacher-forced forward, then the same optimizer."""
+  import optax
+  from rlvr_jax.training import rl_step as rl_step_lib
+  run = _run(**{"algorithm.advantage": "nsr", "rl.minibatches": 1, "rl.ppo_epochs": 1,
+                "rl.optimizer.warmup_steps": 0, "rl.optimizer.schedule": "constant"})
+  state = run.make_rl_state(run.init_params())
+  batch = _batches(run, 1)[0]
+  phases = run._rl_step.phases
+  comp, greedy = jax.jit(phases.sample)(state, batch, jax.random.key(0))
+  rewards, _ = jax.jit(phases.score)(batch, comp, greedy)
+  new_state, metrics = jax.jit(phases.learn)(state, batch, comp, rewards, None,
+                                             jax.random.key(1))
+  assert float(metrics["ratio_mean"]) == 1.0 and float(metrics["approx_kl"]) == 0.0
+
+  g = run.config.rl.group_size
+  adv_t = np.where(np.asarray(rewards) > 0, 0.0, -1.0).reshape(-1, 1)  # NSR: -1 when wrong
+  assert (adv_t != 0).any()
+  mask = np.asarray(comp.mask)
+
+  def reinforce(params):
+    logp, _ = rl_step_lib.completion_logprobs(
+        run.model_config, params, np.repeat(batch["prompt_ids"], g, 0),
+        np.repeat(batch["prompt_mask"], g, 0), comp.tokens, comp.mask, run.config.rl.temperature)
+    return -(adv_t * logp * mask).sum() / mask.sum()
+
+  grads = jax.grad(reinforce)(state.params)
+  updates, _ = run.rl_optimizer.update(grads, state.opt_state, state.params)
+  expected = optax.apply_updates(state.params, updates)
+  for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+  moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+              for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(state.params)))
+  assert moved > 1e-5
