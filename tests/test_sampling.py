@@ -106,13 +106,28 @@ def test_top_k_and_top_p_restrict_support():
 def test_inverse_cdf_categorical_matches_probabilities_and_skips_zero_mass():
   # Mass 0 on ids 0, 3 and the last id (filtered to -inf, as top-k / padding ids are).
   logits = jnp.log(jnp.array([0.0, 0.1, 0.6, 0.0, 0.3, 0.0]))
-  draws = sampling.categorical(jax.random.key(0), jnp.tile(logits, (20000, 1)))
+  u = jax.random.uniform(jax.random.key(0), (20000,))
+  draws = sampling.categorical(u, jnp.tile(logits, (20000, 1)), block=4)  # 2 blocks, 1 padded
   freq = np.bincount(np.asarray(draws), minlength=6) / 20000
   assert freq[[0, 3, 5]].sum() == 0
   # binomial standard error at p = 0.6, n = 20000 is 0.0035: 5 sigma
   np.testing.assert_allclose(freq, [0.0, 0.1, 0.6, 0.0, 0.3, 0.0], atol=0.0175)
-  one_hot = sampling.categorical(jax.random.key(1), jnp.log(jnp.eye(5))[:, ::-1])
-  np.testing.assert_array_equal(np.asarray(one_hot), [4, 3, 2, 1, 0])
+  one_hot = jnp.log(jnp.eye(5))[:, ::-1]
+  for u in (0.0, 0.5, 1.0 - 2**-24):  # the ends of [0, 1) included
+    draws = sampling.categorical(jnp.full((5,), u), one_hot, block=2)
+    np.testing.assert_array_equal(np.asarray(draws), [4, 3, 2, 1, 0])
+
+
+def test_blocked_inverse_cdf_draws_the_same_id_as_a_plain_cdf():
+  logits = jax.random.normal(jax.random.key(2), (64, 1000)) * 3
+  u = jax.random.uniform(jax.random.key(3), (64,))
+  cdf = np.cumsum(np.asarray(jax.nn.softmax(logits.astype(jnp.float64)
+                                            if jax.config.x64_enabled else logits)), -1)
+  plain = (cdf <= (np.asarray(u) * cdf[:, -1])[:, None]).sum(-1)
+  for block in (7, 128, 256, 2048):
+    drawn = np.asarray(sampling.categorical(u, logits, block=block))
+    # float32 sums in another order can move a draw only where u sits on a CDF step
+    assert (drawn == plain).mean() >= 0.98, block
 
 
 def test_group_samples_share_one_prefill_and_match_repeated_prompts():

@@ -55,32 +55,61 @@ def filter_logits(logits_bv: jax.Array, top_k: int = 0, top_p: float = 1.0) -> j
   return logits_bv
 
 
-def categorical(rng: jax.Array, logits_bv: jax.Array) -> jax.Array:
-  """int32 [b]: one exact draw per row from softmax(logits) by inverting its CDF.
+def categorical(u_b: jax.Array, logits_bv: jax.Array, block: int | None = None) -> jax.Array:
+  """int32 [b]: exact draws from softmax(logits) by inverting the CDF at the uniforms u [b]."""
+  return inverse_cdf(u_b, jax.nn.softmax(logits_bv, axis=-1), block)
+
+
+def _block_size(v: int) -> int:
+  """The largest power of two in [64, 512] dividing v (no padding copy), else 256."""
+  return next((k for k in (512, 256, 128, 64) if v % k == 0), 256)
+
+
+def inverse_cdf(u_b: jax.Array, probs_bv: jax.Array, block: int | None = None) -> jax.Array:
+  """int32 [b]: the id where the CDF of `probs` first exceeds u x total, u in [0, 1) [b].
 
   One uniform per row instead of the Gumbel-max trick's one per vocabulary entry: on CPU,
-  generating b x v random bits every decode step cost more than the step's matmuls. Tokens of
-  zero probability (filtered to -inf) are never drawn.
+  hashing b x v random numbers every decode step cost more than the step's matmuls. The CDF is
+  never built over the whole vocabulary: the draw picks a block of `block` ids from the block
+  masses' CDF, then the id inside it, two short cumulative sums instead of one of length v.
+  Ids of zero probability (filtered to -inf) are never drawn.
   """
-  probs_bv = jax.nn.softmax(logits_bv, axis=-1)
-  cdf_bv = jnp.cumsum(probs_bv, axis=-1)
-  total_b1 = cdf_bv[:, -1:]
-  u_b1 = jax.random.uniform(rng, total_b1.shape, jnp.float32)
+  b, v = probs_bv.shape
+  block = block or _block_size(v)
+  n_blocks = -(-v // block)
+  if n_blocks * block != v:
+    probs_bv = jnp.pad(probs_bv, ((0, 0), (0, n_blocks * block - v)))
+  probs_bnk = probs_bv.reshape(b, n_blocks, block)
+  mass_bn = probs_bnk.sum(-1)
+  cdf_bn = jnp.cumsum(mass_bn, axis=-1)
+  total_b = cdf_bn[:, -1]
   # threshold in [0, total): the first entry whose CDF exceeds it has positive probability
-  threshold_b1 = jnp.minimum(u_b1 * total_b1, jnp.nextafter(total_b1, 0.0))
-  return jnp.sum(cdf_bv <= threshold_b1, axis=-1).astype(jnp.int32)
+  threshold_b = jnp.minimum(u_b * total_b, jnp.nextafter(total_b, 0.0))
+  block_b = jnp.minimum(jnp.sum(cdf_bn <= threshold_b[:, None], axis=-1), n_blocks - 1)
+  before_b = jnp.take_along_axis(cdf_bn - mass_bn, block_b[:, None], axis=-1)[:, 0]
+  within_bk = jnp.take_along_axis(probs_bnk, block_b[:, None, None], axis=1)[:, 0]
+  cdf_bk = jnp.cumsum(within_bk, axis=-1)
+  rest_b = jnp.minimum(threshold_b - before_b, jnp.nextafter(cdf_bk[:, -1], 0.0))
+  index_b = jnp.minimum(jnp.sum(cdf_bk <= rest_b[:, None], axis=-1), block - 1)
+  return (block_b * block + index_b).astype(jnp.int32)
 
 
-def _choose(rng, logits_bv, temperature, top_k, top_p):
-  """Returns (token [b], logprob [b], entropy [b]) for one decode position."""
+def _choose(u_b, logits_bv, temperature, top_k, top_p):
+  """Returns (token [b], logprob [b], entropy [b]) for one decode position; the distribution's
+  exponentials are computed once and shared by the draw, the log-prob and the entropy."""
+  scaled = logits_bv if temperature == 0.0 else logits_bv / temperature
+  shifted = scaled - jnp.max(scaled, axis=-1, keepdims=True)
+  exp_bv = jnp.exp(shifted)
+  total_b1 = jnp.sum(exp_bv, axis=-1, keepdims=True)
+  probs_bv = exp_bv / total_b1
+  logp_bv = shifted - jnp.log(total_b1)
+  entropy = -jnp.sum(probs_bv * logp_bv, axis=-1)
   if temperature == 0.0:
-    scaled = logits_bv
     token = jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
+  elif top_k > 0 or top_p < 1.0:
+    token = categorical(u_b, filter_logits(scaled, top_k, top_p))
   else:
-    scaled = logits_bv / temperature
-    token = categorical(rng, filter_logits(scaled, top_k, top_p))
-  logp_bv = jax.nn.log_softmax(scaled, axis=-1)
-  entropy = -jnp.sum(jnp.exp(logp_bv) * logp_bv, axis=-1)
+    token = inverse_cdf(u_b, probs_bv)
   logprob = jnp.take_along_axis(logp_bv, token[:, None], axis=-1)[:, 0]
   return token, logprob, entropy
 
@@ -97,7 +126,8 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
     params: policy parameters.
     prompts: int32 [b, p], left-padded.
     prompt_mask: [b, p], 1 on prompt tokens, 0 on left padding.
-    rng: PRNG key; token i uses `fold_in(rng, i)`.
+    rng: PRNG key of the uniforms [n, b] (drawn once, before the decode loop) that pick the
+      tokens.
     max_new_tokens: n, the completion buffer length.
     temperature: 0 means greedy (argmax).
     top_k, top_p: truncation of the sampling distribution (0 / 1.0 disable).
@@ -123,6 +153,7 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
   valid_bs = jnp.concatenate([prompt_mask, jnp.zeros((b, n), jnp.int32)], axis=1)
   next_position_b = prompt_mask.sum(-1)
 
+  uniforms_nb = jax.random.uniform(rng, (n, b), jnp.float32)
   zeros_f = jnp.zeros((b, n), jnp.float32)
   init = dict(i=jnp.int32(0), logits=logits, cache=cache, valid=valid_bs,
               done=jnp.zeros((b,), bool), tokens=jnp.full((b, n), pad_id, jnp.int32),
@@ -133,8 +164,7 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
 
   def body(s):
     i = s["i"]
-    token, logprob, entropy = _choose(jax.random.fold_in(rng, i), s["logits"], temperature,
-                                      top_k, top_p)
+    token, logprob, entropy = _choose(uniforms_nb[i], s["logits"], temperature, top_k, top_p)
     live = ~s["done"]
     token = jnp.where(live, token, pad_id)
     live_f = live.astype(jnp.float32)
