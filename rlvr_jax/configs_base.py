@@ -12,6 +12,7 @@ import os
 import ml_collections
 
 from rlvr_jax.algorithms import registry
+from rlvr_jax.models.config import REMAT_POLICIES
 
 # Estimators whose baseline comes from the other members of the group.
 GROUP_BASELINE_ESTIMATORS = ("grpo", "dr_grpo", "dapo", "rloo", "tempo", "reinforce_pp_baseline",
@@ -39,7 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, head_dim=None,
       rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False, tie_embeddings=True,
-      dtype="float32", param_dtype="float32", remat=False))
+      dtype="float32", param_dtype="float32", remat="none"))
   # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
   c.sft = ml_collections.ConfigDict(dict(steps=100, batch_size=32, optimizer=_optimizer(3e-3),
                                          target_accuracy=0.0, eval_every=50))
@@ -98,6 +99,11 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
       raise ValueError(f"config.{field}: {why}")
 
   need(c.rl.group_size >= 1, "rl.group_size", f"must be >= 1, got {c.rl.group_size}")
+  need(isinstance(c.model.remat, bool) or c.model.remat in REMAT_POLICIES, "model.remat",
+       f"must be one of {REMAT_POLICIES} (or a bool), got {c.model.remat!r}")
+  for field in ("dtype", "param_dtype"):
+    need(c.model[field] in ("float32", "bfloat16", "float16"), f"model.{field}",
+         f"must be float32, bfloat16 or float16, got {c.model[field]!r}")
   need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS and c.rl.group_size < 2),
        "rl.group_size", f"advantage '{c.algorithm.advantage}' uses a group baseline and needs "
        f"group_size >= 2, got {c.rl.group_size}")

@@ -6,6 +6,10 @@ pytree of logical axis names with the same structure, which `rlvr_jax.parallel` 
 
 Shapes: b batch, t query length, s key/cache length, d model, h query heads, k kv heads,
 g = h // k query heads per kv head, e head dim, f feed-forward, v vocab, l layers.
+
+Activations are pinned with `parallel.constrain` to logical axes (batch on `data` x `fsdp`,
+heads / mlp / vocab on `tensor`); the residual stream [b, t, d] stays whole along d, so FSDP
+gathers weights rather than splitting activations. Outside a mesh context the pins are no-ops.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import jax
 import jax.numpy as jnp
 
 from rlvr_jax.models.config import ModelConfig
+from rlvr_jax.parallel import constrain
 
 Params = dict[str, Any]
+_RESIDUAL = ("batch", "length", None)  # [b, t, d]: d replicated, see the module docstring
 _MASKED = -1e30  # finite, so a fully masked (padding) row gives a uniform softmax, never NaN
 
 
@@ -155,10 +161,14 @@ def _layer(c: ModelConfig, p: Params, x_btd, positions_bt, mask_bts, kv_cache, c
   `cache_index` and attention runs over the whole cache; returns (x, new_cache)."""
   dtype = x_btd.dtype
   inv_freq = rope_inv_freq(c)
+  x_btd = constrain(x_btd, _RESIDUAL)
   y = rms_norm(x_btd, p["attn_norm"], c.norm_eps)
-  q = jnp.einsum("btd,dhe->bthe", y, p["wq"].astype(dtype))
-  k = jnp.einsum("btd,dke->btke", y, p["wk"].astype(dtype))
-  v = jnp.einsum("btd,dke->btke", y, p["wv"].astype(dtype))
+  q = constrain(jnp.einsum("btd,dhe->bthe", y, p["wq"].astype(dtype)),
+                ("batch", "length", "heads", "kv"))
+  k = constrain(jnp.einsum("btd,dke->btke", y, p["wk"].astype(dtype)),
+                ("batch", "length", "kv_heads", "kv"))
+  v = constrain(jnp.einsum("btd,dke->btke", y, p["wv"].astype(dtype)),
+                ("batch", "length", "kv_heads", "kv"))
   if c.qkv_bias:
     q, k, v = q + p["bq"].astype(dtype), k + p["bk"].astype(dtype), v + p["bv"].astype(dtype)
   if c.qk_norm:
@@ -170,12 +180,14 @@ def _layer(c: ModelConfig, p: Params, x_btd, positions_bt, mask_bts, kv_cache, c
     v = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), cache_index, 1)
     kv_cache = (k, v)
   attn = _attention(q, k.astype(dtype), v.astype(dtype), mask_bts, c.n_kv_heads)
-  x_btd = x_btd + jnp.einsum("bthe,hed->btd", attn, p["wo"].astype(dtype))
+  attn = constrain(attn, ("batch", "length", "heads", "kv"))
+  x_btd = constrain(x_btd + jnp.einsum("bthe,hed->btd", attn, p["wo"].astype(dtype)), _RESIDUAL)
   y = rms_norm(x_btd, p["mlp_norm"], c.norm_eps)
-  gate = jnp.einsum("btd,df->btf", y, p["w_gate"].astype(dtype))
-  up = jnp.einsum("btd,df->btf", y, p["w_up"].astype(dtype))
+  gate = constrain(jnp.einsum("btd,df->btf", y, p["w_gate"].astype(dtype)),
+                   ("batch", "length", "mlp"))
+  up = constrain(jnp.einsum("btd,df->btf", y, p["w_up"].astype(dtype)), ("batch", "length", "mlp"))
   x_btd = x_btd + jnp.einsum("btf,fd->btd", jax.nn.silu(gate) * up, p["w_down"].astype(dtype))
-  return x_btd, kv_cache
+  return constrain(x_btd, _RESIDUAL), kv_cache
 
 
 def positions_from_mask(mask_bt: jax.Array) -> jax.Array:
@@ -200,16 +212,24 @@ def hidden_states(c: ModelConfig, params: Params, tokens_bt: jax.Array,
   positions_bt = positions_from_mask(mask_bt)
   causal_tt = jnp.tril(jnp.ones((t, t), bool))
   mask_bts = causal_tt[None] & (mask_bt[:, None, :] > 0)
-  x = params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt]
+  x = constrain(params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt], _RESIDUAL)
 
   def body(x, layer_params):
     x, _ = _layer(c, layer_params, x, positions_bt, mask_bts, None, None)
     return x, None
 
-  if c.remat:
-    body = jax.checkpoint(body, prevent_cse=False)
-  x, _ = jax.lax.scan(body, x, params["layers"])
-  return rms_norm(x, params["final_norm"], c.norm_eps)
+  x, _ = jax.lax.scan(_remat(c, body), x, params["layers"])
+  return constrain(rms_norm(x, params["final_norm"], c.norm_eps), _RESIDUAL)
+
+
+def _remat(c: ModelConfig, body):
+  """The scanned layer body under `c.remat`: "full" keeps only each layer's input for the
+  backward pass (activation memory ~ one layer), "dots_saveable" also keeps matmul outputs
+  (less recompute, more memory), "none" keeps everything."""
+  if c.remat == "none":
+    return body
+  policy = jax.checkpoint_policies.dots_saveable if c.remat == "dots_saveable" else None
+  return jax.checkpoint(body, prevent_cse=False, policy=policy)
 
 
 def logits_from_hidden(c: ModelConfig, params: Params, h_btd: jax.Array) -> jax.Array:
@@ -224,7 +244,8 @@ def logits_from_hidden(c: ModelConfig, params: Params, h_btd: jax.Array) -> jax.
 def forward(c: ModelConfig, params: Params, tokens_bt: jax.Array,
             mask_bt: jax.Array | None = None) -> jax.Array:
   """float32 next-token logits [b, t, v] for a full sequence (see `hidden_states`)."""
-  return logits_from_hidden(c, params, hidden_states(c, params, tokens_bt, mask_bt))
+  logits_btv = logits_from_hidden(c, params, hidden_states(c, params, tokens_bt, mask_bt))
+  return constrain(logits_btv, ("batch", "length", "vocab"))
 
 
 def join_prompt(prompt_bp: jax.Array, prompt_mask_bp: jax.Array, completion_bn: jax.Array,
