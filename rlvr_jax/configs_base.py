@@ -37,6 +37,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Where the policy comes from: "scratch" (random init, char tokenizer built from the task),
   # "hf" (a local HF directory) or "gguf" (a local .gguf file); dtype of the loaded weights.
   c.init = ml_collections.ConfigDict(dict(kind="scratch", path="", dtype="float32"))
+  # dtype: compute; param_dtype: stored weights (logits, log-probs, losses and Adam moments are
+  # float32 regardless); remat: "none" / "full" (per layer) / "dots_saveable".
   c.model = ml_collections.ConfigDict(dict(
       d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, head_dim=None,
       rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False, tie_embeddings=True,

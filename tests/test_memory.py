@@ -52,6 +52,7 @@ def test_fsdp8_rl_step_needs_at_most_a_quarter_of_one_device_memory():
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
   assert "per_device_bytes" in proc.stdout
+  print(proc.stdout.strip().splitlines()[-1])  # visible with pytest -s
 
 
 def _grad_fn(remat="none", dtype="float32", n_layers=2, b=4, t=64):
