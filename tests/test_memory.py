@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlvr_jax import models
+from rlvr_jax import models, parallel
 from rlvr_jax.configs_base import validate
 from rlvr_jax.training import loop, rl_step
 from rlvr_jax.training.state import tree_size
@@ -163,3 +163,15 @@ def test_unknown_remat_policy_is_rejected_naming_the_field():
     validate(config)
   with pytest.raises(ValueError, match="model.remat"):
     models.tiny(8, remat="some")
+
+
+def test_constrain_is_a_no_op_without_a_mesh_and_replicates_undivisible_dims():
+  x = jnp.ones((6, 4, 8))
+  assert parallel.constrain(x, ("batch", "length", "mlp")) is x
+  mesh = jax.sharding.AbstractMesh((2, 4, 2), parallel.MESH_AXES)
+  # batch 8 takes data x fsdp (2 x 4), mlp 6 takes tensor (2)
+  assert parallel.logical_to_spec(("batch", "length", "mlp"), (8, 3, 6), mesh) == jax.P(
+      ("data", "fsdp"), None, "tensor")
+  # neither batch 6 (data x fsdp = 8) nor mlp 5 (tensor = 2) divides: both replicated
+  assert parallel.logical_to_spec(("batch", "length", "mlp"), (6, 3, 5), mesh) == jax.P(
+      None, None, None)
