@@ -18,7 +18,7 @@ from rlvr_jax.configs_base import base_config
 def get_config(arg=None):
   c = base_config()
   c.init.update(kind="hf", path="", dtype="float32")  # float32 master weights
-  c.model.update(dtype="bfloat16", remat=True)
+  c.model.update(dtype="bfloat16", remat="full")
   c.mesh.update(data=1, fsdp=4, tensor=2)
   c.task.name = "gsm8k"
   c.task.kwargs = dict(template="chat")

@@ -33,7 +33,7 @@ def _gguf_path() -> str:
 def get_config(arg=None):
   c = base_config()
   c.init.update(kind="gguf", path=_gguf_path(), dtype="float32")
-  c.model.update(dtype="float32", remat=False)  # CPU: memory is plentiful, recompute is not
+  c.model.update(dtype="float32", remat="none")  # CPU: memory is plentiful, recompute is not
   c.task.name = "gsm_arith"
   c.task.kwargs = dict(template="chat", min_ops=1, max_ops=1, max_value=10, ops="+-*")
   # SmolLM2 tokenizes digits one by one: the longest chat prompt is ~70 tokens.

@@ -12,6 +12,7 @@ import os
 import ml_collections
 
 from rlvr_jax.algorithms import registry
+from rlvr_jax.models.config import REMAT_POLICIES
 
 # Estimators whose baseline comes from the other members of the group.
 GROUP_BASELINE_ESTIMATORS = ("grpo", "dr_grpo", "dapo", "rloo", "tempo", "reinforce_pp_baseline",
@@ -41,10 +42,15 @@ def base_config() -> ml_collections.ConfigDict:
   # vocab_size 0: the tokenizer's size; a larger value pads the embedding table (padding ids are
   # masked out of the logits). Either is then rounded up to a multiple of vocab_multiple (128 is
   # what TPUs want). Both apply to models trained from scratch; checkpoints bring their own.
+  # dtype: compute; param_dtype: stored weights (logits, log-probs, losses and Adam moments are
+  # float32 regardless); remat: "none" / "full" (per layer) / "dots_saveable"; cache_dtype: the
+  # sampler's KV cache (None: dtype); unroll_layers: a Python loop over layers instead of a scan
+  # (faster steps on CPU, compile time grows with depth).
   c.model = ml_collections.ConfigDict(dict(
-      vocab_size=0, vocab_multiple=1, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, head_dim=None,
-      rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False, tie_embeddings=True,
-      dtype="float32", param_dtype="float32", remat=False, unroll_layers=False))
+      vocab_size=0, vocab_multiple=1, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
+      head_dim=None, rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False,
+      tie_embeddings=True, dtype="float32", param_dtype="float32", remat="none",
+      cache_dtype=ml_collections.FieldReference(None, field_type=str), unroll_layers=False))
   # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
   c.sft = ml_collections.ConfigDict(dict(steps=100, batch_size=32, optimizer=_optimizer(3e-3),
                                          target_accuracy=0.0, eval_every=50))
@@ -107,6 +113,11 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
       raise ValueError(f"config.{field}: {why}")
 
   need(c.rl.group_size >= 1, "rl.group_size", f"must be >= 1, got {c.rl.group_size}")
+  need(isinstance(c.model.remat, bool) or c.model.remat in REMAT_POLICIES, "model.remat",
+       f"must be one of {REMAT_POLICIES} (or a bool), got {c.model.remat!r}")
+  for field in ("dtype", "param_dtype"):
+    need(c.model[field] in ("float32", "bfloat16", "float16"), f"model.{field}",
+         f"must be float32, bfloat16 or float16, got {c.model[field]!r}")
   need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS and c.rl.group_size < 2),
        "rl.group_size", f"advantage '{c.algorithm.advantage}' uses a group baseline and needs "
        f"group_size >= 2, got {c.rl.group_size}")

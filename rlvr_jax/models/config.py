@@ -7,6 +7,9 @@ from typing import Any
 
 import ml_collections
 
+# Activation rematerialisation of the scanned layers (see transformer._remat).
+REMAT_POLICIES = ("none", "full", "dots_saveable")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -32,7 +35,7 @@ class ModelConfig:
   tie_embeddings: bool = True
   dtype: str = "float32"  # activation / compute dtype; logits are always float32
   param_dtype: str = "float32"
-  remat: bool = False  # rematerialise each layer in the backward pass
+  remat: str = "none"  # one of REMAT_POLICIES; the old bools mean False -> none, True -> full
   # The trunk is one lax.scan over stacked layers (compile time independent of depth); True
   # unrolls it, which on CPU saves the backward pass the stacked residual buffers (memset, slice
   # copies) at the cost of compile time growing with depth.
@@ -65,6 +68,11 @@ class ModelConfig:
       if getattr(self, name) not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"model.{name} must be float32, bfloat16 or float16, "
                          f"got {getattr(self, name)!r}")
+    if isinstance(self.remat, bool):
+      object.__setattr__(self, "remat", "full" if self.remat else "none")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"model.remat must be one of {REMAT_POLICIES} (or a bool), "
+                       f"got {self.remat!r}")
     if isinstance(self.rope_scaling, dict):  # accept a plain dict, store it hashable
       object.__setattr__(self, "rope_scaling", tuple(sorted(self.rope_scaling.items())))
 

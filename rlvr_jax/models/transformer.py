@@ -6,6 +6,10 @@ pytree of logical axis names with the same structure, which `rlvr_jax.parallel` 
 
 Shapes: b batch, t query length, s key/cache length, d model, h query heads, k kv heads,
 g = h // k query heads per kv head, e head dim, f feed-forward, v vocab, l layers.
+
+Activations are pinned with `parallel.constrain` to logical axes (batch on `data` x `fsdp`,
+heads / mlp / vocab on `tensor`); the residual stream [b, t, d] stays whole along d, so FSDP
+gathers weights rather than splitting activations. Outside a mesh context the pins are no-ops.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import jax
 import jax.numpy as jnp
 
 from rlvr_jax.models.config import ModelConfig
+from rlvr_jax.parallel import constrain
 
 Params = dict[str, Any]
+_RESIDUAL = ("batch", "length", None)  # [b, t, d]: d replicated, see the module docstring
 _MASKED = -1e30  # finite, so a fully masked (padding) row gives a uniform softmax, never NaN
 
 
@@ -133,6 +139,29 @@ def _linear_bwd(n_in, residuals, g):
 linear.defvjp(_linear_fwd, _linear_bwd)
 
 
+@jax.custom_vjp
+def unembed(h: jax.Array, table_vd: jax.Array) -> jax.Array:
+  """float32 logits h @ table^T [..., v] against a tied [v, d] embedding table; backward written
+  out like `linear`'s (dh = g table, dtable = g^T h over flattened tokens)."""
+  return _unembed_fwd(h, table_vd)[0]
+
+
+def _unembed_fwd(h, table_vd):
+  out = jnp.dot(h.reshape(-1, h.shape[-1]), table_vd.T, preferred_element_type=jnp.float32)
+  return out.reshape(h.shape[:-1] + table_vd.shape[:1]), (h, table_vd)
+
+
+def _unembed_bwd(residuals, g):
+  h, table_vd = residuals
+  g_tv = g.reshape(-1, g.shape[-1])
+  dh = jnp.dot(g_tv, table_vd.astype(jnp.float32)).astype(h.dtype)
+  dtable = jnp.einsum("tv,td->vd", g_tv, h.reshape(-1, h.shape[-1]).astype(jnp.float32))
+  return dh.reshape(h.shape), dtable.astype(table_vd.dtype)
+
+
+unembed.defvjp(_unembed_fwd, _unembed_bwd)
+
+
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
   """x / sqrt(mean(x^2) + eps) * weight, computed in float32 (as HF Llama)."""
   x32 = x.astype(jnp.float32)
@@ -186,9 +215,9 @@ def _qkv(c: ModelConfig, p: Params, y_btd, positions_bt):
   """Projected, biased, normalised and rotated q [b, t, h, e], k and v [b, t, k, e]."""
   dtype = y_btd.dtype
   inv_freq = rope_inv_freq(c)
-  q = linear(y_btd, p["wq"].astype(dtype))
-  k = linear(y_btd, p["wk"].astype(dtype))
-  v = linear(y_btd, p["wv"].astype(dtype))
+  q = constrain(linear(y_btd, p["wq"].astype(dtype)), ("batch", "length", "heads", "kv"))
+  k = constrain(linear(y_btd, p["wk"].astype(dtype)), ("batch", "length", "kv_heads", "kv"))
+  v = constrain(linear(y_btd, p["wv"].astype(dtype)), ("batch", "length", "kv_heads", "kv"))
   if c.qkv_bias:
     q, k, v = q + p["bq"].astype(dtype), k + p["bk"].astype(dtype), v + p["bv"].astype(dtype)
   if c.qk_norm:
@@ -200,18 +229,19 @@ def _mlp_block(c: ModelConfig, p: Params, x_btd):
   """x + SwiGLU(rms_norm(x))."""
   dtype = x_btd.dtype
   y = rms_norm(x_btd, p["mlp_norm"], c.norm_eps)
-  gate = linear(y, p["w_gate"].astype(dtype))
-  up = linear(y, p["w_up"].astype(dtype))
-  return x_btd + linear(jax.nn.silu(gate) * up, p["w_down"].astype(dtype))
+  gate = constrain(linear(y, p["w_gate"].astype(dtype)), ("batch", "length", "mlp"))
+  up = constrain(linear(y, p["w_up"].astype(dtype)), ("batch", "length", "mlp"))
+  return constrain(x_btd + linear(jax.nn.silu(gate) * up, p["w_down"].astype(dtype)), _RESIDUAL)
 
 
 def _layer(c: ModelConfig, p: Params, x_btd, positions_bt, mask_bts):
   """One pre-norm block over a full sequence; returns (x, (k_btke, v_btke)), the keys and values
   a KV cache keeps (unused outside prefill, where XLA drops them)."""
+  x_btd = constrain(x_btd, _RESIDUAL)
   y = rms_norm(x_btd, p["attn_norm"], c.norm_eps)
   q, k, v = _qkv(c, p, y, positions_bt)
-  attn = _attention(q, k, v, mask_bts, c.n_kv_heads)
-  x_btd = x_btd + linear(attn, p["wo"].astype(x_btd.dtype), 2)
+  attn = constrain(_attention(q, k, v, mask_bts, c.n_kv_heads), ("batch", "length", "heads", "kv"))
+  x_btd = constrain(x_btd + linear(attn, p["wo"].astype(x_btd.dtype), 2), _RESIDUAL)
   return _mlp_block(c, p, x_btd), (k, v)
 
 
@@ -263,23 +293,30 @@ def hidden_states(c: ModelConfig, params: Params, tokens_bt: jax.Array,
   positions_bt = positions_from_mask(mask_bt)
   causal_tt = jnp.tril(jnp.ones((t, t), bool))
   mask_bts = causal_tt[None] & (mask_bt[:, None, :] > 0)
-  x = params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt]
+  x = constrain(params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt], _RESIDUAL)
 
   def body(x, layer_params):
     x, _ = _layer(c, layer_params, x, positions_bt, mask_bts)
     return x, None
 
-  if c.remat:
-    body = jax.checkpoint(body, prevent_cse=False)
-  x, _ = jax.lax.scan(body, x, params["layers"], unroll=c.scan_unroll)
-  return rms_norm(x, params["final_norm"], c.norm_eps)
+  x, _ = jax.lax.scan(_remat(c, body), x, params["layers"], unroll=c.scan_unroll)
+  return constrain(rms_norm(x, params["final_norm"], c.norm_eps), _RESIDUAL)
+
+
+def _remat(c: ModelConfig, body):
+  """The scanned layer body under `c.remat`: "full" keeps only each layer's input for the
+  backward pass (activation memory ~ one layer), "dots_saveable" also keeps matmul outputs
+  (less recompute, more memory), "none" keeps everything."""
+  if c.remat == "none":
+    return body
+  policy = jax.checkpoint_policies.dots_saveable if c.remat == "dots_saveable" else None
+  return jax.checkpoint(body, prevent_cse=False, policy=policy)
 
 
 def logits_from_hidden(c: ModelConfig, params: Params, h_btd: jax.Array) -> jax.Array:
   """float32 logits [b, t, v]; padding ids (>= `c.valid_vocab_size`) get a large negative."""
   if c.tie_embeddings:
-    logits = jnp.einsum("btd,vd->btv", h_btd, params["embed"].astype(h_btd.dtype),
-                        preferred_element_type=jnp.float32)
+    logits = unembed(h_btd, params["embed"].astype(h_btd.dtype))
   else:
     logits = jnp.einsum("btd,dv->btv", h_btd, params["lm_head"].astype(h_btd.dtype),
                         preferred_element_type=jnp.float32)
@@ -291,7 +328,8 @@ def logits_from_hidden(c: ModelConfig, params: Params, h_btd: jax.Array) -> jax.
 def forward(c: ModelConfig, params: Params, tokens_bt: jax.Array,
             mask_bt: jax.Array | None = None) -> jax.Array:
   """float32 next-token logits [b, t, v] for a full sequence (see `hidden_states`)."""
-  return logits_from_hidden(c, params, hidden_states(c, params, tokens_bt, mask_bt))
+  logits_btv = logits_from_hidden(c, params, hidden_states(c, params, tokens_bt, mask_bt))
+  return constrain(logits_btv, ("batch", "length", "vocab"))
 
 
 def join_prompt(prompt_bp: jax.Array, prompt_mask_bp: jax.Array, completion_bn: jax.Array,

@@ -4,12 +4,16 @@ Parameters and activations are annotated with logical axis names (`batch`, `embe
 `heads`, `kv_heads`, `kv`, `vocab`, `layers`, `length`); `LOGICAL_RULES` maps them onto the mesh
 axes `data`, `fsdp`, `tensor`. A dimension that a mesh axis does not divide is replicated, so one
 config runs on 1 or 8 devices unchanged.
+
+Activations are pinned with `constrain` while a step is traced under `traced_under_mesh`;
+without a mesh in context `constrain` does nothing, so the model code runs unchanged outside it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -58,7 +62,8 @@ def make_mesh(mesh_config: ml_collections.ConfigDict | dict,
   return Mesh(grid, MESH_AXES)
 
 
-def logical_to_spec(axes: tuple[str | None, ...], shape: tuple[int, ...], mesh: Mesh,
+def logical_to_spec(axes: tuple[str | None, ...], shape: tuple[int, ...],
+                    mesh: Mesh | jax.sharding.AbstractMesh,
                     rules: dict[str, Any] = LOGICAL_RULES) -> PartitionSpec:
   """PartitionSpec for an array with logical `axes`; undivisible dims are replicated."""
   used: set[str] = set()
@@ -88,6 +93,34 @@ def tree_shardings(axes_tree: Any, shapes_tree: Any, mesh: Mesh) -> Any:
   return jax.tree.map(
       lambda axes, leaf: NamedSharding(mesh, logical_to_spec(axes, leaf.shape, mesh)),
       axes_tree, shapes_tree, is_leaf=is_axes)
+
+
+def constrain(x: jax.Array, axes: tuple[str | None, ...]) -> jax.Array:
+  """`x` pinned to the layout of its logical `axes` on the mesh in context (none: unchanged).
+
+  Without these pins XLA propagates shardings from the parameters alone and may, e.g., keep
+  activations split along `embed` and replicated over the batch, which costs memory on every
+  device. Undivisible dims are replicated, as in `logical_to_spec`.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return x
+  return jax.lax.with_sharding_constraint(x, logical_to_spec(axes, x.shape, mesh))
+
+
+def traced_under_mesh(fn: Callable, mesh: Mesh) -> Callable:
+  """`fn` traced with `mesh` in context, so the `constrain` calls inside it take effect.
+
+  The abstract mesh is entered inside the function (where `jax.set_mesh` may not be used), so
+  the result can be passed to `jax.jit` and its `.lower` like `fn` itself.
+  """
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args, **kwargs)
+
+  return wrapped
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:

@@ -29,7 +29,7 @@ from rlvr_jax.training import metrics as metrics_lib
 from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
 from rlvr_jax.training.sft import make_sft_step
 from rlvr_jax.training.state import (TrainState, create_state, critic_from_policy, make_optimizer,
-                                     tree_size)
+                                     state_shardings, tree_size)
 
 
 class NonFiniteError(FloatingPointError):
@@ -111,10 +111,11 @@ class Run:
                  with_value: bool = False, prm_params=None) -> TrainState:
     """A fresh train state, laid out by one jit so its shardings are those the steps keep."""
     value_optimizer = self.value_optimizer if with_value else None
-    return jax.jit(functools.partial(create_state, optimizer=optimizer,
-                                     with_reference=with_reference,
-                                     value_optimizer=value_optimizer))(params,
-                                                                       prm_params=prm_params)
+    create = functools.partial(create_state, optimizer=optimizer, with_reference=with_reference,
+                               value_optimizer=value_optimizer)
+    shardings = state_shardings(jax.eval_shape(create, params, prm_params=prm_params),
+                                self.model_config, self.mesh, optimizer, value_optimizer)
+    return jax.jit(create, out_shardings=shardings)(params, prm_params=prm_params)
 
   def make_rl_state(self, params, prm_params=None) -> TrainState:
     """The RL state; with a PURE estimator it carries the PRM (`prm_params`, or an untrained
@@ -126,11 +127,12 @@ class Run:
                            with_value=self.value_optimizer is not None, prm_params=prm_params)
 
   def compile_step(self, step_fn, state: TrainState, *, with_rng: bool):
-    """jit with the state's shardings pinned on input and output, so it is traced once."""
+    """jit with the state's shardings pinned on input and output, so it is traced once; traced
+    under the mesh so the model's activation pins apply; the state is donated (updated in place)."""
     shardings = jax.tree.map(lambda x: x.sharding, state)
     batch = parallel.batch_sharding(self.mesh, ndim=1)
     in_shardings = (shardings, batch) + ((parallel.replicated(self.mesh),) if with_rng else ())
-    return jax.jit(step_fn, in_shardings=in_shardings,
+    return jax.jit(parallel.traced_under_mesh(step_fn, self.mesh), in_shardings=in_shardings,
                    out_shardings=(shardings, parallel.replicated(self.mesh)), donate_argnums=0)
 
   @functools.cached_property
@@ -186,7 +188,8 @@ def _model_and_tokenizer(config, task):
     raise ValueError(f"config.init.kind must be scratch, hf or gguf, got {kind!r}")
   model_config = dataclasses.replace(model_config, remat=config.model.remat,
                                      dtype=config.model.dtype,
-                                     unroll_layers=config.model.unroll_layers)
+                                     unroll_layers=config.model.unroll_layers,
+                                     cache_dtype=config.model.cache_dtype)
   return model_config, params, tokenizer
 
 

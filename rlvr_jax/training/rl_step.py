@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from rlvr_jax import models, sampling
+from rlvr_jax import models, parallel, sampling
 from rlvr_jax.algorithms import advantages as adv_lib
 from rlvr_jax.algorithms import losses, registry
 from rlvr_jax.rewards import prm
@@ -53,10 +53,11 @@ def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
   """
   p = prompt_ids.shape[1]
   seq, seq_mask = models.join_prompt(prompt_ids, prompt_mask, completion_ids, completion_mask)
-  # The vocabulary projection runs only where completion tokens are predicted.
+  # Logits only where completion tokens are predicted: the prompt's [b, p, v] are never built.
   h_bnd = models.hidden_states(model_config, params, seq, seq_mask)[:, p - 1:-1]
-  logits_bnv = models.logits_from_hidden(model_config, params, h_bnd) / max(temperature, 1e-6)
-  logp_bnv = jax.nn.log_softmax(logits_bnv, axis=-1)
+  logits = parallel.constrain(models.logits_from_hidden(model_config, params, h_bnd),
+                              ("batch", "length", "vocab"))
+  logp_bnv = jax.nn.log_softmax(logits / max(temperature, 1e-6), axis=-1)
   logp = jnp.take_along_axis(logp_bnv, completion_ids[..., None], axis=-1)[..., 0]
   entropy = -jnp.sum(jnp.exp(logp_bnv) * logp_bnv, axis=-1)
   return logp, entropy

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from rlvr_jax import models
+from rlvr_jax import models, parallel
 
 
 @flax.struct.dataclass
@@ -36,8 +36,31 @@ class TrainState:
   prm_params: models.Params | None = None
 
 
+def float32_moments(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`inner` run on float32 copies of the gradients and parameters, so its state (Adam's
+  moments) is float32 whatever the parameter dtype.
+
+  bfloat16 parameters are stored without a float32 master copy: that copy would cost 4 bytes a
+  parameter, more than the 2 that bfloat16 storage saves. The float32 update is added in float32
+  and rounded to the parameter dtype by `optax.apply_updates`; an update below bfloat16's
+  resolution (~2^-8 of the weight) is lost, so small learning rates want float32 parameters
+  with bfloat16 compute (model.param_dtype=float32, model.dtype=bfloat16). For float32
+  parameters the casts are no-ops.
+  """
+  f32 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float32), tree)
+
+  def init(params):
+    return inner.init(f32(params))
+
+  def update(grads, state, params=None):
+    return inner.update(f32(grads), state, None if params is None else f32(params))
+
+  return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """AdamW with linear warm-up then constant (or cosine) learning rate, global-norm clipping."""
+  """AdamW with linear warm-up then constant (or cosine) learning rate, global-norm clipping;
+  its moments are float32 even for bfloat16 parameters (`float32_moments`)."""
   warmup = int(opt.get("warmup_steps", 0))
   lr = float(opt.learning_rate)
   if opt.get("schedule", "constant") == "cosine":
@@ -48,11 +71,11 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
   else:
     schedule = optax.join_schedules(
         [optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)], [warmup])
-  return optax.chain(
+  return float32_moments(optax.chain(
       optax.clip_by_global_norm(float(opt.get("max_grad_norm", 1.0))),
       optax.adamw(schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.99),
                   weight_decay=float(opt.get("weight_decay", 0.0))),
-  )
+  ))
 
 
 def critic_from_policy(params: models.Params) -> models.Params:
@@ -74,6 +97,36 @@ def create_state(params: models.Params, optimizer: optax.GradientTransformation,
                     opt_state=optimizer.init(params), ref_params=ref, value_params=value,
                     value_opt_state=value_optimizer.init(value) if value is not None else None,
                     prm_params=prm_params)
+
+
+def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: jax.sharding.Mesh,
+                    optimizer: optax.GradientTransformation,
+                    value_optimizer: optax.GradientTransformation | None = None) -> TrainState:
+  """NamedShardings for (an abstract) `state`: parameters by their logical axes, optimizer
+  moments like the parameters they track, counters replicated.
+
+  Left to the compiler, the moments (fresh zeros, tied to no input) come out replicated, which
+  costs 8 bytes a parameter on every device under FSDP.
+  """
+  replicated = parallel.replicated(mesh)
+  policy = lambda tree: parallel.tree_shardings(models.param_axes(model_config), tree, mesh)
+  scalar = lambda tree: parallel.tree_shardings(
+      models.param_axes(model_config, head="scalar"), tree, mesh)
+
+  def opt(optimizer, opt_state, param_shardings):
+    return optax.tree_utils.tree_map_params(optimizer, lambda _, s: s, opt_state,
+                                            param_shardings,
+                                            transform_non_params=lambda _: replicated)
+
+  params = policy(state.params)
+  value = None if state.value_params is None else scalar(state.value_params)
+  return TrainState(
+      step=replicated, params=params, opt_state=opt(optimizer, state.opt_state, params),
+      ref_params=None if state.ref_params is None else policy(state.ref_params),
+      value_params=value,
+      value_opt_state=(None if value is None
+                       else opt(value_optimizer, state.value_opt_state, value)),
+      prm_params=None if state.prm_params is None else scalar(state.prm_params))
 
 
 def tree_size(tree: Any) -> int:

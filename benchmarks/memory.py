@@ -1,0 +1,142 @@
+"""Per-device memory of the compiled RL step vs model size, from XLA's buffer assignment.
+
+    python benchmarks/memory.py [--models smollm2-135m,qwen2.5-0.5b,qwen2.5-1.5b,qwen2.5-7b]
+        [--batch 8 --group 4 --prompt 128 --completion 256 --microbatches 4] [--fsdp 8]
+        [--out benchmarks/memory.json]
+
+Nothing is allocated: the state and batch are `jax.eval_shape` abstractions and each variant
+is only lowered and compiled on CPU (`jit(rl_step).lower(...).compile().memory_analysis()`).
+The step is the real one (`make_rl_step`: KV-cache sampling, old log-probs, advantages, AdamW
+update) with a stand-in jittable reward. Peak per device = argument + output + temp - alias
+bytes (alias: the donated state the outputs reuse). `--fsdp 8` forces 8 CPU devices and adds
+each model at its best setting (bf16, full remat) on a ('data', 'fsdp', 'tensor') = (1, 8, 1)
+mesh, sharded exactly as `Run` shards a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+
+if "--fsdp" in sys.argv and "xla_force_host_platform_device_count" not in os.environ.get(
+    "XLA_FLAGS", ""):
+  n = sys.argv[sys.argv.index("--fsdp") + 1]
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + f" --xla_force_host_platform_device_count={n}")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from rlvr_jax import models, parallel  # noqa: E402
+from rlvr_jax.configs_base import base_config  # noqa: E402
+from rlvr_jax.training.rl_step import make_rl_step  # noqa: E402
+from rlvr_jax.training.state import create_state, make_optimizer, state_shardings  # noqa: E402
+
+# Real architectures (HF config.json): layers, d_model, heads, kv heads, d_ff, vocab, tying.
+MODELS = {
+    "smollm2-135m": models.preset("smollm2-135m"),
+    "qwen2.5-0.5b": models.preset("qwen2.5-0.5b"),
+    "qwen2.5-1.5b": models.preset("qwen2.5-0.5b", d_model=1536, n_layers=28, n_heads=12,
+                                  n_kv_heads=2, d_ff=8960),
+    "qwen2.5-7b": models.preset("qwen2.5-0.5b", vocab_size=152064, d_model=3584, n_layers=28,
+                                n_heads=28, n_kv_heads=4, d_ff=18944, tie_embeddings=False),
+}
+DEVICES_GIB = (16, 80, 141)  # GiB, as the cards' "16 / 80 / 141 GB" are
+
+
+def _reward(tokens, mask, answer_ids, meta):
+  """Stand-in for a task reward: any jittable [N] float32; its cost is negligible."""
+  del tokens, answer_ids, meta
+  return mask.mean(-1)
+
+
+def measure(model_config: models.ModelConfig, args, devices) -> dict:
+  """Compiles one RL step for abstract inputs on `devices` (fsdp over all of them)."""
+  config = base_config()
+  config.rl.update(batch_size=args.batch, group_size=args.group,
+                   max_new_tokens=args.completion, microbatches=args.microbatches)
+  mesh = parallel.make_mesh(dict(data=1, fsdp=len(devices), tensor=1), devices)
+  optimizer = make_optimizer(config.rl.optimizer, config.rl.steps)
+  step = make_rl_step(config, model_config, _reward, optimizer, eos_id=1, pad_id=0)
+  params = jax.eval_shape(functools.partial(models.init_params, model_config),
+                          jax.random.key(0))
+  state = jax.eval_shape(functools.partial(create_state, optimizer=optimizer,
+                                           with_reference=False), params)
+  b, p = args.batch, args.prompt
+  batch = dict(prompt_ids=jax.ShapeDtypeStruct((b, p), jnp.int32),
+               prompt_mask=jax.ShapeDtypeStruct((b, p), jnp.int32),
+               answer_ids=jax.ShapeDtypeStruct((b, 8), jnp.int32),
+               meta=jax.ShapeDtypeStruct((b, 1), jnp.int32))
+  rng = jax.eval_shape(lambda: jax.random.key(0))
+  shardings = state_shardings(state, model_config, mesh, optimizer)
+  jitted = jax.jit(parallel.traced_under_mesh(step, mesh),
+                   in_shardings=(shardings, parallel.batch_sharding(mesh),
+                                 parallel.replicated(mesh)),
+                   out_shardings=(shardings, parallel.replicated(mesh)), donate_argnums=0)
+  t0 = time.time()
+  m = jitted.lower(state, batch, rng).compile().memory_analysis()
+  return dict(
+      params=sum(x.size for x in jax.tree.leaves(params)),
+      argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
+      temp=m.temp_size_in_bytes, alias=m.alias_size_in_bytes,
+      peak=m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+      - m.alias_size_in_bytes, compile_s=time.time() - t0)
+
+
+def variants(name: str, fsdp: int):
+  """(label, model config, n devices): f32 / bf16 x remat none / full on one device, and the
+  bf16 + full remat setting over `fsdp` devices."""
+  base = MODELS[name]
+  for dtype in ("float32", "bfloat16"):
+    for remat in ("none", "full"):
+      yield (dtype, remat, 1), dataclasses.replace(base, dtype=dtype, param_dtype=dtype,
+                                                   remat=remat)
+  if fsdp > 1:
+    yield ("bfloat16", "full", fsdp), dataclasses.replace(base, dtype="bfloat16",
+                                                         param_dtype="bfloat16", remat="full")
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--models", default=",".join(MODELS))
+  parser.add_argument("--batch", type=int, default=8, help="prompts per step")
+  parser.add_argument("--group", type=int, default=4, help="completions per prompt (G)")
+  parser.add_argument("--prompt", type=int, default=128)
+  parser.add_argument("--completion", type=int, default=256)
+  parser.add_argument("--microbatches", type=int, default=4)
+  parser.add_argument("--fsdp", type=int, default=1)
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  rows = []
+  gb = 2**30
+  print(f"B={args.batch} G={args.group} prompt={args.prompt} completion={args.completion} "
+        f"microbatches={args.microbatches}; GiB per device")
+  print(f"{'model':14s} {'params':>7s} {'dtype':9s} {'remat':5s} {'dev':>3s} {'args':>7s} "
+        f"{'temp':>7s} {'peak':>7s} {'compile':>8s}")
+  for name in args.models.split(","):
+    for (dtype, remat, n), model_config in variants(name, args.fsdp):
+      r = measure(model_config, args, jax.devices()[:n])
+      r.update(model=name, dtype=dtype, remat=remat, devices=n)
+      rows.append(r)
+      print(f"{name:14s} {r['params'] / 1e9:6.2f}B {dtype:9s} {remat:5s} {n:3d} "
+            f"{r['argument'] / gb:7.2f} {r['temp'] / gb:7.2f} {r['peak'] / gb:7.2f} "
+            f"{r['compile_s']:7.1f}s", flush=True)
+  print("\nlargest model that fits (peak per device <= device memory):")
+  for n in sorted({r["devices"] for r in rows}):
+    for cap in DEVICES_GIB:
+      fits = [r for r in rows if r["devices"] == n and r["peak"] <= cap * gb]
+      best = max(fits, key=lambda r: (r["params"], -r["peak"]), default=None)
+      label = (f"{best['model']} ({best['dtype']}, remat {best['remat']})" if best else "none")
+      print(f"  {n} device(s) of {cap} GiB: {label}")
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(dict(settings=vars(args), rows=rows), f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
