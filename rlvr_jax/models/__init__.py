@@ -3,6 +3,7 @@
 from rlvr_jax.models.config import ModelConfig, tiny
 from rlvr_jax.models.transformer import (
     Params,
+    completion_hidden_states,
     decode_step,
     forward,
     hidden_states,
@@ -19,7 +20,7 @@ from rlvr_jax.models.transformer import (
 from rlvr_jax.models.presets import PRESETS, preset
 
 __all__ = [
-    "ModelConfig", "tiny", "Params", "forward", "decode_step", "prefill", "hidden_states",
+    "ModelConfig", "tiny", "Params", "completion_hidden_states", "forward", "decode_step", "prefill", "hidden_states",
     "init_cache", "init_params", "join_prompt", "logits_from_hidden", "param_axes",
     "positions_from_mask", "scalar_head", "unstack_layers", "PRESETS", "preset",
 ]

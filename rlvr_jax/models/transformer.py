@@ -32,19 +32,24 @@ _MASKED = -1e30  # finite, so a fully masked (padding) row gives a uniform softm
 # ---------------------------------------------------------------------------------------------
 # Parameters
 # ---------------------------------------------------------------------------------------------
+_W_AXES = {"wq": ("embed", "heads", "kv"), "wk": ("embed", "kv_heads", "kv"),
+           "wv": ("embed", "kv_heads", "kv"), "wo": ("heads", "kv", "embed"),
+           "w_gate": ("embed", "mlp"), "w_up": ("embed", "mlp"), "w_down": ("mlp", "embed")}
+
+
 def _layer_shapes(c: ModelConfig) -> dict[str, tuple[tuple[int, ...], tuple[str | None, ...]]]:
   """(shape, logical axes) of each per-layer weight, without the leading layers axis."""
   d, h, k, e, f = c.d_model, c.n_heads, c.n_kv_heads, c.resolved_head_dim, c.d_ff
   shapes = {
       "attn_norm": ((d,), ("embed",)),
-      "wq": ((d, h, e), ("embed", "heads", "kv")),
-      "wk": ((d, k, e), ("embed", "kv_heads", "kv")),
-      "wv": ((d, k, e), ("embed", "kv_heads", "kv")),
-      "wo": ((h, e, d), ("heads", "kv", "embed")),
+      "wq": ((d, h, e), _W_AXES["wq"]),
+      "wk": ((d, k, e), _W_AXES["wk"]),
+      "wv": ((d, k, e), _W_AXES["wv"]),
+      "wo": ((h, e, d), _W_AXES["wo"]),
       "mlp_norm": ((d,), ("embed",)),
-      "w_gate": ((d, f), ("embed", "mlp")),
-      "w_up": ((d, f), ("embed", "mlp")),
-      "w_down": ((f, d), ("mlp", "embed")),
+      "w_gate": ((d, f), _W_AXES["w_gate"]),
+      "w_up": ((d, f), _W_AXES["w_up"]),
+      "w_down": ((f, d), _W_AXES["w_down"]),
   }
   if c.qkv_bias:
     shapes |= {"bq": ((h, e), ("heads", "kv")), "bk": ((k, e), ("kv_heads", "kv")),
@@ -108,32 +113,36 @@ def init_params(c: ModelConfig, rng: jax.Array, head: str | None = None) -> Para
 # ---------------------------------------------------------------------------------------------
 # Building blocks
 # ---------------------------------------------------------------------------------------------
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def linear(x: jax.Array, w: jax.Array, n_in: int = 1) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def linear(x: jax.Array, w: jax.Array, n_in: int = 1,
+           w_axes: tuple[str | None, ...] | None = None) -> jax.Array:
   """Contracts the last `n_in` axes of x with the first `n_in` axes of w (e.g. "btd,dhe->bthe"
   with n_in=1, "bthe,hed->btd" with n_in=2) as one [tokens, in] x [in, out] matmul.
 
   The backward pass is written out (dx = g w^T, dw = x^T g over flattened tokens) because XLA:CPU
   differentiates the einsum into transposing loop fusions that took longer than the matmuls
   themselves; this form runs the MLP's forward + backward 1.8x faster, bit-identical.
+  `w_axes` (the weight's logical axes) pins the weight gradient's sharding, so under FSDP it is
+  reduce-scattered to the weight's shards rather than all-reduced whole.
   """
-  return _linear_fwd(x, w, n_in)[0]
+  return _linear_fwd(x, w, n_in, w_axes)[0]
 
 
-def _linear_fwd(x, w, n_in):
+def _linear_fwd(x, w, n_in, w_axes):
+  del w_axes
   k = math.prod(w.shape[:n_in])
   out = jnp.dot(x.reshape(-1, k), w.reshape(k, -1), preferred_element_type=x.dtype)
   return out.reshape(x.shape[:x.ndim - n_in] + w.shape[n_in:]), (x, w)
 
 
-def _linear_bwd(n_in, residuals, g):
+def _linear_bwd(n_in, w_axes, residuals, g):
   x, w = residuals
   k = math.prod(w.shape[:n_in])
   g_tn = g.reshape(math.prod(x.shape[:x.ndim - n_in]), -1)
   x_tk, w_kn = x.reshape(-1, k), w.reshape(k, -1)
   dx = jnp.einsum("tn,kn->tk", g_tn, w_kn.astype(g_tn.dtype)).astype(x.dtype)
-  dw = jnp.einsum("tk,tn->kn", x_tk.astype(g_tn.dtype), g_tn).astype(w.dtype)
-  return dx.reshape(x.shape), dw.reshape(w.shape)
+  dw = jnp.einsum("tk,tn->kn", x_tk.astype(g_tn.dtype), g_tn).astype(w.dtype).reshape(w.shape)
+  return dx.reshape(x.shape), dw if w_axes is None else constrain(dw, w_axes)
 
 
 linear.defvjp(_linear_fwd, _linear_bwd)
@@ -156,7 +165,7 @@ def _unembed_bwd(residuals, g):
   g_tv = g.reshape(-1, g.shape[-1])
   dh = jnp.dot(g_tv, table_vd.astype(jnp.float32)).astype(h.dtype)
   dtable = jnp.einsum("tv,td->vd", g_tv, h.reshape(-1, h.shape[-1]).astype(jnp.float32))
-  return dh.reshape(h.shape), dtable.astype(table_vd.dtype)
+  return dh.reshape(h.shape), constrain(dtable.astype(table_vd.dtype), ("vocab", "embed"))
 
 
 unembed.defvjp(_unembed_fwd, _unembed_bwd)
@@ -215,9 +224,12 @@ def _qkv(c: ModelConfig, p: Params, y_btd, positions_bt):
   """Projected, biased, normalised and rotated q [b, t, h, e], k and v [b, t, k, e]."""
   dtype = y_btd.dtype
   inv_freq = rope_inv_freq(c)
-  q = constrain(linear(y_btd, p["wq"].astype(dtype)), ("batch", "length", "heads", "kv"))
-  k = constrain(linear(y_btd, p["wk"].astype(dtype)), ("batch", "length", "kv_heads", "kv"))
-  v = constrain(linear(y_btd, p["wv"].astype(dtype)), ("batch", "length", "kv_heads", "kv"))
+  q = constrain(linear(y_btd, p["wq"].astype(dtype), 1, _W_AXES["wq"]),
+                ("batch", "length", "heads", "kv"))
+  k = constrain(linear(y_btd, p["wk"].astype(dtype), 1, _W_AXES["wk"]),
+                ("batch", "length", "kv_heads", "kv"))
+  v = constrain(linear(y_btd, p["wv"].astype(dtype), 1, _W_AXES["wv"]),
+                ("batch", "length", "kv_heads", "kv"))
   if c.qkv_bias:
     q, k, v = q + p["bq"].astype(dtype), k + p["bk"].astype(dtype), v + p["bv"].astype(dtype)
   if c.qk_norm:
@@ -229,9 +241,11 @@ def _mlp_block(c: ModelConfig, p: Params, x_btd):
   """x + SwiGLU(rms_norm(x))."""
   dtype = x_btd.dtype
   y = rms_norm(x_btd, p["mlp_norm"], c.norm_eps)
-  gate = constrain(linear(y, p["w_gate"].astype(dtype)), ("batch", "length", "mlp"))
-  up = constrain(linear(y, p["w_up"].astype(dtype)), ("batch", "length", "mlp"))
-  return constrain(x_btd + linear(jax.nn.silu(gate) * up, p["w_down"].astype(dtype)), _RESIDUAL)
+  gate = constrain(linear(y, p["w_gate"].astype(dtype), 1, _W_AXES["w_gate"]),
+                   ("batch", "length", "mlp"))
+  up = constrain(linear(y, p["w_up"].astype(dtype), 1, _W_AXES["w_up"]), ("batch", "length", "mlp"))
+  down = linear(jax.nn.silu(gate) * up, p["w_down"].astype(dtype), 1, _W_AXES["w_down"])
+  return constrain(x_btd + down, _RESIDUAL)
 
 
 def _layer(c: ModelConfig, p: Params, x_btd, positions_bt, mask_bts):
@@ -241,8 +255,73 @@ def _layer(c: ModelConfig, p: Params, x_btd, positions_bt, mask_bts):
   y = rms_norm(x_btd, p["attn_norm"], c.norm_eps)
   q, k, v = _qkv(c, p, y, positions_bt)
   attn = constrain(_attention(q, k, v, mask_bts, c.n_kv_heads), ("batch", "length", "heads", "kv"))
-  x_btd = constrain(x_btd + linear(attn, p["wo"].astype(x_btd.dtype), 2), _RESIDUAL)
+  x_btd = constrain(x_btd + linear(attn, p["wo"].astype(x_btd.dtype), 2, _W_AXES["wo"]),
+                    _RESIDUAL)
   return _mlp_block(c, p, x_btd), (k, v)
+
+
+def _grouped_layer(c: ModelConfig, p: Params, xp_bpd, xs_ntd, positions, masks, group: int):
+  """One block over a prompt stream (b rows) and its completions stream (n = b x group rows):
+  the prompt runs once per group; completions attend to their prompt's keys/values (repeated
+  over the group, so gradients from every sample of the group meet in the shared prompt) and
+  causally to their own."""
+  pos_bp, pos_nt = positions
+  mask_bpp, mask_nts = masks
+  xp_bpd, xs_ntd = constrain(xp_bpd, _RESIDUAL), constrain(xs_ntd, _RESIDUAL)
+  qp, kp, vp = _qkv(c, p, rms_norm(xp_bpd, p["attn_norm"], c.norm_eps), pos_bp)
+  qs, ks, vs = _qkv(c, p, rms_norm(xs_ntd, p["attn_norm"], c.norm_eps), pos_nt)
+  attn_p = _attention(qp, kp, vp, mask_bpp, c.n_kv_heads)
+  repeat = lambda x: constrain(jnp.repeat(x, group, axis=0), ("batch", "length", "kv_heads", "kv"))
+  attn_s = _attention(qs, jnp.concatenate([repeat(kp), ks], axis=1),
+                      jnp.concatenate([repeat(vp), vs], axis=1), mask_nts, c.n_kv_heads)
+  wo = p["wo"].astype(xs_ntd.dtype)
+  out = lambda attn: linear(constrain(attn, ("batch", "length", "heads", "kv")), wo, 2,
+                            _W_AXES["wo"])
+  xp_bpd, xs_ntd = xp_bpd + out(attn_p), xs_ntd + out(attn_s)
+  return _mlp_block(c, p, xp_bpd), _mlp_block(c, p, xs_ntd)
+
+
+def completion_hidden_states(c: ModelConfig, params: Params, prompt_bp: jax.Array,
+                             prompt_mask_bp: jax.Array, completion_nt: jax.Array,
+                             completion_mask_nt: jax.Array) -> jax.Array:
+  """Final normalised hidden states [n, t, d] that predict each completion token: the state
+  before completion token i (the prompt's last position for i = 0).
+
+  Equal to `hidden_states` of the joined prompt + completion rows read at [p - 1, p + t - 1),
+  but each prompt runs through the trunk once for its n / b completions (a GRPO group), not
+  once per completion: the same gradients, minus the prompt's share of the work times
+  (group - 1) / group.
+
+  Args:
+    prompt_bp, prompt_mask_bp: b left-padded prompts.
+    completion_nt, completion_mask_nt: n = b x group completions, a group's rows consecutive.
+  """
+  b, p = prompt_bp.shape
+  n, t = completion_nt.shape
+  group = n // b
+  if group * b != n:
+    raise ValueError(f"{n} completion rows are not a whole number of groups of {b} prompts")
+  dtype = jnp.dtype(c.dtype)
+  prompt_len_b = prompt_mask_bp.astype(jnp.int32).sum(-1)
+  pos_bp = positions_from_mask(prompt_mask_bp)
+  pos_nt = jnp.maximum(jnp.repeat(prompt_len_b, group)[:, None]
+                       + jnp.cumsum(completion_mask_nt.astype(jnp.int32), axis=-1) - 1, 0)
+  mask_bpp = jnp.tril(jnp.ones((p, p), bool))[None] & (prompt_mask_bp[:, None, :] > 0)
+  own_ntt = jnp.tril(jnp.ones((t, t), bool))[None] & (completion_mask_nt[:, None, :] > 0)
+  prompt_ntp = jnp.broadcast_to(jnp.repeat(prompt_mask_bp > 0, group, axis=0)[:, None],
+                                (n, t, p))
+  mask_nts = jnp.concatenate([prompt_ntp, own_ntt], axis=-1)
+  xp = constrain(params["embed"].astype(dtype)[prompt_bp], _RESIDUAL)
+  xs = constrain(params["embed"].astype(dtype)[completion_nt], _RESIDUAL)
+
+  def body(carry, layer_params):
+    return _grouped_layer(c, layer_params, *carry, (pos_bp, pos_nt), (mask_bpp, mask_nts),
+                          group), None
+
+  (xp, xs), _ = jax.lax.scan(_remat(c, body), (xp, xs), params["layers"], unroll=c.scan_unroll)
+  before_first_nd = constrain(jnp.repeat(xp[:, -1], group, axis=0), ("batch", None))
+  h = jnp.concatenate([before_first_nd[:, None], xs[:, :-1]], axis=1)
+  return constrain(rms_norm(h, params["final_norm"], c.norm_eps), _RESIDUAL)
 
 
 def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, cache: dict[str, jax.Array],
@@ -267,7 +346,8 @@ def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, cache: dict[str, 
   scores_bkgs = jnp.where(valid_bs[:, None, None, :] > 0, scores_bkgs, _MASKED)
   probs_bkgs = jax.nn.softmax(scores_bkgs, axis=-1)
   attn_bkge = jnp.sum(probs_bkgs[..., None] * cache["v"][:, :, None].astype(jnp.float32), axis=3)
-  x_bd = x_bd + linear(attn_bkge.reshape(b, c.n_heads, e).astype(dtype), p["wo"].astype(dtype), 2)
+  x_bd = x_bd + linear(attn_bkge.reshape(b, c.n_heads, e).astype(dtype), p["wo"].astype(dtype),
+                       2, _W_AXES["wo"])
   return _mlp_block(c, p, x_bd[:, None])[:, 0], cache
 
 

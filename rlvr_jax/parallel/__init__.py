@@ -13,6 +13,7 @@ from rlvr_jax.parallel.mesh import (
     LOGICAL_RULES,
     MESH_AXES,
     batch_divisor,
+    batch_shards,
     batch_sharding,
     constrain,
     logical_to_spec,
@@ -22,7 +23,7 @@ from rlvr_jax.parallel.mesh import (
     tree_shardings,
 )
 
-__all__ = ["LOGICAL_RULES", "MESH_AXES", "batch_divisor", "batch_sharding", "constrain",
-           "global_batch", "global_rows", "is_primary", "local_rows", "logical_to_spec",
-           "make_mesh", "max_across_processes", "maybe_initialize_distributed", "process_rows",
-           "replicated", "traced_under_mesh", "tree_shardings"]
+__all__ = ["LOGICAL_RULES", "MESH_AXES", "batch_divisor", "batch_sharding", "batch_shards",
+           "constrain", "global_batch", "global_rows", "is_primary", "local_rows",
+           "logical_to_spec", "make_mesh", "max_across_processes", "maybe_initialize_distributed",
+           "process_rows", "replicated", "traced_under_mesh", "tree_shardings"]

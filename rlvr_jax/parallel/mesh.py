@@ -108,6 +108,12 @@ def constrain(x: jax.Array, axes: tuple[str | None, ...]) -> jax.Array:
   return jax.lax.with_sharding_constraint(x, logical_to_spec(axes, x.shape, mesh))
 
 
+def batch_shards() -> int:
+  """How many ways the batch axis is split on the mesh in context (1 without one)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  return 1 if mesh.empty else mesh.shape["data"] * mesh.shape["fsdp"]
+
+
 def traced_under_mesh(fn: Callable, mesh: Mesh) -> Callable:
   """`fn` traced with `mesh` in context, so the `constrain` calls inside it take effect.
 
