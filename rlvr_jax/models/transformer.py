@@ -338,11 +338,19 @@ def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, cache: dict[str, 
       buf, jnp.expand_dims(new, axis).astype(buf.dtype), slot, axis=axis)
   cache = {"k": write(cache["k"], k[:, 0], 3), "v": write(cache["v"], v[:, 0], 2)}
   q_bkge = q.reshape(b, kv, c.n_heads // kv, e)
-  scores_bkgs = jnp.einsum("bkge,bkes->bkgs", q_bkge, cache["k"].astype(dtype),
-                           preferred_element_type=jnp.float32) / math.sqrt(e)
-  scores_bkgs = jnp.where(valid_bs[:, None, None, :] > 0, scores_bkgs, _MASKED)
-  probs_bkgs = jax.nn.softmax(scores_bkgs, axis=-1).astype(dtype)
-  attn_bkge = jnp.einsum("bkgs,bkse->bkge", probs_bkgs, cache["v"].astype(dtype))
+  if cache["k"].dtype == dtype:  # batched matrix-vector products
+    scores_bkgs = jnp.einsum("bkge,bkes->bkgs", q_bkge, cache["k"],
+                             preferred_element_type=jnp.float32)
+  else:  # a fused multiply-reduce upcasts a narrower cache on the fly, never as a copy
+    scores_bkgs = jnp.sum(q_bkge.astype(jnp.float32)[..., None]
+                          * cache["k"][:, :, None].astype(jnp.float32), axis=-2)
+  scores_bkgs = jnp.where(valid_bs[:, None, None, :] > 0, scores_bkgs / math.sqrt(e), _MASKED)
+  probs_bkgs = jax.nn.softmax(scores_bkgs, axis=-1)
+  if cache["v"].dtype == dtype:
+    attn_bkge = jnp.einsum("bkgs,bkse->bkge", probs_bkgs.astype(dtype), cache["v"])
+  else:
+    attn_bkge = jnp.sum(probs_bkgs[..., None] * cache["v"][:, :, None].astype(jnp.float32),
+                        axis=3).astype(dtype)
   x_bd = x_bd + linear(attn_bkge.reshape(b, c.n_heads, e).astype(dtype), p["wo"].astype(dtype),
                        2, _W_AXES["wo"])
   return _mlp_block(c, p, x_bd[:, None])[:, 0], cache
