@@ -32,7 +32,8 @@ def get_config(arg=None):
   c = base_config()
   c.task.name = "addition"
   c.task.kwargs = dict(digits=3)
-  c.model.update(qkv_bias=True, tie_embeddings=True, **size["model"])
+  # Unrolled layers, as the peers' models run them (and ~5% faster steps here than a scan).
+  c.model.update(qkv_bias=True, tie_embeddings=True, unroll_layers=True, **size["model"])
   c.data.update(prompt_len=16, completion_len=size["new_tokens"], answer_len=8)
   c.sft.steps = 0
   c.rl.update(steps=20, batch_size=size["batch_size"], group_size=size["group_size"],
