@@ -1,7 +1,7 @@
 """Where the RL step's time goes: each phase jitted alone, the fused step, and achieved FLOP/s
 against this machine's matmul peak measured in the same process.
 
-    python benchmarks/phases.py --config configs/bench.py:larger [--steps 10]
+    python benchmarks/phases.py --config configs/bench.py:larger [--steps 10] [--trace DIR]
 
 Phases (the same code the fused step runs, from `rl_step.phases`): sample (prefill + KV-cache
 decode), score (jittable reward), learn (log-probs, advantages, one PPO update). FLOPs are counted
@@ -12,6 +12,8 @@ QK^T and PV), so the FLOP/s figures are comparable across frameworks doing the s
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 
 import jax
@@ -58,6 +60,26 @@ def matmul_peak(dim: int = 1024, repeats: int = 20) -> float:
   return 2 * dim**3 / best
 
 
+def print_top_ops(directory: str, fn, top: int = 25) -> None:
+  """Runs `fn` under `jax.profiler` and prints the XLA ops (thunks) by total time."""
+  import collections
+  import glob
+  import gzip
+  with jax.profiler.trace(directory, create_perfetto_trace=True):
+    fn()
+  path = sorted(glob.glob(os.path.join(directory, "**", "*.json.gz"), recursive=True))[-1]
+  with gzip.open(path) as f:
+    events = json.load(f)["traceEvents"]
+  total, count = collections.Counter(), collections.Counter()
+  for e in events:
+    if e.get("ph") == "X" and not e["name"].startswith(("$", "Thunk", "Slinky", "Pjit")):
+      total[e["name"]] += e["dur"]
+      count[e["name"]] += 1
+  print(f"XLA ops by total time over 2 fused steps ({path}):")
+  for name, us in total.most_common(top):
+    print(f"  {us / 2e3:9.1f} ms/step {count[name] // 2:6d} calls/step  {name}")
+
+
 def timeit(fn, steps: int) -> list[float]:
   times = []
   for i in range(steps):
@@ -71,6 +93,8 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--config", default="configs/bench.py:larger")
   ap.add_argument("--steps", type=int, default=10)
+  ap.add_argument("--trace", default="", help="also profile 2 fused steps into this directory "
+                  "and print the XLA ops that took longest")
   args = ap.parse_args()
   run = loop.Run(load_config(args.config))
   phases = run._rl_step.phases
@@ -99,6 +123,8 @@ def main():
 
   fused_step(0)
   results["fused step"] = timeit(fused_step, args.steps)
+  if args.trace:
+    print_top_ops(args.trace, lambda: [jax.block_until_ready(fused_step(i)) for i in range(2)])
   flops = step_flops(run)
   peak = matmul_peak()
   print(f"config {args.config}: {jax.devices()[0].platform}, matmul peak {peak / 1e9:.0f} GFLOP/s"

@@ -137,7 +137,9 @@ class Run:
 
   @functools.cached_property
   def eval_step(self):
-    return jax.jit(self._eval_step)
+    # Rewards laid out like the batch: a host verifier's callback result would otherwise sit on
+    # one device ("maximal" sharding), which the replicated sum below cannot take as input.
+    return jax.jit(self._eval_step, out_shardings=parallel.batch_sharding(self.mesh, 1))
 
   @functools.cached_property
   def eval_batches(self) -> list[dict[str, jax.Array]]:
