@@ -46,11 +46,11 @@ def step_flops(run) -> dict[str, float]:
   return {"sample": sample, "learn": 3 * forward, "total": sample + 3 * forward}
 
 
-def matmul_peak(dim: int = 1024, repeats: int = 20) -> float:
-  """Achieved f32 FLOP/s of a square jitted matmul on this backend (the roofline we report
+def matmul_peak(dim: int = 1024, repeats: int = 30) -> float:
+  """Best f32 FLOP/s of a square jitted matmul on this backend (the roofline we report
   against)."""
   a = jax.random.normal(jax.random.key(0), (dim, dim), jnp.float32)
-  f = jax.jit(lambda x: x @ a)
+  f = jax.jit(lambda x: x @ a * (1.0 / dim))
   x = f(a).block_until_ready()
   best = float("inf")
   for _ in range(repeats):

@@ -17,6 +17,11 @@ from tests.helpers import ROOT, load_config
     ("algorithm.loss_agg", "token-avg", "algorithm"),
     ("rl.top_p", 0.0, "rl.top_p"),
     ("eval.every", 0, "eval.every"),
+    ("model.vocab_size", 5, "model.vocab_size"),  # fewer ids than the tokenizer has
+    ("model.vocab_multiple", 0, "model.vocab_multiple"),
+    ("data.prompt_bucket", -1, "data.prompt_bucket"),
+    ("model.remat", "sometimes", "model.remat"),
+    ("model.cache_dtype", "int8", "model.cache_dtype"),
 ])
 def test_bad_values_name_the_field(path, value, field):
   config = load_config()
@@ -27,6 +32,17 @@ def test_bad_values_name_the_field(path, value, field):
   node[leaf] = value
   with pytest.raises(ValueError, match=field.replace(".", r"\.")):
     loop.Run(config)
+
+
+def test_padded_vocabulary_rounds_up_and_masks_the_padding():
+  config = load_config()
+  config.model.update(vocab_size=0, vocab_multiple=128)
+  run = loop.Run(config)
+  c = run.model_config
+  assert c.vocab_size == 128 and c.valid_vocab_size == run.tokenizer.vocab_size < 128
+  config = load_config()
+  config.model.update(vocab_size=300, vocab_multiple=128)
+  assert loop.Run(config).model_config.vocab_size == 384
 
 
 def test_batch_not_divisible_by_mesh():

@@ -16,28 +16,16 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import sizes  # noqa: E402  (plain-Python workload table shared with the peers' scripts)
+from phases import matmul_peak  # noqa: E402
 
 from rlvr_jax.configs_base import load_config  # noqa: E402
 from rlvr_jax.training import loop  # noqa: E402
-
-
-def matmul_peak(dim: int = 1024, repeats: int = 30) -> float:
-  """Best f32 FLOP/s of a square jitted matmul (the roofline the step is reported against)."""
-  a = jax.random.normal(jax.random.key(0), (dim, dim), jnp.float32)
-  f = jax.jit(lambda x: x @ a * (1.0 / dim))
-  x = f(a).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    x = f(x).block_until_ready()
-    best = min(best, time.perf_counter() - t0)
-  return 2 * dim**3 / best
 
 
 def check_dims(run, size: dict) -> dict:
