@@ -1,26 +1,24 @@
 """Decoder-only LM family (Llama-3 / Qwen2 / Qwen2.5 / Qwen3 / SmolLM2 by config) and heads."""
 
 from rlvr_jax.models.config import ModelConfig, tiny
+from rlvr_jax.models.decode import decode_step, init_cache, prefill, unstack_layers
 from rlvr_jax.models.transformer import (
     Params,
     completion_hidden_states,
-    decode_step,
     forward,
     hidden_states,
-    init_cache,
     init_params,
     join_prompt,
     logits_from_hidden,
     param_axes,
-    prefill,
     positions_from_mask,
     scalar_head,
-    unstack_layers,
 )
 from rlvr_jax.models.presets import PRESETS, preset
 
 __all__ = [
-    "ModelConfig", "tiny", "Params", "completion_hidden_states", "forward", "decode_step", "prefill", "hidden_states",
-    "init_cache", "init_params", "join_prompt", "logits_from_hidden", "param_axes",
-    "positions_from_mask", "scalar_head", "unstack_layers", "PRESETS", "preset",
+    "ModelConfig", "tiny", "Params", "completion_hidden_states", "decode_step", "forward",
+    "hidden_states", "init_cache", "init_params", "join_prompt", "logits_from_hidden",
+    "param_axes", "positions_from_mask", "prefill", "scalar_head", "unstack_layers", "PRESETS",
+    "preset",
 ]

@@ -1,0 +1,125 @@
+"""KV-cache sampling support: the cache layout, prefill, and one decode step.
+
+`rlvr_jax.sampling.generate` drives these inside `lax.while_loop`. Shapes as in
+`transformer`: b batch, t tokens, s cache slots, k kv heads, e head dim, l layers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from rlvr_jax.models.config import ModelConfig
+from rlvr_jax.models.transformer import (_MASKED, _W_AXES, Params, _layer, _mlp_block, _qkv,
+                                         linear, logits_from_hidden, positions_from_mask,
+                                         rms_norm)
+
+
+def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, cache: dict[str, jax.Array],
+                  slot, valid_bs):
+  """One block for one new token per row: writes its key/value into this layer's cache (in
+  place: the cache is this layer's own loop-carried buffer) at `slot`, then attends to the cache.
+  """
+  dtype = x_bd.dtype
+  b, d = x_bd.shape
+  kv, e = c.n_kv_heads, c.resolved_head_dim
+  y = rms_norm(x_bd, p["attn_norm"], c.norm_eps)[:, None]
+  q, k, v = _qkv(c, p, y, position_b[:, None])
+  write = lambda buf, new, axis: jax.lax.dynamic_update_slice_in_dim(
+      buf, jnp.expand_dims(new, axis).astype(buf.dtype), slot, axis=axis)
+  cache = {"k": write(cache["k"], k[:, 0], 3), "v": write(cache["v"], v[:, 0], 2)}
+  q_bkge = q.reshape(b, kv, c.n_heads // kv, e)
+  if cache["k"].dtype == dtype:  # batched matrix-vector products
+    scores_bkgs = jnp.einsum("bkge,bkes->bkgs", q_bkge, cache["k"],
+                             preferred_element_type=jnp.float32)
+  else:  # a fused multiply-reduce upcasts a narrower cache on the fly, never as a copy
+    scores_bkgs = jnp.sum(q_bkge.astype(jnp.float32)[..., None]
+                          * cache["k"][:, :, None].astype(jnp.float32), axis=-2)
+  scores_bkgs = jnp.where(valid_bs[:, None, None, :] > 0, scores_bkgs / math.sqrt(e), _MASKED)
+  probs_bkgs = jax.nn.softmax(scores_bkgs, axis=-1)
+  if cache["v"].dtype == dtype:
+    attn_bkge = jnp.einsum("bkgs,bkse->bkge", probs_bkgs.astype(dtype), cache["v"])
+  else:
+    attn_bkge = jnp.sum(probs_bkgs[..., None] * cache["v"][:, :, None].astype(jnp.float32),
+                        axis=3).astype(dtype)
+  x_bd = x_bd + linear(attn_bkge.reshape(b, c.n_heads, e).astype(dtype), p["wo"].astype(dtype),
+                       2, _W_AXES["wo"])
+  return _mlp_block(c, p, x_bd[:, None])[:, 0], cache
+
+
+def init_cache(c: ModelConfig, batch: int, length: int) -> list[dict[str, jax.Array]]:
+  """Zeroed KV cache: per layer, keys "k" [b, k, e, s] and values "v" [b, k, s, e], in
+  `c.resolved_cache_dtype`.
+
+  One buffer per layer (not a stacked [l, ...] array), so a decode step neither slices nor
+  copies a layer's cache. Heads lead, and keys keep slots minor: a decode step's q.K^T and
+  probs.V are then batched matrix-vector products over contiguous blocks (measured 1.7x faster
+  than slot-major keys)."""
+  kv, e = c.n_kv_heads, c.resolved_head_dim
+  dtype = jnp.dtype(c.resolved_cache_dtype)
+  return [{"k": jnp.zeros((batch, kv, e, length), dtype),
+           "v": jnp.zeros((batch, kv, length, e), dtype)} for _ in range(c.n_layers)]
+
+
+def unstack_layers(params: Params) -> Params:
+  """`params` with the stacked [l, ...] layer weights split into a list of per-layer dicts, for
+  `decode_step`: slicing once before the decode loop instead of once per token."""
+  n = jax.tree.leaves(params["layers"])[0].shape[0]
+  return dict(params, layers=[jax.tree.map(lambda x, i=i: x[i], params["layers"])
+                              for i in range(n)])
+
+
+def prefill(c: ModelConfig, params: Params, tokens_bt: jax.Array, mask_bt: jax.Array,
+            cache_len: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Runs left-padded prompts through the trunk once.
+
+  Returns:
+    (float32 logits [b, v] of the last position, cache with the prompt in slots [0, t) of
+    `cache_len` slots).
+  """
+  b, t = tokens_bt.shape
+  positions_bt = positions_from_mask(mask_bt)
+  mask_bts = jnp.tril(jnp.ones((t, t), bool))[None] & (mask_bt[:, None, :] > 0)
+  x = params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt]
+
+  def body(x, layer_params):
+    x, (k, v) = _layer(c, layer_params, x, positions_bt, mask_bts)
+    return x, (k, v)
+
+  x, (k_lbtke, v_lbtke) = jax.lax.scan(body, x, params["layers"], unroll=c.scan_unroll)
+  h = rms_norm(x[:, -1:], params["final_norm"], c.norm_eps)
+  cache = init_cache(c, b, cache_len)
+  for i, layer in enumerate(cache):
+    k_bket = jnp.transpose(k_lbtke[i], (0, 2, 3, 1)).astype(layer["k"].dtype)
+    v_bkte = jnp.swapaxes(v_lbtke[i], 1, 2).astype(layer["v"].dtype)
+    layer["k"] = jax.lax.dynamic_update_slice_in_dim(layer["k"], k_bket, 0, axis=3)
+    layer["v"] = jax.lax.dynamic_update_slice_in_dim(layer["v"], v_bkte, 0, axis=2)
+  return logits_from_hidden(c, params, h)[:, 0], cache
+
+
+def decode_step(c: ModelConfig, params: Params, token_b: jax.Array, position_b: jax.Array,
+                cache: list[dict[str, jax.Array]], slot: jax.Array, valid_bs: jax.Array
+                ) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
+  """One new token per row, written to cache slot `slot`; the layers run unrolled.
+
+  Args:
+    params: with per-layer weights as a list (`unstack_layers`).
+    token_b: int32 token ids; position_b: their RoPE positions.
+    cache: from `prefill` / `init_cache`.
+    slot: int32 scalar cache slot of the new tokens.
+    valid_bs: 1 for cache slots holding real tokens, `slot` included.
+
+  Returns:
+    (float32 logits [b, v], the cache with the new keys/values at `slot`).
+  """
+  if not isinstance(params["layers"], (list, tuple)):
+    raise ValueError("decode_step needs per-layer weights: pass unstack_layers(params)")
+  x = params["embed"].astype(jnp.dtype(c.dtype))[token_b]
+  new_cache = []
+  for layer_params, layer_cache in zip(params["layers"], cache):
+    x, layer_cache = _decode_layer(c, layer_params, x, position_b, layer_cache, slot, valid_bs)
+    new_cache.append(layer_cache)
+  h = rms_norm(x[:, None], params["final_norm"], c.norm_eps)
+  return logits_from_hidden(c, params, h)[:, 0], new_cache
