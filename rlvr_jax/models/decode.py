@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from rlvr_jax.models.config import ModelConfig
-from rlvr_jax.models.transformer import (_MASKED, _W_AXES, Params, _layer, _mlp_block, _qkv,
+from rlvr_jax.models.transformer import (_MASKED, Params, _layer, _mlp_block, _qkv,
                                          linear, logits_from_hidden, positions_from_mask,
                                          rms_norm)
 
@@ -44,8 +44,7 @@ def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, cache: dict[str, 
   else:
     attn_bkge = jnp.sum(probs_bkgs[..., None] * cache["v"][:, :, None].astype(jnp.float32),
                         axis=3).astype(dtype)
-  x_bd = x_bd + linear(attn_bkge.reshape(b, c.n_heads, e).astype(dtype), p["wo"].astype(dtype),
-                       2, _W_AXES["wo"])
+  x_bd = x_bd + linear(attn_bkge.reshape(b, c.n_heads, e).astype(dtype), p["wo"].astype(dtype), 2)
   return _mlp_block(c, p, x_bd[:, None])[:, 0], cache
 
 

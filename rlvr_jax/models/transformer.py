@@ -33,24 +33,19 @@ _MASKED = -1e30  # finite, so a fully masked (padding) row gives a uniform softm
 # ---------------------------------------------------------------------------------------------
 # Parameters
 # ---------------------------------------------------------------------------------------------
-_W_AXES = {"wq": ("embed", "heads", "kv"), "wk": ("embed", "kv_heads", "kv"),
-           "wv": ("embed", "kv_heads", "kv"), "wo": ("heads", "kv", "embed"),
-           "w_gate": ("embed", "mlp"), "w_up": ("embed", "mlp"), "w_down": ("mlp", "embed")}
-
-
 def _layer_shapes(c: ModelConfig) -> dict[str, tuple[tuple[int, ...], tuple[str | None, ...]]]:
   """(shape, logical axes) of each per-layer weight, without the leading layers axis."""
   d, h, k, e, f = c.d_model, c.n_heads, c.n_kv_heads, c.resolved_head_dim, c.d_ff
   shapes = {
       "attn_norm": ((d,), ("embed",)),
-      "wq": ((d, h, e), _W_AXES["wq"]),
-      "wk": ((d, k, e), _W_AXES["wk"]),
-      "wv": ((d, k, e), _W_AXES["wv"]),
-      "wo": ((h, e, d), _W_AXES["wo"]),
+      "wq": ((d, h, e), ("embed", "heads", "kv")),
+      "wk": ((d, k, e), ("embed", "kv_heads", "kv")),
+      "wv": ((d, k, e), ("embed", "kv_heads", "kv")),
+      "wo": ((h, e, d), ("heads", "kv", "embed")),
       "mlp_norm": ((d,), ("embed",)),
-      "w_gate": ((d, f), _W_AXES["w_gate"]),
-      "w_up": ((d, f), _W_AXES["w_up"]),
-      "w_down": ((f, d), _W_AXES["w_down"]),
+      "w_gate": ((d, f), ("embed", "mlp")),
+      "w_up": ((d, f), ("embed", "mlp")),
+      "w_down": ((f, d), ("mlp", "embed")),
   }
   if c.qkv_bias:
     shapes |= {"bq": ((h, e), ("heads", "kv")), "bk": ((k, e), ("kv_heads", "kv")),
@@ -114,36 +109,32 @@ def init_params(c: ModelConfig, rng: jax.Array, head: str | None = None) -> Para
 # ---------------------------------------------------------------------------------------------
 # Building blocks
 # ---------------------------------------------------------------------------------------------
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def linear(x: jax.Array, w: jax.Array, n_in: int = 1,
-           w_axes: tuple[str | None, ...] | None = None) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def linear(x: jax.Array, w: jax.Array, n_in: int = 1) -> jax.Array:
   """Contracts the last `n_in` axes of x with the first `n_in` axes of w (e.g. "btd,dhe->bthe"
   with n_in=1, "bthe,hed->btd" with n_in=2) as one [tokens, in] x [in, out] matmul.
 
   The backward pass is written out (dx = g w^T, dw = x^T g over flattened tokens) because XLA:CPU
   differentiates the einsum into transposing loop fusions that took longer than the matmuls
   themselves; this form runs the MLP's forward + backward 1.8x faster, bit-identical.
-  `w_axes` (the weight's logical axes) pins the weight gradient's sharding, so under FSDP it is
-  reduce-scattered to the weight's shards rather than all-reduced whole.
   """
-  return _linear_fwd(x, w, n_in, w_axes)[0]
+  return _linear_fwd(x, w, n_in)[0]
 
 
-def _linear_fwd(x, w, n_in, w_axes):
-  del w_axes
+def _linear_fwd(x, w, n_in):
   k = math.prod(w.shape[:n_in])
   out = jnp.dot(x.reshape(-1, k), w.reshape(k, -1), preferred_element_type=x.dtype)
   return out.reshape(x.shape[:x.ndim - n_in] + w.shape[n_in:]), (x, w)
 
 
-def _linear_bwd(n_in, w_axes, residuals, g):
+def _linear_bwd(n_in, residuals, g):
   x, w = residuals
   k = math.prod(w.shape[:n_in])
   g_tn = g.reshape(math.prod(x.shape[:x.ndim - n_in]), -1)
   x_tk, w_kn = x.reshape(-1, k), w.reshape(k, -1)
   dx = jnp.einsum("tn,kn->tk", g_tn, w_kn.astype(g_tn.dtype)).astype(x.dtype)
-  dw = jnp.einsum("tk,tn->kn", x_tk.astype(g_tn.dtype), g_tn).astype(w.dtype).reshape(w.shape)
-  return dx.reshape(x.shape), dw if w_axes is None else constrain(dw, w_axes)
+  dw = jnp.einsum("tk,tn->kn", x_tk.astype(g_tn.dtype), g_tn).astype(w.dtype)
+  return dx.reshape(x.shape), dw.reshape(w.shape)
 
 
 linear.defvjp(_linear_fwd, _linear_bwd)
@@ -166,7 +157,7 @@ def _unembed_bwd(residuals, g):
   g_tv = g.reshape(-1, g.shape[-1])
   dh = jnp.dot(g_tv, table_vd.astype(jnp.float32)).astype(h.dtype)
   dtable = jnp.einsum("tv,td->vd", g_tv, h.reshape(-1, h.shape[-1]).astype(jnp.float32))
-  return dh.reshape(h.shape), constrain(dtable.astype(table_vd.dtype), ("vocab", "embed"))
+  return dh.reshape(h.shape), dtable.astype(table_vd.dtype)
 
 
 unembed.defvjp(_unembed_fwd, _unembed_bwd)
@@ -225,11 +216,11 @@ def _qkv(c: ModelConfig, p: Params, y_btd, positions_bt):
   """Projected, biased, normalised and rotated q [b, t, h, e], k and v [b, t, k, e]."""
   dtype = y_btd.dtype
   inv_freq = rope_inv_freq(c)
-  q = constrain(linear(y_btd, p["wq"].astype(dtype), 1, _W_AXES["wq"]),
+  q = constrain(linear(y_btd, p["wq"].astype(dtype)),
                 ("batch", "length", "heads", "kv"))
-  k = constrain(linear(y_btd, p["wk"].astype(dtype), 1, _W_AXES["wk"]),
+  k = constrain(linear(y_btd, p["wk"].astype(dtype)),
                 ("batch", "length", "kv_heads", "kv"))
-  v = constrain(linear(y_btd, p["wv"].astype(dtype), 1, _W_AXES["wv"]),
+  v = constrain(linear(y_btd, p["wv"].astype(dtype)),
                 ("batch", "length", "kv_heads", "kv"))
   if c.qkv_bias:
     q, k, v = q + p["bq"].astype(dtype), k + p["bk"].astype(dtype), v + p["bv"].astype(dtype)
@@ -242,10 +233,10 @@ def _mlp_block(c: ModelConfig, p: Params, x_btd):
   """x + SwiGLU(rms_norm(x))."""
   dtype = x_btd.dtype
   y = rms_norm(x_btd, p["mlp_norm"], c.norm_eps)
-  gate = constrain(linear(y, p["w_gate"].astype(dtype), 1, _W_AXES["w_gate"]),
+  gate = constrain(linear(y, p["w_gate"].astype(dtype)),
                    ("batch", "length", "mlp"))
-  up = constrain(linear(y, p["w_up"].astype(dtype), 1, _W_AXES["w_up"]), ("batch", "length", "mlp"))
-  down = linear(jax.nn.silu(gate) * up, p["w_down"].astype(dtype), 1, _W_AXES["w_down"])
+  up = constrain(linear(y, p["w_up"].astype(dtype)), ("batch", "length", "mlp"))
+  down = linear(jax.nn.silu(gate) * up, p["w_down"].astype(dtype))
   return constrain(x_btd + down, _RESIDUAL)
 
 
@@ -256,7 +247,7 @@ def _layer(c: ModelConfig, p: Params, x_btd, positions_bt, mask_bts):
   y = rms_norm(x_btd, p["attn_norm"], c.norm_eps)
   q, k, v = _qkv(c, p, y, positions_bt)
   attn = constrain(_attention(q, k, v, mask_bts, c.n_kv_heads), ("batch", "length", "heads", "kv"))
-  x_btd = constrain(x_btd + linear(attn, p["wo"].astype(x_btd.dtype), 2, _W_AXES["wo"]),
+  x_btd = constrain(x_btd + linear(attn, p["wo"].astype(x_btd.dtype), 2),
                     _RESIDUAL)
   return _mlp_block(c, p, x_btd), (k, v)
 
@@ -276,8 +267,7 @@ def _grouped_layer(c: ModelConfig, p: Params, xp_bpd, xs_ntd, positions, masks, 
   attn_s = _attention(qs, jnp.concatenate([repeat(kp), ks], axis=1),
                       jnp.concatenate([repeat(vp), vs], axis=1), mask_nts, c.n_kv_heads)
   wo = p["wo"].astype(xs_ntd.dtype)
-  out = lambda attn: linear(constrain(attn, ("batch", "length", "heads", "kv")), wo, 2,
-                            _W_AXES["wo"])
+  out = lambda attn: linear(constrain(attn, ("batch", "length", "heads", "kv")), wo, 2)
   xp_bpd, xs_ntd = xp_bpd + out(attn_p), xs_ntd + out(attn_s)
   return _mlp_block(c, p, xp_bpd), _mlp_block(c, p, xs_ntd)
 

@@ -124,8 +124,6 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                    eos_id=None if rl.get("ignore_eos", False) else eos_id,
                    pad_id=pad_id)
 
-  policy_axes = models.param_axes(model_config)
-
   def token_loss(params, mb, normalizer):
     """Loss of one micro-batch; `normalizer` comes from the whole mini-batch (exact accum.)."""
     logp, entropy = completion_logprobs(model_config, params, mb["prompt_ids"],
@@ -163,20 +161,10 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
 
     def accumulate(grads, m):
       (loss, metrics), grad = jax.value_and_grad(loss_fn, has_aux=True)(params, m, normalizer)
-      return pin(jax.tree.map(jnp.add, grads, grad)), (loss, metrics)
+      return jax.tree.map(jnp.add, grads, grad), (loss, metrics)
 
-    if n_micro == 1:  # no accumulator: nothing to keep live across micro-batches
-      (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          params, jax.tree.map(lambda x: x[0], micro), normalizer)
-      return pin(grads), jax.tree.map(lambda x: x[None], (loss, metrics))
-    return jax.lax.scan(accumulate, pin(jax.tree.map(jnp.zeros_like, params)), micro)
-
-  def pin(grads):
-    """Gradients laid out like their parameters (sharded under FSDP), not replicated."""
-    if set(grads) != set(policy_axes):  # a critic's tree: leave it to XLA
-      return grads
-    return jax.tree.map(parallel.constrain, grads, policy_axes,
-                        is_leaf=lambda x: isinstance(x, tuple))
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    return jax.lax.scan(accumulate, zeros, micro)
 
   def minibatch_update(carry, mb):
     params, opt_state, value_params, value_opt_state = carry
