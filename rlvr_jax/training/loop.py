@@ -254,10 +254,11 @@ def _train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, 
 
   @jax.jit
   def rollout(policy_params, prompt_ids, prompt_mask, rng):
-    prompt_ids, prompt_mask = jnp.repeat(prompt_ids, g, 0), jnp.repeat(prompt_mask, g, 0)
     comp = sampling.generate(run.model_config, policy_params, prompt_ids, prompt_mask, rng,
                              max_new_tokens=config.rl.max_new_tokens, temperature=pc.temperature,
-                             eos_id=run.tokenizer.eos_id, pad_id=run.tokenizer.pad_id)
+                             eos_id=run.tokenizer.eos_id, pad_id=run.tokenizer.pad_id,
+                             num_samples=g)  # each prompt prefilled once for its g samples
+    prompt_ids, prompt_mask = jnp.repeat(prompt_ids, g, 0), jnp.repeat(prompt_mask, g, 0)
     return (dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask, tokens=comp.tokens,
                  mask=comp.mask), prm.step_ends(comp.tokens, comp.mask, table))
 
