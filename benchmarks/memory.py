@@ -10,7 +10,8 @@ The step is the real one (`make_rl_step`: KV-cache sampling, old log-probs, adva
 update) with a stand-in jittable reward. Peak per device = argument + output + temp - alias
 bytes (alias: the donated state the outputs reuse). `--fsdp 8` forces 8 CPU devices and adds
 each model at its best setting (bf16, full remat) on a ('data', 'fsdp', 'tensor') = (1, 8, 1)
-mesh, sharded exactly as `Run` shards a run.
+mesh, sharded exactly as `Run` shards a run, with each `model.decode_weight_gather` ("once":
+all layers' weights gathered before the decode loop; "per_layer": one layer at a time).
 """
 
 from __future__ import annotations
@@ -96,9 +97,11 @@ def variants(name: str, fsdp: int):
     for remat in ("none", "full"):
       yield (dtype, remat, 1), dataclasses.replace(base, dtype=dtype, param_dtype=dtype,
                                                    remat=remat)
-  if fsdp > 1:
-    yield ("bfloat16", "full", fsdp), dataclasses.replace(base, dtype="bfloat16",
-                                                         param_dtype="bfloat16", remat="full")
+  if fsdp > 1:  # both ways the sampler can gather the sharded weights
+    for gather in ("once", "per_layer"):
+      yield ("bfloat16", "full", fsdp), dataclasses.replace(
+          base, dtype="bfloat16", param_dtype="bfloat16", remat="full",
+          decode_weight_gather=gather)
 
 
 def main():
@@ -116,22 +119,25 @@ def main():
   gb = 2**30
   print(f"B={args.batch} G={args.group} prompt={args.prompt} completion={args.completion} "
         f"microbatches={args.microbatches}; GiB per device")
-  print(f"{'model':14s} {'params':>7s} {'dtype':9s} {'remat':5s} {'dev':>3s} {'args':>7s} "
-        f"{'temp':>7s} {'peak':>7s} {'compile':>8s}")
+  print(f"{'model':14s} {'params':>7s} {'dtype':9s} {'remat':5s} {'dev':>3s} {'gather':9s} "
+        f"{'args':>7s} {'temp':>7s} {'peak':>7s} {'compile':>8s}")
   for name in args.models.split(","):
     for (dtype, remat, n), model_config in variants(name, args.fsdp):
       r = measure(model_config, args, jax.devices()[:n])
-      r.update(model=name, dtype=dtype, remat=remat, devices=n)
+      gather = model_config.decode_weight_gather
+      r.update(model=name, dtype=dtype, remat=remat, devices=n, decode_weight_gather=gather)
       rows.append(r)
       print(f"{name:14s} {r['params'] / 1e9:6.2f}B {dtype:9s} {remat:5s} {n:3d} "
-            f"{r['argument'] / gb:7.2f} {r['temp'] / gb:7.2f} {r['peak'] / gb:7.2f} "
-            f"{r['compile_s']:7.1f}s", flush=True)
+            f"{gather if n > 1 else '-':9s} {r['argument'] / gb:7.2f} {r['temp'] / gb:7.2f} "
+            f"{r['peak'] / gb:7.2f} {r['compile_s']:7.1f}s", flush=True)
   print("\nlargest model that fits (peak per device <= device memory):")
   for n in sorted({r["devices"] for r in rows}):
     for cap in DEVICES_GIB:
       fits = [r for r in rows if r["devices"] == n and r["peak"] <= cap * gb]
       best = max(fits, key=lambda r: (r["params"], -r["peak"]), default=None)
-      label = (f"{best['model']} ({best['dtype']}, remat {best['remat']})" if best else "none")
+      label = (f"{best['model']} ({best['dtype']}, remat {best['remat']}"
+               + (f", decode_weight_gather {best['decode_weight_gather']})" if n > 1 else ")")
+               if best else "none")
       print(f"  {n} device(s) of {cap} GiB: {label}")
   if args.out:
     with open(args.out, "w") as f:

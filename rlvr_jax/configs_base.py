@@ -45,12 +45,15 @@ def base_config() -> ml_collections.ConfigDict:
   # dtype: compute; param_dtype: stored weights (logits, log-probs, losses and Adam moments are
   # float32 regardless); remat: "none" / "full" (per layer) / "dots_saveable"; cache_dtype: the
   # sampler's KV cache (None: dtype); unroll_layers: a Python loop over layers instead of a scan
-  # (faster steps on CPU, compile time grows with depth).
+  # (faster steps on CPU, compile time grows with depth); decode_weight_gather: with sharded
+  # weights, "once" gathers all layers before the decode loop (fastest, one copy of the weights
+  # per device while sampling), "per_layer" one layer at a time each token (least memory).
   c.model = ml_collections.ConfigDict(dict(
       vocab_size=0, vocab_multiple=1, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
       head_dim=None, rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False,
       tie_embeddings=True, dtype="float32", param_dtype="float32", remat="none",
-      cache_dtype=ml_collections.FieldReference(None, field_type=str), unroll_layers=False))
+      cache_dtype=ml_collections.FieldReference(None, field_type=str), unroll_layers=False,
+      decode_weight_gather="once"))
   # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
   c.sft = ml_collections.ConfigDict(dict(steps=100, batch_size=32, optimizer=_optimizer(3e-3),
                                          target_accuracy=0.0, eval_every=50))

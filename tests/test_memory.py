@@ -24,11 +24,12 @@ FSDP_SCRIPT = textwrap.dedent("""
     from rlvr_jax.training import loop
     from tests.helpers import load_config
 
-    def per_device_bytes(mesh, devices):
+    def per_device_bytes(mesh, devices, gather):
       config = load_config()
       config.mesh.update(mesh)
       # parameters and Adam moments dominate: wide layers, 16 short rollouts
-      config.model.update(d_model=256, d_ff=1024, n_layers=2, n_heads=4, n_kv_heads=2)
+      config.model.update(d_model=256, d_ff=1024, n_layers=2, n_heads=4, n_kv_heads=2,
+                          decode_weight_gather=gather)
       config.rl.update(batch_size=8, group_size=2)
       config.eval.batch_size = 8
       run = loop.Run(config, devices)
@@ -36,17 +37,24 @@ FSDP_SCRIPT = textwrap.dedent("""
       step = run.compile_step(run._rl_step, state, with_rng=True)
       batch = run.device_batch(next(iter(run.dataset("train", 8, seed=0, shuffle=True, size=8))))
       m = step.lower(state, batch, jax.random.key(0)).compile().memory_analysis()
+      layer_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state.params["layers"]))
       return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-              - m.alias_size_in_bytes)
+              - m.alias_size_in_bytes), layer_bytes
 
-    one = per_device_bytes(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
-    eight = per_device_bytes(dict(data=1, fsdp=8, tensor=1), jax.devices())
-    print("per_device_bytes", one, eight, eight / one)
-    assert eight <= one / 4, (one, eight)
+    one, layer_bytes = per_device_bytes(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1], "once")
+    fsdp = dict(data=1, fsdp=8, tensor=1)
+    per_layer, _ = per_device_bytes(fsdp, jax.devices(), "per_layer")
+    once, _ = per_device_bytes(fsdp, jax.devices(), "once")
+    print("per_device_bytes", one, per_layer, once, per_layer / one, once / one)
+    # the memory floor: a quarter of one device's bytes
+    assert per_layer <= one / 4, (one, per_layer)
+    # gathering every layer before the decode loop costs at most one copy of the layer weights
+    assert per_layer < once <= per_layer + layer_bytes, (per_layer, once, layer_bytes)
 """)
 
 
 def test_fsdp8_rl_step_needs_at_most_a_quarter_of_one_device_memory():
+  """With model.decode_weight_gather=\"per_layer\"; \"once\" pays one gathered copy of the layers."""
   env = dict(os.environ, PYTHONPATH=ROOT)
   proc = subprocess.run([sys.executable, "-c", FSDP_SCRIPT], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)

@@ -1,5 +1,6 @@
 """Sampler tests: KV-cache decoding agrees with full-sequence forward passes."""
 
+import dataclasses
 import functools
 
 import jax
@@ -143,6 +144,26 @@ def test_group_samples_share_one_prefill_and_match_repeated_prompts():
   # the group's samples differ (they are not copies of one sample)
   rows = np.asarray(grouped.tokens).reshape(4, 3, -1)
   assert any(len({tuple(r) for r in group}) > 1 for group in rows)
+
+
+def test_scanned_decode_layers_sample_what_unrolled_layers_sample():
+  """decode_weight_gather="per_layer" scans the stacked layers and cache (the FSDP memory
+  floor); the samples, log-probs and entropies are those of the unrolled decode step."""
+  c, params, prompts, mask = _setup()
+  out = {}
+  for gather in ("once", "per_layer"):
+    cg = dataclasses.replace(c, decode_weight_gather=gather)
+    out[gather] = sampling.generate(cg, params, prompts, mask, jax.random.key(5),
+                                    max_new_tokens=6, temperature=1.0, num_samples=3)
+  assert isinstance(models.init_cache(dataclasses.replace(c, decode_weight_gather="per_layer"),
+                                      2, 4), dict)  # stacked [l, ...] buffers
+  np.testing.assert_array_equal(np.asarray(out["once"].tokens),
+                                np.asarray(out["per_layer"].tokens))
+  for field in ("logprobs", "entropies", "mask"):
+    np.testing.assert_allclose(np.asarray(getattr(out["once"], field)),
+                               np.asarray(getattr(out["per_layer"], field)), atol=1e-5)
+  with pytest.raises(ValueError, match="decode_weight_gather"):
+    dataclasses.replace(c, decode_weight_gather="sometimes")
 
 
 def test_padded_vocabulary_ids_are_never_sampled_and_hold_no_mass():

@@ -9,6 +9,8 @@ import ml_collections
 
 # Activation rematerialisation of the scanned layers (see transformer._remat).
 REMAT_POLICIES = ("none", "full", "dots_saveable")
+# When the sampler gathers sharded weights (see ModelConfig.decode_weight_gather).
+DECODE_WEIGHT_GATHER = ("once", "per_layer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +42,12 @@ class ModelConfig:
   # unrolls it, which on CPU saves the backward pass the stacked residual buffers (memset, slice
   # copies) at the cost of compile time growing with depth.
   unroll_layers: bool = False
+  # Sampling with sharded weights (FSDP/tensor meshes): "once" gathers every layer's weights
+  # before the decode loop (one device-local copy of the weights while sampling, the fewest
+  # collectives); "per_layer" gathers each layer's weights when the decode step reaches it, every
+  # token (the memory floor: one layer's weights at a time, n_layers gathers a token). Same
+  # numbers either way; no effect on one device.
+  decode_weight_gather: str = "once"
   cache_dtype: str | None = None  # KV-cache dtype of the sampler; None: the compute dtype
   # Ids at or above this are padding rows of an enlarged embedding table (a vocabulary padded to
   # a multiple of 128, or a benchmark's fixed size): their logits are masked, so they are never
@@ -73,6 +81,9 @@ class ModelConfig:
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f"model.remat must be one of {REMAT_POLICIES} (or a bool), "
                        f"got {self.remat!r}")
+    if self.decode_weight_gather not in DECODE_WEIGHT_GATHER:
+      raise ValueError(f"model.decode_weight_gather must be one of {DECODE_WEIGHT_GATHER}, "
+                       f"got {self.decode_weight_gather!r}")
     if isinstance(self.rope_scaling, dict):  # accept a plain dict, store it hashable
       object.__setattr__(self, "rope_scaling", tuple(sorted(self.rope_scaling.items())))
 

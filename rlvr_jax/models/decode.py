@@ -48,23 +48,44 @@ def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, cache: dict[str, 
   return _mlp_block(c, p, x_bd[:, None])[:, 0], cache
 
 
-def init_cache(c: ModelConfig, batch: int, length: int) -> list[dict[str, jax.Array]]:
+def init_cache(c: ModelConfig, batch: int, length: int) -> list[dict[str, jax.Array]] | dict:
   """Zeroed KV cache: per layer, keys "k" [b, k, e, s] and values "v" [b, k, s, e], in
   `c.resolved_cache_dtype`.
 
   One buffer per layer (not a stacked [l, ...] array), so a decode step neither slices nor
   copies a layer's cache. Heads lead, and keys keep slots minor: a decode step's q.K^T and
   probs.V are then batched matrix-vector products over contiguous blocks (measured 1.7x faster
-  than slot-major keys)."""
+  than slot-major keys). With `c.decode_weight_gather == "per_layer"` the layers are scanned
+  instead, and the cache is one dict of stacked [l, ...] buffers."""
   kv, e = c.n_kv_heads, c.resolved_head_dim
   dtype = jnp.dtype(c.resolved_cache_dtype)
+  if _scans_layers(c):
+    return {"k": jnp.zeros((c.n_layers, batch, kv, e, length), dtype),
+            "v": jnp.zeros((c.n_layers, batch, kv, length, e), dtype)}
   return [{"k": jnp.zeros((batch, kv, e, length), dtype),
            "v": jnp.zeros((batch, kv, length, e), dtype)} for _ in range(c.n_layers)]
 
 
-def unstack_layers(params: Params) -> Params:
+def repeat_cache(c: ModelConfig, cache, n: int):
+  """Each row of the cache repeated n times in consecutive rows (a prompt's n samples)."""
+  axis = 1 if _scans_layers(c) else 0
+  return jax.tree.map(lambda x: jnp.repeat(x, n, axis=axis), cache)
+
+
+def _scans_layers(c: ModelConfig) -> bool:
+  """Whether decode steps scan over the stacked layers (see ModelConfig.decode_weight_gather):
+  each layer's weights are then sliced, and under a sharded mesh gathered, inside the loop, one
+  layer at a time. Unrolled layers over pre-sliced weights are faster, but XLA hoists every
+  layer's gather out of the decode loop, holding all of the weights at once."""
+  return c.decode_weight_gather == "per_layer"
+
+
+def unstack_layers(c: ModelConfig, params: Params) -> Params:
   """`params` with the stacked [l, ...] layer weights split into a list of per-layer dicts, for
-  `decode_step`: slicing once before the decode loop instead of once per token."""
+  `decode_step`: slicing once before the decode loop instead of once per token. Unchanged when
+  the decode step scans the layers (`decode_weight_gather="per_layer"`)."""
+  if _scans_layers(c):
+    return params
   n = jax.tree.leaves(params["layers"])[0].shape[0]
   return dict(params, layers=[jax.tree.map(lambda x, i=i: x[i], params["layers"])
                               for i in range(n)])
@@ -90,6 +111,12 @@ def prefill(c: ModelConfig, params: Params, tokens_bt: jax.Array, mask_bt: jax.A
   x, (k_lbtke, v_lbtke) = jax.lax.scan(body, x, params["layers"], unroll=c.scan_unroll)
   h = rms_norm(x[:, -1:], params["final_norm"], c.norm_eps)
   cache = init_cache(c, b, cache_len)
+  if _scans_layers(c):
+    k_lbket = jnp.transpose(k_lbtke, (0, 1, 3, 4, 2)).astype(cache["k"].dtype)
+    v_lbkte = jnp.swapaxes(v_lbtke, 2, 3).astype(cache["v"].dtype)
+    cache = {"k": jax.lax.dynamic_update_slice_in_dim(cache["k"], k_lbket, 0, axis=4),
+             "v": jax.lax.dynamic_update_slice_in_dim(cache["v"], v_lbkte, 0, axis=3)}
+    return logits_from_hidden(c, params, h)[:, 0], cache
   for i, layer in enumerate(cache):
     k_bket = jnp.transpose(k_lbtke[i], (0, 2, 3, 1)).astype(layer["k"].dtype)
     v_bkte = jnp.swapaxes(v_lbtke[i], 1, 2).astype(layer["v"].dtype)
@@ -104,7 +131,7 @@ def decode_step(c: ModelConfig, params: Params, token_b: jax.Array, position_b: 
   """One new token per row, written to cache slot `slot`; the layers run unrolled.
 
   Args:
-    params: with per-layer weights as a list (`unstack_layers`).
+    params: from `unstack_layers` (per-layer weights as a list, unless the layers are scanned).
     token_b: int32 token ids; position_b: their RoPE positions.
     cache: from `prefill` / `init_cache`.
     slot: int32 scalar cache slot of the new tokens.
@@ -113,12 +140,37 @@ def decode_step(c: ModelConfig, params: Params, token_b: jax.Array, position_b: 
   Returns:
     (float32 logits [b, v], the cache with the new keys/values at `slot`).
   """
-  if not isinstance(params["layers"], (list, tuple)):
-    raise ValueError("decode_step needs per-layer weights: pass unstack_layers(params)")
   x = params["embed"].astype(jnp.dtype(c.dtype))[token_b]
-  new_cache = []
-  for layer_params, layer_cache in zip(params["layers"], cache):
-    x, layer_cache = _decode_layer(c, layer_params, x, position_b, layer_cache, slot, valid_bs)
-    new_cache.append(layer_cache)
+  if _scans_layers(c):
+    x, new_cache = _decode_scanned_layers(c, params["layers"], x, position_b, cache, slot,
+                                          valid_bs)
+  else:
+    if not isinstance(params["layers"], (list, tuple)):
+      raise ValueError("decode_step needs per-layer weights: pass unstack_layers(c, params)")
+    new_cache = []
+    for layer_params, layer_cache in zip(params["layers"], cache):
+      x, layer_cache = _decode_layer(c, layer_params, x, position_b, layer_cache, slot, valid_bs)
+      new_cache.append(layer_cache)
   h = rms_norm(x[:, None], params["final_norm"], c.norm_eps)
   return logits_from_hidden(c, params, h)[:, 0], new_cache
+
+
+def _decode_scanned_layers(c: ModelConfig, layers: Params, x_bd, position_b, cache: dict, slot,
+                           valid_bs):
+  """The layers as a scan over the stacked weights and the stacked [l, ...] cache: only the new
+  token's key and value are written back into the (loop-carried) cache."""
+
+  def body(carry, layer):
+    x, cache, i = carry
+    view = {name: jax.lax.dynamic_index_in_dim(buf, i, keepdims=False)
+            for name, buf in cache.items()}
+    x, view = _decode_layer(c, layer, x, position_b, view, slot, valid_bs)
+    new_k = jax.lax.dynamic_slice_in_dim(view["k"], slot, 1, axis=3)[None]
+    new_v = jax.lax.dynamic_slice_in_dim(view["v"], slot, 1, axis=2)[None]
+    zero = jnp.zeros((), jnp.int32)
+    cache = {"k": jax.lax.dynamic_update_slice(cache["k"], new_k, (i, zero, zero, zero, slot)),
+             "v": jax.lax.dynamic_update_slice(cache["v"], new_v, (i, zero, zero, slot, zero))}
+    return (x, cache, i + 1), None
+
+  (x_bd, cache, _), _ = jax.lax.scan(body, (x_bd, cache, jnp.int32(0)), layers)
+  return x_bd, cache

@@ -147,8 +147,8 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
   if num_samples > 1:
     expand = lambda x: jnp.repeat(x, num_samples, axis=0)
     logits, prompt_mask = expand(logits), expand(prompt_mask)
-    cache = jax.tree.map(expand, cache)
-  params = models.unstack_layers(params)
+    cache = models.repeat_cache(model_config, cache, num_samples)
+  params = models.unstack_layers(model_config, params)
   b = logits.shape[0]
   valid_bs = jnp.concatenate([prompt_mask, jnp.zeros((b, n), jnp.int32)], axis=1)
   next_position_b = prompt_mask.sum(-1)

@@ -191,7 +191,8 @@ def _model_and_tokenizer(config, task):
   model_config = dataclasses.replace(model_config, remat=config.model.remat,
                                      dtype=config.model.dtype,
                                      unroll_layers=config.model.unroll_layers,
-                                     cache_dtype=config.model.cache_dtype)
+                                     cache_dtype=config.model.cache_dtype,
+                                     decode_weight_gather=config.model.decode_weight_gather)
   return model_config, params, tokenizer
 
 
