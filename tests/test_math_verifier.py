@@ -195,6 +195,14 @@ NOT_EQUIVALENT = [
   ("", "5"),
   (r"5 \text{ and } 6", "56"),
   (r"50\%", "0.5"),
+  (r"\frac{1}{0}", r"\frac{2}{0}"),
+  ("1/0", r"\frac{1}{0}"),
+  ("0/0", r"\frac{0}{0}"),
+  (r"\log 0", r"\tan(\pi/2)"),
+  ("0^{-1}", "1/(1-1)"),
+  ("(1/0, 2)", "(2/0, 2)"),
+  ("x=1/0", "x=2/0"),
+  (r"\frac{x}{0}", r"\frac{y}{0}"),
 ]
 
 
@@ -208,6 +216,15 @@ def test_equivalent(pred, gold):
 def test_not_equivalent(pred, gold):
   assert not verify(boxed(pred), gold)
   assert not verify(boxed(gold), pred)
+
+
+@pytest.mark.parametrize(
+  "answer", [r"\frac{1}{0}", "0/0", r"\log 0", "1/(1-1)", "(1/0, 2)", r"\{1/0\}", "x=1/0"]
+)
+def test_undefined_is_not_equal_to_itself(answer):
+  """Division by zero, 0/0, complex infinity: no value, so not even equal to itself."""
+  assert not _math_equiv.equivalent(answer, answer)
+  assert _math_equiv.equivalent(r"(-\infty,0]", r"(-\infty,0]")  # ±oo is a value; it is equal
 
 
 def test_verify_reads_gsm8k_and_answer_is_formats():
