@@ -11,7 +11,7 @@ import os
 
 import ml_collections
 
-from rlvr_jax.algorithms import registry
+from rlvr_jax.algorithms import losses, registry
 from rlvr_jax.models.config import REMAT_POLICIES
 
 # Estimators whose baseline comes from the other members of the group.
@@ -130,6 +130,9 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
     registry.check_aggregation(c.algorithm.loss_agg)
   except ValueError as e:
     raise ValueError(f"config.algorithm: {e}") from None
+  need(c.algorithm.policy_loss != "gspo" or c.algorithm.loss_agg == losses.GSPO_AGGREGATION,
+       "algorithm.loss_agg", f"policy_loss='gspo' averages over sequences (GSPO eq. 13) and "
+       f"needs loss_agg={losses.GSPO_AGGREGATION!r}, got {c.algorithm.loss_agg!r}")
   for phase in ("sft", "rl"):
     need(c[phase].steps >= 0, f"{phase}.steps", f"must be >= 0, got {c[phase].steps}")
     need(c[phase].optimizer.learning_rate > 0, f"{phase}.optimizer.learning_rate", "must be > 0")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rlvr_jax.algorithms import advantages as A
+from rlvr_jax import configs_base
 from rlvr_jax.algorithms import registry
 
 EPS = 1e-6
@@ -358,6 +359,66 @@ def test_pure_token_returns_matches_reference(coef, beta):
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
   ends = np.clip(step_end * mask + ref_last_onehot(mask), 0, 1)
   assert np.all(np.asarray(got)[ends > 0] == 0)
+
+
+# --- Groups of equal rewards ------------------------------------------------------------------
+
+# Equal rewards the float32 mean misses by an ulp (2.3 × 6 gave GRPO 0.19), large magnitudes,
+# negatives, tiny values, plus random ones over 16 decades.
+_EQUAL_VALUES = np.concatenate([
+    np.array([2.3, -987.65, 0.1, 1 / 3, -7.77, 1e-7, 123456.79, -3.3e5, 1e20, -1e30, 0.0, 1.0],
+             np.float32),
+    (np.random.default_rng(0).normal(size=100) * 10.0 ** np.random.default_rng(1).uniform(
+        -8, 8, 100)).astype(np.float32)])
+
+
+def _equal_groups(g):
+  """[V, G] rewards, group v all equal to _EQUAL_VALUES[v]; random tokens sharing prefixes."""
+  rewards = np.repeat(_EQUAL_VALUES[:, None], g, axis=1)
+  tokens = np.random.default_rng(g).integers(1, 3, (len(_EQUAL_VALUES), g, 4)).astype(np.int32)
+  return rewards, tokens, np.ones(tokens.shape, np.float32)
+
+
+@jax.jit
+def _group_baseline_advantages(rewards, tokens, mask):
+  return (A.grpo(rewards), A.grpo(rewards, scale_by_std=False), A.rloo(rewards),
+          A.tempo(tokens, rewards, mask), A.reinforce_plus_plus(rewards, mask, baseline=True))
+
+
+@pytest.mark.parametrize("g", [2, 3, 4, 5, 6, 7, 8, 9, 13, 16, 17, 31, 32, 33, 63, 64])
+def test_equal_rewards_give_exactly_zero_advantage(g):
+  for adv in _group_baseline_advantages(*_equal_groups(g)):
+    assert np.all(np.asarray(adv) == 0)
+
+
+def test_whiten_of_equal_values_is_exactly_zero():
+  for v in _EQUAL_VALUES:
+    x = np.full((3, 5), v, np.float32)
+    mask = np.ones((3, 5), np.float32)
+    mask[0, :2] = 0  # the shift must use a valid entry
+    x[0, :2] = 17.0
+    assert np.all(np.asarray(A.whiten(x, mask)) == 0), v
+
+
+@pytest.mark.parametrize("name", sorted(configs_base.GROUP_BASELINE_ESTIMATORS))
+@pytest.mark.parametrize("g", [2, 7, 64])
+def test_a_group_of_equal_rewards_carries_no_signal(name, g):
+  """Every group-baseline estimator: a group of equal rewards [v] × G gives exactly the same
+  advantages as [0] × G, for the whole batch. For outcome estimators without a KL penalty those
+  advantages are exactly 0. PURE's PRM baseline is a per-token rate, not a group mean, so a PURE
+  row is not 0; its group baseline on the verifiable reward (leave-one-out) must cancel."""
+  x = _inputs(seed=g, b=2, g=g)
+  cfg = ml_collections.ConfigDict({"kl_penalty_coef": 0.01, "verifiable_coef": 1.0})
+  run = jax.jit(lambda x: registry.ADVANTAGES[name](x, cfg))
+  first_group = lambda v: x.replace(rewards=x.rewards.at[0].set(v))
+  want = np.asarray(run(first_group(0.0)))
+  for v in _EQUAL_VALUES:
+    np.testing.assert_array_equal(run(first_group(v)), want, err_msg=f"{v}")
+  if name not in configs_base.PRM_ESTIMATORS:
+    no_kl = x.replace(ref_logp=None)
+    for v in _EQUAL_VALUES:
+      got = run(no_kl.replace(rewards=jnp.full((2, g), v, jnp.float32)))
+      assert np.all(np.asarray(got) == 0), v
 
 
 # --- DAPO helpers ----------------------------------------------------------------------------

@@ -127,6 +127,67 @@ def test_gspo_is_the_sequence_level_objective():
   np.testing.assert_allclose(got_grad, want_grad, rtol=1e-4, atol=1e-6)
 
 
+def ref_gspo(logp, old_logp, adv, mask, clip_low, clip_high):
+  """GSPO-token objective (Zheng et al. 2025, eq. 13) as a loop: mean over sequences of each
+  sequence's token mean of max(−s·A_t, −clip(s)·A_t), s = exp(mean log-ratio)."""
+  per_seq = []
+  for lp, olp, a, m in zip(logp.astype(np.float64), old_logp, adv, mask):
+    valid = np.nonzero(m)[0]
+    if valid.size == 0:
+      continue
+    s = math.exp(np.mean(lp[valid] - olp[valid]))
+    terms = [max(-s * a[t], -min(max(s, 1 - clip_low), 1 + clip_high) * a[t]) for t in valid]
+    per_seq.append(np.mean(terms))
+  return np.mean(per_seq)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gspo_matches_the_paper_objective_and_accumulates_exactly(seed):
+  logp, old_logp, adv, mask = _batch(seed)
+  adv = adv + np.random.default_rng(seed).normal(0, 0.5, adv.shape).astype(np.float32)
+  clip_low, clip_high = 0.02, 0.03  # some sequences clipped, some not
+  got, _ = L.gspo_loss(logp, old_logp, adv, mask, clip_low=clip_low, clip_high=clip_high)
+  want = ref_gspo(logp, old_logp, adv, mask, clip_low, clip_high)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # Ragged lengths: a token mean over the batch would be a different number.
+  assert not np.isclose(want, L.aggregate(*_gspo_token_losses(logp, old_logp, adv, mask,
+                                                               clip_low, clip_high), "token-mean"))
+  normalizer = L.aggregate_normalizer(mask, L.GSPO_AGGREGATION)
+  loss_and_grad = jax.value_and_grad(lambda lp, *a: L.gspo_loss(
+      lp, *a, clip_low=clip_low, clip_high=clip_high, normalizer=normalizer)[0])
+  full = jax.value_and_grad(lambda lp: L.gspo_loss(lp, old_logp, adv, mask, clip_low=clip_low,
+                                                   clip_high=clip_high)[0])(logp)
+  parts = [loss_and_grad(logp[r], old_logp[r], adv[r], mask[r])
+           for r in (slice(0, 2), slice(2, 5), slice(5, 6))]
+  np.testing.assert_allclose(sum(p[0] for p in parts), full[0], rtol=1e-5)
+  np.testing.assert_allclose(np.concatenate([p[1] for p in parts]), full[1], rtol=1e-5,
+                             atol=1e-7)
+
+
+def _gspo_token_losses(logp, old_logp, adv, mask, clip_low, clip_high):
+  s = np.exp((((logp - old_logp) * mask).sum(-1) / np.maximum(mask.sum(-1), 1)))[:, None]
+  return np.maximum(-s * adv, -np.clip(s, 1 - clip_low, 1 + clip_high) * adv), mask
+
+
+def test_gspo_refuses_any_other_aggregation():
+  """A token-mean GSPO (the old default) is not the paper's objective: the registry and the
+  config validation both refuse it instead of computing it."""
+  from rlvr_jax.configs_base import base_config, validate
+  logp, old_logp, adv, mask = _batch(0)
+  cfg = base_config()
+  cfg.algorithm.policy_loss = "gspo"
+  assert cfg.algorithm.loss_agg == "token-mean"
+  with pytest.raises(ValueError, match="config.algorithm.loss_agg"):
+    validate(cfg)
+  for mode in set(MODES) - {L.GSPO_AGGREGATION}:
+    with pytest.raises(ValueError, match="gspo"):
+      registry.POLICY_LOSSES["gspo"](logp, old_logp, adv, mask, {"loss_agg": mode})
+  cfg.algorithm.loss_agg = L.GSPO_AGGREGATION
+  validate(cfg)
+  got, _ = registry.POLICY_LOSSES["gspo"](logp, old_logp, adv, mask, cfg.algorithm)
+  np.testing.assert_allclose(got, ref_gspo(logp, old_logp, adv, mask, 3e-4, 4e-4), rtol=1e-5)
+
+
 @pytest.mark.parametrize("kind", L.KL_KINDS)
 def test_kl_values_and_documented_gradients(kind):
   rng = np.random.default_rng(4)

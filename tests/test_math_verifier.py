@@ -2,6 +2,9 @@
 
 import os
 import pathlib
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -195,6 +198,14 @@ NOT_EQUIVALENT = [
   ("", "5"),
   (r"5 \text{ and } 6", "56"),
   (r"50\%", "0.5"),
+  (r"\frac{1}{0}", r"\frac{2}{0}"),
+  ("1/0", r"\frac{1}{0}"),
+  ("0/0", r"\frac{0}{0}"),
+  (r"\log 0", r"\tan(\pi/2)"),
+  ("0^{-1}", "1/(1-1)"),
+  ("(1/0, 2)", "(2/0, 2)"),
+  ("x=1/0", "x=2/0"),
+  (r"\frac{x}{0}", r"\frac{y}{0}"),
 ]
 
 
@@ -208,6 +219,15 @@ def test_equivalent(pred, gold):
 def test_not_equivalent(pred, gold):
   assert not verify(boxed(pred), gold)
   assert not verify(boxed(gold), pred)
+
+
+@pytest.mark.parametrize(
+  "answer", [r"\frac{1}{0}", "0/0", r"\log 0", "1/(1-1)", "(1/0, 2)", r"\{1/0\}", "x=1/0"]
+)
+def test_undefined_is_not_equal_to_itself(answer):
+  """Division by zero, 0/0, complex infinity: no value, so not even equal to itself."""
+  assert not _math_equiv.equivalent(answer, answer)
+  assert _math_equiv.equivalent(r"(-\infty,0]", r"(-\infty,0]")  # ±oo is a value; it is equal
 
 
 def test_verify_reads_gsm8k_and_answer_is_formats():
@@ -307,6 +327,94 @@ def test_pool_per_item_timeouts_run_in_parallel(test_pool):
 def test_pool_survives_crashes_and_exceptions(test_pool):
   assert test_pool.map([("crash",), ("raise",), ("ok",)], timeout_s=60) == [False, False, True]
   assert test_pool.map([("ok",), ("ok",)], timeout_s=60) == [True, True]
+
+
+def test_pool_callers_are_isolated_from_each_others_timeouts(test_pool):
+  """Ten callers, each with a job that times out and one that does not, on a 2-worker pool:
+  every caller has its answers within its own time bound (they used to queue: 5.3 s)."""
+  assert test_pool.map([("ok",)], timeout_s=60) == [True]  # the template may still be starting
+  timeout_s = 0.5
+  answers = {}
+
+  def call(k, jobs):
+    start = time.perf_counter()
+    answers[k] = (test_pool.map(jobs, timeout_s=timeout_s), time.perf_counter() - start)
+
+  threads = [threading.Thread(target=call, args=(k, [("sleep", 30), ("ok",)])) for k in range(10)]
+  threads += [threading.Thread(target=call, args=(k, [("ok",)] * 3)) for k in range(10, 13)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  for k in range(13):
+    results, seconds = answers[k]
+    assert results == ([False, True] if k < 10 else [True] * 3), k
+    assert seconds < 3 * timeout_s, (k, seconds)
+
+
+def _alive(pid: int) -> bool:
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rpartition(")")[2].split()[0] != "Z"  # a zombie has already exited
+  except FileNotFoundError:
+    return False
+
+
+def _wait_dead(pids, seconds: float = 5.0) -> list[int]:
+  deadline = time.monotonic() + seconds
+  while time.monotonic() < deadline and any(map(_alive, pids)):
+    time.sleep(0.05)
+  return [pid for pid in pids if _alive(pid)]
+
+
+_OWNER = """
+import threading, time
+from rlvr_jax.rewards import _math_pool
+pool = _math_pool.WorkerPool(2, fn_path="time:sleep")
+pool.map([(0,)], 120)
+threading.Thread(target=pool.map, args=([(600,), (600,)], 600), daemon=True).start()
+while len(pool.pids()) < 3:
+  time.sleep(0.01)
+time.sleep(0.2)  # both workers are inside time.sleep(600)
+print(*pool.pids(), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_workers_die_with_a_killed_owner():
+  """SIGKILL the process that owns a pool while its workers are mid-job: none outlives it."""
+  root = pathlib.Path(_math_pool.__file__).resolve().parents[2]
+  env = {**os.environ, "PYTHONPATH": str(root)}
+  owner = subprocess.Popen([sys.executable, "-c", _OWNER], stdout=subprocess.PIPE, text=True,
+                           env=env)
+  try:
+    pids = [int(pid) for pid in owner.stdout.readline().split()]
+    assert len(pids) == 3 and all(map(_alive, pids)), pids
+  finally:
+    owner.kill()
+    owner.wait()
+  assert _wait_dead(pids) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_workers_die_with_their_template_and_the_pool_recovers():
+  pool = _math_pool.WorkerPool(1, fn_path="time:sleep")
+  try:
+    assert pool.map([(0,)], timeout_s=120) == [False]  # time.sleep returns None
+    answer = []
+    thread = threading.Thread(target=lambda: answer.append(pool.map([(600,)], timeout_s=600)))
+    thread.start()
+    time.sleep(0.3)
+    template, worker = pool.pids()
+    os.kill(template, signal.SIGKILL)
+    thread.join(timeout=5)
+    assert answer == [[False]]  # answered at once, not after 600 s
+    assert _wait_dead([template, worker]) == []
+    assert pool.map([(0,)] * 2, timeout_s=120) == [False, False]  # a new template
+    assert template not in pool.pids()
+  finally:
+    pool.close()
 
 
 # ---------------------------------------------------------------------------------------------

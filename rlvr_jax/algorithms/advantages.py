@@ -41,8 +41,15 @@ def whiten(x: Array, mask: Array, *, eps: float = 1e-8) -> Array:
 
   mean and the population variance are taken over every entry with mask > 0 (all axes), as in
   OpenRLHF's advantage normalisation for REINFORCE++. Under vmap the statistics are per slice.
+  Computed on x − x_first (x_first: the first valid entry), which changes nothing in exact
+  arithmetic but makes all-equal valid entries give exactly 0: the float32 mean of n copies of
+  2.3 is one ulp off, and rsqrt(eps) would amplify that ulp 10⁴-fold.
   """
-  x, mask = _f32(x), _f32(mask)
+  x = _f32(x)
+  mask = jnp.broadcast_to(_f32(mask), x.shape)
+  valid = mask > 0
+  first = jnp.argmax(valid.reshape(-1))
+  x = jnp.where(valid, x - x.reshape(-1)[first], 0.0)  # masked entries never reach the sums
   count = jnp.maximum(jnp.sum(mask), 1.0)
   mean = jnp.sum(x * mask) / count
   var = jnp.sum(jnp.square(x - mean) * mask) / count
@@ -59,18 +66,26 @@ def _group_std(rewards_g: Array) -> Array:
   return jnp.std(rewards_g, axis=-1, ddof=1, keepdims=True)
 
 
+def _relative_to_first(rewards_g: Array) -> Array:
+  """R − R_0 per group: every group baseline is shift-invariant, and after this shift a group
+  whose rewards are all equal is exactly 0, so its baseline and std are exactly 0 too. Without it
+  the float32 mean of [2.3] × 6 is one ulp off, the std is one ulp, and GRPO gives 0.19."""
+  return rewards_g - rewards_g[..., :1]
+
+
 def grpo(rewards: Array, *, scale_by_std: bool = True, eps: float = 1e-6) -> Array:
   """GRPO group-relative advantage (DeepSeekMath, Shao et al. 2024, eq. 3; verl).
 
   A_i = (R_i − mean(R)) / (std(R) + eps), std unbiased (ddof=1). `scale_by_std=False` gives
   Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-like training"): A_i = R_i − mean(R).
-  A group of one has no baseline and gets 0.
+  A group of one has no baseline and gets 0; a group of equal rewards gets exactly 0.
 
   Args: rewards [..., G]. Returns [..., G] float32.
   """
   rewards_g = _f32(rewards)
   if rewards_g.shape[-1] < 2:
     return jnp.zeros_like(rewards_g)
+  rewards_g = _relative_to_first(rewards_g)
   adv_g = rewards_g - jnp.mean(rewards_g, axis=-1, keepdims=True)
   if scale_by_std:
     adv_g = adv_g / (_group_std(rewards_g) + eps)
@@ -80,12 +95,13 @@ def grpo(rewards: Array, *, scale_by_std: bool = True, eps: float = 1e-6) -> Arr
 def rloo(rewards: Array) -> Array:
   """REINFORCE leave-one-out (Ahmadian et al. 2024): A_i = R_i − (1/(G−1)) Σ_{j≠i} R_j.
 
-  Args: rewards [..., G]. Returns [..., G] float32; a group of one gets 0.
+  Args: rewards [..., G]. Returns [..., G] float32; a group of one, or of equal rewards, gets 0.
   """
   rewards_g = _f32(rewards)
   g = rewards_g.shape[-1]
   if g < 2:
     return jnp.zeros_like(rewards_g)
+  rewards_g = _relative_to_first(rewards_g)
   others_g = jnp.sum(rewards_g, axis=-1, keepdims=True) - rewards_g
   return rewards_g - others_g / (g - 1)
 
@@ -137,7 +153,7 @@ def tempo(tokens: Array, rewards: Array, mask: Array, *, scale_by_std: bool = Tr
     A[i, t] = (R_i − μ + mean R[B_t] − mean R[P_t]) / (σ + eps)   on valid tokens, 0 elsewhere,
   μ = mean(R), σ = std(R, ddof=1) over the group. Once the prefix is unique (|P_t| = 1) the TD
   term is 0, so the row keeps (R_i − μ)/(σ + eps). Identical responses reduce to GRPO; a group
-  of one gives 0; `scale_by_std=False` drops the division. Vectorized through the pairwise common
+  of one, or of equal rewards, gives 0; `scale_by_std=False` drops the division. Vectorized through the pairwise common
   prefix length: k ∈ B_t ⇔ lcp[i, k] > t and k ∈ P_t ⇔ lcp[i, k] ≥ t; i is always in both, so
   the means never divide by zero.
 
@@ -147,6 +163,7 @@ def tempo(tokens: Array, rewards: Array, mask: Array, *, scale_by_std: bool = Tr
   g, t = tokens.shape[-2:]
   if g < 2:
     return jnp.zeros(tokens.shape, jnp.float32)
+  rewards_g = _relative_to_first(rewards_g)
   lcp_gg1 = common_prefix_length(tokens)[..., None]
   t_idx = jnp.arange(t, dtype=jnp.int32)
   r_g1g1 = rewards_g[..., None, :, None]
@@ -234,13 +251,15 @@ def reinforce_plus_plus(rewards: Array, mask: Array, kl: Array | None = None, *,
 
   Token reward r_t = −β·KL_t, plus R at the last valid token; G_t = Σ_{t'≥t} γ^{t'−t} r_{t'};
   advantages = whiten(G) over all valid tokens of the batch (all leading axes). `baseline=True`
-  first subtracts the group mean of R (REINFORCE++-baseline). Pass `kl` as a stop-gradient
-  per-token estimate (k1 in OpenRLHF), see `losses.kl`.
+  first subtracts the group mean of R (REINFORCE++-baseline; a group of equal rewards then
+  contributes exactly 0). Pass `kl` as a stop-gradient per-token estimate (k1 in OpenRLHF), see
+  `losses.kl`.
 
   Args: rewards [..., G]; mask [..., G, T]; kl [..., G, T] or None. Returns [..., G, T] float32.
   """
   rewards_g, mask_gt = _f32(rewards), _f32(mask)
   if baseline:
+    rewards_g = _relative_to_first(rewards_g)
     rewards_g = rewards_g - jnp.mean(rewards_g, axis=-1, keepdims=True)
   token_r_gt = outcome_token_rewards(rewards_g, mask_gt, kl, kl_coef=kl_coef)
   returns_gt = discounted_returns(token_r_gt, mask_gt, gamma=gamma)

@@ -20,6 +20,7 @@ Array = jax.Array
 AGGREGATIONS = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean",
                 "seq-mean-token-sum-norm")
 KL_KINDS = ("k1", "k2", "k3", "abs")
+GSPO_AGGREGATION = "seq-mean-token-mean"  # the only one `gspo_loss` computes (GSPO eq. 13)
 
 
 def _f32(x) -> Array:
@@ -112,16 +113,18 @@ def policy_loss(logp: Array, old_logp: Array, advantages: Array, mask: Array, *,
 
 
 def gspo_loss(logp: Array, old_logp: Array, advantages: Array, mask: Array, *,
-              clip_low: float = 3e-4, clip_high: float = 4e-4, agg: str = "seq-mean-token-mean",
-              max_len: int | None = None,
+              clip_low: float = 3e-4, clip_high: float = 4e-4,
               normalizer: Array | None = None) -> tuple[Array, dict[str, Array]]:
   """GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization"), GSPO-token form (eq. 13).
 
   s_i = exp(mean_t(logp − old_logp)) over valid tokens, clamped to exp(±20); per token
   s_{i,t} = sg(s_i) · π(y_t) / sg(π(y_t)), whose value is s_i and whose gradient is the
-  sequence-level one; L_t = max(−s_{i,t}·A_t, −clip(s_{i,t}, 1 − clip_low, 1 + clip_high)·A_t).
-  With A constant over a sequence and agg = seq-mean-token-mean this is the sequence-level
-  objective −mean_i min(s_i A_i, clip(s_i) A_i) (value and gradient).
+  sequence-level one; L_t = max(−s_{i,t}·A_t, −clip(s_{i,t}, 1 − clip_low, 1 + clip_high)·A_t);
+  loss = (1/N) Σ_i (1/|y_i|) Σ_t L_t over the N sequences with a valid token, as eq. 13 defines
+  it (`GSPO_AGGREGATION`). There is no aggregation argument: any other mode weights sequences by
+  their length, which is not GSPO's objective (token-mean gave −0.4999 where it is 8e-5). With A
+  constant over a sequence this is −mean_i min(s_i A_i, clip(s_i) A_i) (value and gradient).
+  `normalizer` = `aggregate_normalizer(mini-batch mask, GSPO_AGGREGATION)` for accumulation.
 
   Args: logp, old_logp, advantages, mask [..., T]. Returns (loss, metrics) with clip_fraction
   (fraction of sequences clipped) and approx_kl.
@@ -137,7 +140,7 @@ def gspo_loss(logp: Array, old_logp: Array, advantages: Array, mask: Array, *,
   loss_unclipped = -adv * ratio
   loss_clipped = -adv * jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)
   loss_t = jnp.maximum(loss_unclipped, loss_clipped)
-  loss = aggregate(loss_t, mask, agg, max_len, normalizer)
+  loss = aggregate(loss_t, mask, GSPO_AGGREGATION, normalizer=normalizer)
   has_tokens = _f32(jnp.sum(mask, axis=-1) > 0)
   seq_clipped = jnp.any((loss_clipped > loss_unclipped) & (mask > 0), axis=-1)
   metrics = {

@@ -11,6 +11,7 @@ A new estimator is one function plus one line:
 
 Policy-loss adapter contract: `fn(logp, old_logp, advantages, mask, cfg, *, normalizer=None)
 -> (loss, metrics)`, reading clip_low / clip_high / dual_clip / loss_agg / max_len from cfg.
+`gspo` accepts only loss_agg = `losses.GSPO_AGGREGATION` (its paper's sequence mean).
 """
 
 from collections.abc import Callable
@@ -213,10 +214,14 @@ def _ppo(logp, old_logp, advantages, mask, cfg, *, normalizer=None):
 
 @register_policy_loss("gspo")
 def _gspo(logp, old_logp, advantages, mask, cfg, *, normalizer=None):
+  # GSPO is a mean over sequences by definition; a `normalizer` built for another loss_agg would
+  # silently rescale it, so any other loss_agg is refused rather than ignored.
+  agg = cfg.get("loss_agg", losses.GSPO_AGGREGATION)
+  if agg != losses.GSPO_AGGREGATION:
+    raise ValueError(f"policy loss 'gspo' averages over sequences (GSPO eq. 13): it needs "
+                     f"loss_agg={losses.GSPO_AGGREGATION!r}, got {agg!r}.")
   # Sequence-level ratios need a far narrower clip than token ratios: GSPO's own defaults
   # (3e-4, 4e-4), kept apart from the token-level clip_low / clip_high.
   return losses.gspo_loss(
       logp, old_logp, advantages, mask, clip_low=cfg.get("gspo_clip_low", 3e-4),
-      clip_high=cfg.get("gspo_clip_high", 4e-4),
-      agg=cfg.get("loss_agg", "seq-mean-token-mean"),
-      max_len=cfg.get("max_len", None), normalizer=normalizer)
+      clip_high=cfg.get("gspo_clip_high", 4e-4), normalizer=normalizer)

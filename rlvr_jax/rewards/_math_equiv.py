@@ -7,6 +7,7 @@ lists (unordered), parenthesised/bracketed tuples and intervals (ordered, bracke
 case-insensitive text; equations ``l = r`` up to a nonzero constant factor; expressions with
 `_math_sympy.parse` -- exactly for rationals, to 40 significant digits for other constants, and at
 seven generic rational points (four must be finite and all must agree) when symbols are free.
+Undefined values (zoo from a division by zero, nan from 0/0) equal nothing, not even themselves.
 Anything the parser rejects compares as text.
 """
 
@@ -127,8 +128,7 @@ def _same_multiset(a: list, b: list) -> bool:
 
 
 def _match(a: tuple, b: tuple) -> bool:
-  if a == b:
-    return True
+  # No shortcut on identical structures: "1/0" must not equal "1/0" (see `_exprs_equal`).
   kinds = (a[0], b[0])
   if kinds == ("scalar", "scalar"):
     return _scalars_equal(a[1], b[1])
@@ -175,12 +175,21 @@ def _close(a: sympy.Expr, b: sympy.Expr, digits: int, tolerance: float) -> bool 
 
 
 _NON_FINITE = (sympy.oo, -sympy.oo, sympy.zoo, sympy.nan)
+# Division by zero gives zoo (complex infinity), 0/0 gives nan: no value, so never equal to
+# anything, themselves included (\frac{1}{0} is not \frac{2}{0}, nor \frac{1}{0}).
+_UNDEFINED = (sympy.zoo, sympy.nan)
+
+
+def _undefined(*exprs: sympy.Expr) -> bool:
+  return any(e.has(*_UNDEFINED) for e in exprs)
 
 
 def _exprs_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
+  if _undefined(a, b):
+    return False
   if a == b:
     return True
-  if a.has(*_NON_FINITE) or b.has(*_NON_FINITE):
+  if a.has(*_NON_FINITE) or b.has(*_NON_FINITE):  # ±oo: equal only if identical
     return False
   difference = a - b
   if difference == 0:
@@ -203,6 +212,8 @@ def _exprs_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
 
 def _equations_equal(x: list[sympy.Expr], y: list[sympy.Expr]) -> bool:
   """``l1 = r1`` and ``l2 = r2`` are the same equation up to a nonzero constant factor."""
+  if _undefined(*x, *y):
+    return False
   e1, e2 = x[0] - x[1], y[0] - y[1]
   if e1 == e2 or e1 == -e2:
     return True
@@ -226,8 +237,10 @@ def _scalars_equal(x: str, y: str) -> bool:
     if len(sides_x) == 2:
       return _equations_equal([parse(s) for s in sides_x], [parse(s) for s in sides_y])
     return _exprs_equal(parse(x), parse(y))
-  except (ParseError, ZeroDivisionError):
+  except ParseError:
     return _text_key(x) == _text_key(y)
+  except ZeroDivisionError:  # a division by zero inside sympy: undefined, never equal
+    return False
 
 
 def equivalent(pred: str, gold: str) -> bool:

@@ -3,7 +3,9 @@
 `verify(response, gold)` extracts the final answer from a model response, normalises both
 answers to canonical strings in this process, and returns True at once when the strings are
 equal. Otherwise a worker process decides symbolic equivalence with sympy; a worker that
-overruns `timeout_s` is killed and replaced, and that item scores False.
+overruns `timeout_s` is killed and replaced, and that item scores False. Concurrent callers get
+separate workers, so one caller's slow item never delays another's answer, and the workers die
+with this process however it ends (`_math_pool`).
 
 Why a hand-written LaTeX-subset parser (`_math_sympy`) and not math-verify or
 `sympy.parsing` (`parse_expr`, `parse_latex`):
@@ -25,7 +27,9 @@ Equivalence rules (in `_math_equiv`): numbers compare exactly (decimals are exac
 with free symbols must agree at several rational points; equations match up to a nonzero
 constant factor; parenthesised/bracketed tuples and intervals compare element-wise with the
 same brackets; bare comma lists, ``\\{...\\}`` sets, ``a \\pm b`` and ``\\cup`` unions compare as
-unordered collections; words compare case-insensitively. Units, ``%`` and degree signs are
+unordered collections; words compare case-insensitively. Undefined values (division by zero,
+0/0) equal nothing, themselves included; only the string match above, which never evaluates,
+accepts a response spelled exactly like its gold. Units, ``%`` and degree signs are
 dropped, so ``50\\%`` matches 50 (not 0.5).
 """
 
@@ -328,8 +332,8 @@ _pool: _math_pool.WorkerPool | None = None
 def start_pool(num_workers: int | None = None) -> None:
   """(Re)starts the verifier worker processes now rather than on the first `verify` call.
 
-  Call once at start-up so the first training step does not wait ~1 s for workers to import
-  sympy. `num_workers` defaults to ``min(4, os.cpu_count())``.
+  Call once at start-up so the first training step does not wait ~1 s for the template process
+  to import sympy. `num_workers` (per concurrent call) defaults to ``min(4, os.cpu_count())``.
   """
   global _pool
   with _pool_lock:
@@ -365,7 +369,8 @@ def verify_batch(
 
   Each item gets `timeout_s` of worker time once a worker picks it up; the batch takes at most
   about ``ceil(n_symbolic / num_workers) * timeout_s``, where only items whose normalised
-  answers differ as strings count. Duplicate pairs (common within a GRPO group) run once.
+  answers differ as strings count, whatever other threads are verifying at the same time.
+  Duplicate pairs (common within a GRPO group) run once.
   """
   if len(responses) != len(golds):
     raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
