@@ -20,14 +20,6 @@ def to_python(metrics: dict[str, Any]) -> dict[str, Any]:
   return out
 
 
-def first_non_finite(metrics: dict[str, Any]) -> str | None:
-  """Name of the first metric that is NaN or infinite, or None."""
-  for k, v in metrics.items():
-    if isinstance(v, float) and not math.isfinite(v):
-      return k
-  return None
-
-
 def strict_json_row(row: dict[str, Any]) -> dict[str, Any]:
   """`row` with every NaN/inf float (also inside lists) replaced by null, and the keys that held
   one listed under "non_finite", so the line is strict JSON (json.dumps(allow_nan=False))."""
