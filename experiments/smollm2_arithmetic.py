@@ -74,7 +74,7 @@ def main():
   if not args.skip_train:
     _module("rlvr_jax.main", f"--workdir={args.workdir}", f"--config.rl.steps={args.steps}")
   train_s = time.time() - t0
-  evaluated = {}
+  evaluated, eval_files = {}, []
   if args.eval_n:
     ks = ",".join(str(k) for k in (1, args.eval_n))
     for checkpoint in ("none", "latest"):
@@ -88,9 +88,10 @@ def main():
       evaluated[result["checkpoint"]] = {k: result[k] for k in (
           "table", "num_prompts", "n", "temperature", "mean_completion_tokens",
           "truncated_frac", "samples")}
+      eval_files.append(name)
 
   os.makedirs(RESULTS, exist_ok=True)
-  for name in ["metrics.jsonl", "config.json"] + [f"eval_{c}.json" for c in evaluated]:
+  for name in ["metrics.jsonl", "config.json"] + eval_files:
     shutil.copy(os.path.join(args.workdir, name), RESULTS)
   with open(os.path.join(RESULTS, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f]

@@ -9,17 +9,23 @@ pretrained checkpoint for config.init.kind hf/gguf, the random init for scratch)
 prompts is repeated n times, sampled and scored by the task's reward in one jitted program; the
 host then decodes the completions and extracts final answers for the majority vote
 (`task.final_answer` where a task has one, e.g. the canonical math answer; else the decoded
-completion). The table is printed and written to DIR/eval_<step>.json (eval_none.json for
-`none`).
+completion).
+
+Nothing sampled is lost: the k values and the output directory are checked before sampling;
+each prompt's results are appended to DIR/eval_<step>_n<n>_t<T>_<digest>.prompts.jsonl as its
+batch finishes, so a rerun with the same settings resumes (done prompts are not sampled again);
+the table is then written atomically to DIR/eval_<step>_n<n>_t<T>_<digest>.json (`none` for
+step with --checkpoint=none). The digest covers every setting that changes the samples
+(`settings` in both files), so evaluations with other settings never overwrite each other; the
+k values only change the table, which a rerun recomputes from the saved samples.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import ml_collections
@@ -29,6 +35,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rlvr_jax import evaluation, sampling
+from rlvr_jax.evaluation import results
 from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.data import pipeline
 from rlvr_jax.data.tasks.base import decode_completion
@@ -39,7 +46,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.p
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, results).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "latest, a step number, or none.")
 _N = flags.DEFINE_integer("n", 8, "Samples per prompt.")
-_K = flags.DEFINE_list("k", ["1", "4", "8"], "k values of the table (those <= n are kept).")
+_K = flags.DEFINE_list("k", ["1", "4", "8"], "k values of the table; those > n are dropped "
+                       "with a warning, and an error if none is left.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (0 = greedy).")
 _NUM_PROMPTS = flags.DEFINE_integer("num_prompts", 0,
                                     "Held-out prompts; 0 = config.eval.num_prompts.")
@@ -79,14 +87,10 @@ def restore_params(run: loop.Run, workdir: str, checkpoint: str) -> tuple[Any, i
 # ---------------------------------------------------------------------------------------------
 # Sampling and scoring
 # ---------------------------------------------------------------------------------------------
-def _batches(run: loop.Run, num_prompts: int, batch_size: int):
-  """Lists of (example, encoded) for the first `num_prompts` held-out prompts."""
+def _examples(run: loop.Run, num_prompts: int) -> list:
+  """The first `num_prompts` held-out prompts, always the same for a config."""
   source = pipeline.TaskSource(run.task, "test", run.config.data.eval_seed, num_prompts)
-  examples = [source[i] for i in range(num_prompts)]
-  for start in range(0, num_prompts, batch_size):
-    chunk = examples[start:start + batch_size]
-    yield chunk, [pipeline.encode_example(e, run.tokenizer, run.shapes, with_demo=False)
-                   for e in chunk]
+  return [source[i] for i in range(num_prompts)]
 
 
 def _stack(encoded: list[dict[str, np.ndarray]], rows: int, n: int) -> dict[str, np.ndarray]:
@@ -96,13 +100,17 @@ def _stack(encoded: list[dict[str, np.ndarray]], rows: int, n: int) -> dict[str,
   return {k: np.repeat(np.stack([e[k] for e in encoded]), n, axis=0) for k in keys}
 
 
-def sample_and_score(run: loop.Run, params, *, n: int, temperature: float, num_prompts: int,
-                     batch_size: int, seed: int, progress: bool = True) -> dict[str, Any]:
-  """Samples n completions for each held-out prompt and scores them.
+def sample_batches(run: loop.Run, params, *, n: int, temperature: float, num_prompts: int,
+                   batch_size: int, seed: int, skip: frozenset[int] = frozenset(),
+                   progress: bool = True) -> Iterator[list[dict[str, Any]]]:
+  """Samples n completions for each held-out prompt, one batch of prompts at a time, and yields
+  per batch the records of its prompts not in `skip` (a batch all in `skip` is not sampled).
 
-  Returns a dict with `correct` bool [P, n], `answers` [P][n] (final answers for maj@k),
-  `lengths` int [P, n] (completion tokens, EOS included), `truncated` bool [P, n] and
-  `examples` (the P `Example`s) and `completions` [P][n] decoded texts (None if truncated).
+  Batch i holds prompts [i*batch_size, (i+1)*batch_size) and is sampled with
+  fold_in(key(seed), i), so a resumed evaluation draws what an uninterrupted one would. A record
+  is JSON-able: `index`, `prompt`, `answer`, and per sample (lists of n) `completions` (decoded,
+  None if truncated), `answers` (final answers for maj@k), `correct`, `lengths` (completion
+  tokens, EOS included) and `truncated`.
   """
   config, tokenizer, task = run.config, run.tokenizer, run.task
   max_new_tokens = config.rl.max_new_tokens
@@ -117,26 +125,43 @@ def sample_and_score(run: loop.Run, params, *, n: int, temperature: float, num_p
     return comp.tokens, comp.mask, rewards
 
   final_answer = getattr(task, "final_answer", lambda text: text)
-  out: dict[str, list] = {k: [] for k in ("correct", "answers", "lengths", "truncated",
-                                          "examples", "completions")}
+  examples = _examples(run, num_prompts)
+  todo = [i for i, start in enumerate(range(0, num_prompts, batch_size))
+          if not set(range(start, min(start + batch_size, num_prompts))) <= skip]
   rng = jax.random.key(seed)
-  batches = _batches(run, num_prompts, batch_size)
-  total = math.ceil(num_prompts / batch_size)
-  for i, (examples, encoded) in enumerate(tqdm.tqdm(batches, total=total, desc="eval",
-                                                    disable=not progress, mininterval=2)):
+  for i in tqdm.tqdm(todo, desc="eval", disable=not progress, mininterval=2):
+    first = i * batch_size
+    chunk = examples[first:first + batch_size]
+    encoded = [pipeline.encode_example(e, tokenizer, run.shapes, with_demo=False) for e in chunk]
     batch = _stack(encoded, batch_size, n)
     tokens, mask, rewards = jax.device_get(sample_score(params, batch, jax.random.fold_in(rng, i)))
-    for p, example in enumerate(examples):
+    records = []
+    for p, example in enumerate(chunk):
+      if first + p in skip:
+        continue
       rows = range(p * n, (p + 1) * n)
       texts = [decode_completion(tokenizer, tokens[r], mask[r]) for r in rows]
-      out["examples"].append(example)
-      out["completions"].append(texts)
-      out["answers"].append([final_answer(t) if t is not None else None for t in texts])
-      out["correct"].append([bool(rewards[r] > 0.5) for r in rows])
-      out["lengths"].append([int(mask[r].sum()) for r in rows])
-      out["truncated"].append([t is None for t in texts])
-  for k in ("correct", "lengths", "truncated"):
-    out[k] = np.asarray(out[k])
+      records.append({
+          "index": first + p, "prompt": example.prompt, "answer": example.answer,
+          "completions": texts,
+          "answers": [final_answer(t) if t is not None else None for t in texts],
+          "correct": [bool(rewards[r] > 0.5) for r in rows],
+          "lengths": [int(mask[r].sum()) for r in rows],
+          "truncated": [t is None for t in texts]})
+    yield records
+
+
+def sample_and_score(run: loop.Run, params, *, n: int, temperature: float, num_prompts: int,
+                     batch_size: int, seed: int, progress: bool = True) -> dict[str, Any]:
+  """All of `sample_batches` at once: `correct` bool [P, n], `answers` [P][n], `lengths` int
+  [P, n], `truncated` bool [P, n], `examples` (the P `Example`s), `completions` [P][n]."""
+  records = [r for batch in sample_batches(run, params, n=n, temperature=temperature,
+                                           num_prompts=num_prompts, batch_size=batch_size,
+                                           seed=seed, progress=progress) for r in batch]
+  out = {k: [r[k] for r in records] for k in ("answers", "completions")}
+  out.update({k: np.asarray([r[k] for r in records]) for k in ("correct", "lengths",
+                                                               "truncated")})
+  out["examples"] = _examples(run, num_prompts)
   return out
 
 
@@ -165,39 +190,67 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str, *, checkpoint: str
              n: int = 8, ks: list[int] | tuple[int, ...] = (1, 4, 8), temperature: float = 1.0,
              num_prompts: int = 0, batch_size: int = 0, progress: bool = True
              ) -> dict[str, Any]:
-  """Evaluates one checkpoint of the run in `workdir`; writes and returns the result dict."""
+  """Evaluates one checkpoint of the run in `workdir`; writes and returns the result dict.
+
+  Checks n, k, temperature and that `workdir` is writable before building anything; streams
+  per-prompt records to `<stem>.prompts.jsonl` and resumes from them (`evaluation.results`).
+  """
   if n < 1:
     raise ValueError(f"--n must be >= 1, got {n}")
-  dropped = [k for k in ks if not 1 <= k <= n]
-  if dropped:
+  if temperature < 0:
+    raise ValueError(f"--temperature must be >= 0, got {temperature}")
+  temperature = float(temperature)  # 0 and 0.0 are one setting (and one file name)
+  kept = sorted({k for k in ks if 1 <= k <= n})
+  if not kept:
+    raise ValueError(f"--k={','.join(map(str, ks))}: no k in 1..n={n}, the table would be "
+                     f"empty; raise --n or lower --k")
+  if dropped := sorted(set(ks) - set(kept)):
     logging.warning("dropping k=%s: need 1 <= k <= n=%d", dropped, n)
-  ks = sorted({k for k in ks if 1 <= k <= n})
+  results.check_writable(workdir)
   run = loop.Run(config)
   num_prompts = num_prompts or config.eval.num_prompts
   if hasattr(run.task, "num_examples"):  # a fixed dataset: never repeat a held-out prompt
     num_prompts = min(num_prompts, run.task.num_examples("test"))
+  if num_prompts < 1 or batch_size < 0:
+    raise ValueError(f"--num_prompts ({num_prompts}) must be >= 1 and --batch_size "
+                     f"({batch_size}) >= 0")
   batch_size = min(batch_size or max(1, config.eval.batch_size // n), num_prompts)
   params, step = restore_params(run, workdir, checkpoint)
   label = "none" if step is None else str(step)
-  logging.info("evaluating checkpoint %s on %d held-out %s prompts, n=%d, T=%g", label,
-               num_prompts, config.task.name, n, temperature)
-  s = sample_and_score(run, params, n=n, temperature=temperature, num_prompts=num_prompts,
-                       batch_size=batch_size, seed=config.seed, progress=progress)
-  rows = metrics_table(s["correct"], s["answers"], ks)
+  # Everything that changes what is sampled; ks only change the table.
+  settings = {"checkpoint": label, "task": config.task.name,
+              "task_kwargs": json.loads(config.task.to_json_best_effort())["kwargs"],
+              "init": config.init.path if config.init.kind != "scratch" else "scratch",
+              "eval_seed": config.data.eval_seed, "seed": config.seed,
+              "num_prompts": num_prompts, "n": n, "temperature": temperature,
+              "max_new_tokens": config.rl.max_new_tokens, "batch_size": batch_size}
+  base = os.path.join(workdir, results.stem(settings))
+  path = base + ".json"
+  results.check_target(path)
+  with results.PromptLog(base + ".prompts.jsonl", settings) as log:
+    resumed = len(log.done)
+    logging.info("evaluating checkpoint %s on %d held-out %s prompts, n=%d, T=%g%s", label,
+                 num_prompts, config.task.name, n, temperature,
+                 f" ({resumed} done earlier, in {log.path})" if resumed else "")
+    for records in sample_batches(run, params, n=n, temperature=temperature,
+                                  num_prompts=num_prompts, batch_size=batch_size,
+                                  seed=config.seed, skip=frozenset(log.done),
+                                  progress=progress):
+      log.append(records)
+    records = [log.done[i] for i in range(num_prompts)]
+  correct = np.asarray([r["correct"] for r in records])
   result = {
       "checkpoint": label, "step": step, "task": config.task.name, "num_prompts": num_prompts,
       "n": n, "temperature": temperature, "max_new_tokens": config.rl.max_new_tokens,
-      "table": rows,
-      "mean_completion_tokens": float(s["lengths"].mean()),
-      "truncated_frac": float(s["truncated"].mean()),
-      "samples": [{"prompt": e.prompt, "answer": e.answer, "completion": c[0],
-                   "correct": bool(ok[0])}
-                  for e, c, ok in list(zip(s["examples"], s["completions"], s["correct"]))[:8]],
+      "settings": settings, "resumed_prompts": resumed,
+      "table": metrics_table(correct, [r["answers"] for r in records], kept),
+      "mean_completion_tokens": float(np.mean([r["lengths"] for r in records])),
+      "truncated_frac": float(np.mean([r["truncated"] for r in records])),
+      "samples": [{"prompt": r["prompt"], "answer": r["answer"], "completion": r["completions"][0],
+                   "correct": r["correct"][0]} for r in records[:8]],
+      "prompts_path": log.path,
   }
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, f"eval_{label}.json")
-  with open(path, "w") as f:
-    json.dump(result, f, indent=2)
+  results.write_json_atomic(path, result)
   result["path"] = path
   return result
 

@@ -2,6 +2,7 @@
 (`:smoke`) on a tiny random Qwen2 checkpoint over 8 forced CPU devices (fsdp=4 x tensor=2), then
 `rlvr_jax.evaluate` on it; and one RL step of SmolLM2-135M-Instruct (`:tiny`, the real GGUF)."""
 
+import glob
 import json
 import os
 import subprocess
@@ -67,7 +68,8 @@ def test_gsm8k_qwen_smoke_on_8_devices_then_evaluate(tiny_qwen_dir, tmp_path):
               f"--workdir={workdir}", init, "--n=2", "--k=1,2", "--num_prompts=4",
               "--batch_size=2", devices=8)
   assert proc.returncode == 0, proc.stderr[-4000:]
-  with open(os.path.join(workdir, "eval_2.json")) as f:
+  [path] = glob.glob(os.path.join(workdir, "eval_2_n2_t1_*.json"))
+  with open(path) as f:
     result = json.load(f)
   assert (result["task"], result["num_prompts"], result["n"]) == ("gsm8k", 4, 2)
   assert [row["k"] for row in result["table"]] == [1, 2]

@@ -25,15 +25,13 @@ from rlvr_jax import configs_base, models, parallel, sampling
 from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.data import pipeline, synthetic
 from rlvr_jax.rewards import prm
+from rlvr_jax.training import finite
 from rlvr_jax.training import metrics as metrics_lib
+from rlvr_jax.training.finite import NonFiniteError  # noqa: F401 (main catches loop.NonFiniteError)
 from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
 from rlvr_jax.training.sft import make_sft_step
 from rlvr_jax.training.state import (TrainState, create_state, critic_from_policy, make_optimizer,
                                      state_shardings, tree_size)
-
-
-class NonFiniteError(FloatingPointError):
-  """A training quantity became NaN or infinite; the last good checkpoint is kept."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,17 +219,25 @@ def _sft(run: Run, params, progress: bool) -> tuple[Any, dict[str, Any]]:
   it = iter(ds)
   target, every = config.sft.target_accuracy, config.sft.eval_every
   last: dict[str, Any] = {}
+  lagging = None  # (step, device metrics): checked after the next step is dispatched
   steps_run = 0
   for step in tqdm.trange(1, config.sft.steps + 1, desc="sft", disable=not progress,
                           mininterval=2):
-    state, last = sft_step(state, run.device_batch(next(it)))
-    steps_run = step
+    state, m_dev = sft_step(state, run.device_batch(next(it)))
+    if lagging is not None:
+      last = finite.fetch_checked("sft", *lagging)
+    lagging, steps_run = (step, m_dev), step
     if target > 0 and step % every == 0:
+      last = finite.fetch_checked("sft", *lagging)
+      lagging = None
       acc = run.evaluate(state.params)
       logging.info("SFT step %d: held-out greedy accuracy %.3f (target %.2f)", step, acc, target)
       if acc >= target:
         break
-  last = metrics_lib.to_python(jax.device_get(last)) if last else {}
+  if lagging is not None:
+    last = finite.fetch_checked("sft", *lagging)
+  finite.check_tree("sft", steps_run, state.params, replicated=parallel.replicated(run.mesh),
+                    hint=finite.hint("sft"))
   return state.params, {**last, "sft_steps": steps_run}
 
 
@@ -284,12 +290,19 @@ def _train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, 
   held_out = labelled_batch(test, 0, pc.eval_prompts, jax.random.fold_in(rng, 0))
   before = metrics_lib.to_python(jax.device_get(evaluate(carry[0], held_out)))
   last: dict[str, Any] = {}
+  lagging = None  # (step, device metrics): checked while the next batch is sampled
   for step in tqdm.trange(1, pc.steps + 1, desc="prm", disable=not progress, mininterval=2):
     batch = labelled_batch(train, (step - 1) * pc.batch_size, pc.batch_size,
                            jax.random.fold_in(rng, step))
-    carry, last = update(carry, batch)
+    carry, m_dev = update(carry, batch)
+    if lagging is not None:
+      last = finite.fetch_checked("prm", *lagging)
+    lagging = (step, m_dev)
+  if lagging is not None:
+    last = finite.fetch_checked("prm", *lagging)
+  finite.check_tree("prm", pc.steps, carry[0], replicated=parallel.replicated(run.mesh),
+                    hint=finite.hint("prm"))
   after = metrics_lib.to_python(jax.device_get(evaluate(carry[0], held_out)))
-  last = metrics_lib.to_python(jax.device_get(last))
   logging.info("PRM after %d steps: held-out step accuracy %.3f (%.3f before), balanced "
                "%.3f (%.3f before), correct steps %.2f", pc.steps, after["prm_step_accuracy"],
                before["prm_step_accuracy"], after["prm_balanced_accuracy"],
@@ -329,12 +342,19 @@ def _warn_on_config_change(path: str, config: ml_collections.ConfigDict) -> None
                     ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed))
 
 
-def _check_finite(step: int, m: dict[str, Any], checkpointer: Checkpointer) -> None:
-  bad = metrics_lib.first_non_finite(m)
-  if bad is not None:
-    checkpointer.wait()  # let the last good checkpoint finish writing; never save this state
-    raise NonFiniteError(f"step {step}: '{bad}' is {m[bad]} (non-finite); stopping. "
-                         f"The last good checkpoint in {checkpointer.directory} is intact.")
+def _check_finite(step: int, m: dict[str, Any], checkpointer: Checkpointer, state=None,
+                  mesh=None) -> None:
+  """RL step `step`: its metrics, and with `state` (to be evaluated and saved) every leaf of it,
+  are finite; else the last good checkpoint is let finish writing and this state is never saved."""
+  try:
+    finite.check_metrics("rl", step, m)
+    if state is not None:
+      finite.check_tree("rl", step, state, name="train state",
+                        replicated=parallel.replicated(mesh))
+  except NonFiniteError as e:
+    checkpointer.wait()
+    raise NonFiniteError(f"{e} The last good checkpoint in {checkpointer.directory} is intact; "
+                         f"a rerun resumes from it.{finite.hint('rl')}") from None
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True
@@ -419,20 +439,20 @@ def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer
   """RL steps start+1 .. rl.steps, pipelined: step k+1 is dispatched (its batch built and put on
   the devices while step k runs) before step k's metrics are fetched, so the host never leaves
   the devices idle. Steps that evaluate, save or end the run fetch their metrics first: a
-  checkpoint is only written after every earlier step's metrics were checked finite, and the
-  state is read before the next step takes (donates) it."""
+  checkpoint is only written after every earlier step's metrics and the state itself (one
+  reduction) were checked finite, and the state is read before the next step takes (donates) it."""
   config = run.config
   rl_rng = jax.random.fold_in(run.base_rng, 1)
   last_done = time.time()
   lagging = None  # (step, device metrics) dispatched but not yet fetched
 
-  def fetch(step, m_dev) -> dict[str, Any]:
+  def fetch(step, m_dev, saving: TrainState | None = None) -> dict[str, Any]:
     nonlocal last_done
     m = metrics_lib.to_python(jax.device_get(m_dev))
     now = time.time()
     m["step_time_s"] = now - last_done  # completion to completion: the step's share of wall time
     last_done = now
-    _check_finite(step, m, checkpointer)
+    _check_finite(step, m, checkpointer, saving, run.mesh)
     return m
 
   def record(step, m) -> None:
@@ -452,7 +472,7 @@ def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer
     if not (evaluate or save or kill):
       lagging = (step, m_dev)
       continue
-    m = fetch(step, m_dev)
+    m = fetch(step, m_dev, saving=state if save else None)
     if evaluate:
       m["eval_accuracy"] = run.evaluate(state.params)
     record(step, m)

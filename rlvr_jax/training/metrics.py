@@ -20,12 +20,24 @@ def to_python(metrics: dict[str, Any]) -> dict[str, Any]:
   return out
 
 
-def first_non_finite(metrics: dict[str, Any]) -> str | None:
-  """Name of the first metric that is NaN or infinite, or None."""
-  for k, v in metrics.items():
+def strict_json_row(row: dict[str, Any]) -> dict[str, Any]:
+  """`row` with every NaN/inf float (also inside lists) replaced by null, and the keys that held
+  one listed under "non_finite", so the line is strict JSON (json.dumps(allow_nan=False))."""
+
+  def clean(v):
     if isinstance(v, float) and not math.isfinite(v):
-      return k
-  return None
+      return None, True
+    if isinstance(v, (list, tuple)):
+      items = [clean(x) for x in v]
+      return [x for x, _ in items], any(bad for _, bad in items)
+    return v, False
+
+  out, bad_keys = {}, []
+  for k, v in row.items():
+    out[k], bad = clean(v)
+    if bad:
+      bad_keys.append(k)
+  return {**out, "non_finite": bad_keys} if bad_keys else out
 
 
 class MetricsWriter:
@@ -54,10 +66,10 @@ class MetricsWriter:
       f.writelines(kept)
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
-    row = {"step": int(step), **metrics}
-    self._file.write(json.dumps(row, sort_keys=True) + "\n")
+    row = strict_json_row({"step": int(step), **metrics})
+    self._file.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
     self._file.flush()
-    for k, v in metrics.items():
+    for k, v in metrics.items():  # TensorBoard plots NaN/inf as such: written unchanged
       if isinstance(v, (int, float)) and not isinstance(v, bool):
         self._tb.add_scalar(k, v, step)
 
