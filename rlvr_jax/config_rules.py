@@ -95,6 +95,17 @@ class Choice:
     return f"Choice{self.values!r}"
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Registered:
+  """A name in a registry, looked up when checked: entries registered after import count too."""
+  registry: Mapping[str, Any]
+
+  def check(self, v):
+    if isinstance(v, str) and v in self.registry:
+      return None
+    return f"must be one of {', '.join(map(repr, sorted(self.registry)))}; got {v!r}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Bool:
   def check(self, v):

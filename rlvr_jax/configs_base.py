@@ -13,7 +13,7 @@ import ml_collections
 
 from rlvr_jax import config_rules
 from rlvr_jax.algorithms import losses, registry
-from rlvr_jax.config_rules import Bool, Choice, Dict, Float, Int, Str
+from rlvr_jax.config_rules import Bool, Choice, Dict, Float, Int, Registered, Str
 from rlvr_jax.data import synthetic
 from rlvr_jax.models.config import REMAT_POLICIES
 
@@ -128,7 +128,7 @@ _DTYPES = ("float32", "bfloat16", "float16")
 # one line here; the ranges follow what the consuming code computes (ALGORITHMS.md).
 RULES: dict[str, config_rules.Rule] = {
     "seed": Int(ge=0),
-    "task.name": Choice(*synthetic.TASKS),
+    "task.name": Registered(synthetic.TASKS),
     "task.kwargs": Dict(checked_by="the task's constructor (data.synthetic.make_task)"),
     "data.train_size": Int(ge=1),
     "data.eval_seed": Int(ge=0),
@@ -174,8 +174,8 @@ RULES: dict[str, config_rules.Rule] = {
     "rl.minibatches": Int(ge=1),
     "rl.microbatches": Int(ge=1),
     **_optimizer_rules("rl.optimizer"),
-    "algorithm.advantage": Choice(*sorted(registry.ADVANTAGES)),
-    "algorithm.policy_loss": Choice(*sorted(registry.POLICY_LOSSES)),
+    "algorithm.advantage": Registered(registry.ADVANTAGES),
+    "algorithm.policy_loss": Registered(registry.POLICY_LOSSES),
     "algorithm.loss_agg": Choice(*registry.AGGREGATIONS),
     "algorithm.eps": Float(gt=0),  # GRPO's std + eps denominator
     "algorithm.clip_low": Float(ge=0, lt=1),  # ratio clipped below at 1 - clip_low > 0

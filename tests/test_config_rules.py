@@ -7,6 +7,7 @@ import re
 import pytest
 
 from rlvr_jax import config_rules, configs_base
+from rlvr_jax.algorithms import registry
 from rlvr_jax.config_rules import Choice, Float, Int
 from tests.helpers import ROOT, load_config
 
@@ -104,6 +105,16 @@ def test_overlong_buffer_must_fit_the_completion_budget():
     configs_base.validate(config)
   config.algorithm.overlong_buffer_len = 16
   configs_base.validate(config)
+
+
+def test_an_estimator_registered_after_import_is_accepted():
+  registry.register_advantage("test_only_estimator")(lambda x, cfg: None)
+  try:
+    config = load_config()
+    config.algorithm.advantage = "test_only_estimator"
+    configs_base.validate(config)
+  finally:
+    del registry.ADVANTAGES["test_only_estimator"]
 
 
 def test_rules_compare_types_and_bounds():
