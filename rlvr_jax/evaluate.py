@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from typing import Any
 
 import jax
@@ -28,11 +27,12 @@ import tqdm
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from rlvr_jax import evaluation, sampling
+from rlvr_jax import cli, evaluation, sampling
 from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.data import pipeline
 from rlvr_jax.data.tasks.base import decode_completion
 from rlvr_jax.training import loop
+from rlvr_jax.training import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
                                           lock_config=True)
@@ -172,6 +172,7 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str, *, checkpoint: str
   if dropped:
     logging.warning("dropping k=%s: need 1 <= k <= n=%d", dropped, n)
   ks = sorted({k for k in ks if 1 <= k <= n})
+  workdir_lib.check_writable(workdir)  # the result is written last: fail before sampling
   run = loop.Run(config)
   num_prompts = num_prompts or config.eval.num_prompts
   if hasattr(run.task, "num_examples"):  # a fixed dataset: never repeat a held-out prompt
@@ -211,9 +212,7 @@ def main(argv):
                       ks=ks, temperature=_TEMPERATURE.value, num_prompts=_NUM_PROMPTS.value,
                       batch_size=_BATCH_SIZE.value, progress=_PROGRESS.value)
   except ValueError as e:
-    logging.error("%s", e)
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    cli.fail(e)
   print(f"checkpoint {result['checkpoint']}: {result['num_prompts']} {result['task']} prompts, "
         f"n={result['n']}, temperature={result['temperature']}")
   print(format_table(result["table"]))
@@ -222,4 +221,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)
