@@ -1,7 +1,8 @@
 """The default run config every `configs/*.py` starts from, and its validation.
 
 All fields exist here with their defaults, so a typo in `--config.a.b=v` fails at the flag
-parser ("key does not exist"), and `validate` checks the values before anything compiles.
+parser, and `validate` checks every value against its rule in `RULES` (one per leaf), then the
+relations between fields, before anything compiles.
 """
 
 from __future__ import annotations
