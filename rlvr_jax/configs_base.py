@@ -1,7 +1,8 @@
 """The default run config every `configs/*.py` starts from, and its validation.
 
 All fields exist here with their defaults, so a typo in `--config.a.b=v` fails at the flag
-parser ("key does not exist"), and `validate` checks the values before anything compiles.
+parser, and `validate` checks every value against its rule in `RULES` (one per leaf), then the
+relations between fields, before anything compiles.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import os
 
 import ml_collections
 
+from rlvr_jax import config_rules
 from rlvr_jax.algorithms import losses, registry
-from rlvr_jax.models.config import REMAT_POLICIES
+from rlvr_jax.config_rules import Bool, Choice, Dict, Float, Int, Registered, Str
+from rlvr_jax.data import synthetic
+from rlvr_jax.models.config import DECODE_WEIGHT_GATHER, REMAT_POLICIES
 
 # Estimators whose baseline comes from the other members of the group.
 GROUP_BASELINE_ESTIMATORS = ("grpo", "dr_grpo", "dapo", "rloo", "tempo", "reinforce_pp_baseline",
@@ -108,38 +112,146 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   return module.get_config(arg or None)
 
 
+def _optimizer_rules(prefix: str) -> dict[str, config_rules.Rule]:
+  return {
+      f"{prefix}.learning_rate": Float(gt=0),
+      f"{prefix}.warmup_steps": Int(ge=0),
+      f"{prefix}.schedule": Choice("constant", "cosine"),
+      f"{prefix}.final_lr_frac": Float(ge=0, le=1),  # cosine: final lr = lr x this
+      f"{prefix}.max_grad_norm": Float(gt=0),
+      f"{prefix}.weight_decay": Float(ge=0),
+      f"{prefix}.b1": Float(ge=0, lt=1),
+      f"{prefix}.b2": Float(ge=0, lt=1),
+  }
+
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+# One rule per leaf of `base_config()` (and of any field a configs/*.py adds): `validate` fails on
+# a leaf without one, and tests/test_config_rules.py walks every config in configs/. A new field is
+# one line here; the ranges follow what the consuming code computes (ALGORITHMS.md).
+RULES: dict[str, config_rules.Rule] = {
+    "seed": Int(ge=0),
+    "task.name": Registered(synthetic.TASKS),
+    "task.kwargs": Dict(checked_by="the task's constructor (data.synthetic.make_task)"),
+    "data.train_size": Int(ge=1),
+    "data.eval_seed": Int(ge=0),
+    "data.prompt_len": Int(ge=0),  # 0: derived from a char-level task
+    "data.completion_len": Int(ge=0),
+    "data.answer_len": Int(ge=0),
+    "data.prompt_bucket": Int(ge=0),  # 0 disables bucketing
+    "init.kind": Choice("scratch", "hf", "gguf"),
+    "init.path": Str(),
+    "init.dtype": Choice(*_DTYPES),
+    "model.vocab_size": Int(ge=0),  # 0: the tokenizer's size
+    "model.vocab_multiple": Int(ge=1),
+    "model.d_model": Int(ge=1),
+    "model.n_layers": Int(ge=1),
+    "model.n_heads": Int(ge=1),
+    "model.n_kv_heads": Int(ge=1),
+    "model.d_ff": Int(ge=1),
+    "model.head_dim": Int(ge=2, optional=True),  # None: d_model // n_heads
+    "model.rope_theta": Float(gt=0),
+    "model.norm_eps": Float(gt=0),
+    "model.qk_norm": Bool(),
+    "model.qkv_bias": Bool(),
+    "model.tie_embeddings": Bool(),
+    "model.dtype": Choice(*_DTYPES),
+    "model.param_dtype": Choice(*_DTYPES),
+    "model.remat": Choice(*REMAT_POLICIES, False, True),  # the old bools: none / full
+    "model.cache_dtype": Choice(None, *_DTYPES),  # None: model.dtype
+    "model.unroll_layers": Bool(),
+    "model.decode_weight_gather": Choice(*DECODE_WEIGHT_GATHER),
+    "sft.steps": Int(ge=0),
+    "sft.batch_size": Int(ge=1),
+    **_optimizer_rules("sft.optimizer"),
+    "sft.target_accuracy": Float(ge=0, le=1),  # 0 disables early stopping
+    "sft.eval_every": Int(ge=1),
+    "rl.steps": Int(ge=0),
+    "rl.batch_size": Int(ge=1),
+    "rl.group_size": Int(ge=1),
+    "rl.max_new_tokens": Int(ge=0),  # 0: data's completion length
+    "rl.temperature": Float(ge=0),  # 0: greedy
+    "rl.top_k": Int(ge=0),  # 0 disables
+    "rl.top_p": Float(gt=0, le=1),  # 1 disables
+    "rl.ignore_eos": Bool(),
+    "rl.ppo_epochs": Int(ge=1),
+    "rl.minibatches": Int(ge=1),
+    "rl.microbatches": Int(ge=1),
+    **_optimizer_rules("rl.optimizer"),
+    "algorithm.advantage": Registered(registry.ADVANTAGES),
+    "algorithm.policy_loss": Registered(registry.POLICY_LOSSES),
+    "algorithm.loss_agg": Choice(*registry.AGGREGATIONS),
+    "algorithm.eps": Float(gt=0),  # GRPO's std + eps denominator
+    "algorithm.clip_low": Float(ge=0, lt=1),  # ratio clipped below at 1 - clip_low > 0
+    "algorithm.clip_high": Float(ge=0),
+    "algorithm.dual_clip": Float(gt=1, optional=True),  # Ye et al. 2020: c > 1; None disables
+    "algorithm.max_len": Int(ge=1, optional=True),  # None: the completion length
+    "algorithm.kl_coef": Float(ge=0),  # 0: no reference policy
+    "algorithm.kl_kind": Choice(*losses.KL_KINDS),
+    # Signed on purpose: > 0 rewards entropy, < 0 minimises it (an objective of its own).
+    "algorithm.entropy_coef": Float(),
+    "algorithm.high_entropy_frac": Float(gt=0, le=1, optional=True),  # None: every token
+    "algorithm.dynamic_sampling": Bool(),
+    "algorithm.overlong_buffer_len": Int(ge=0),  # 0 disables DAPO's overlong shaping
+    "algorithm.positive_weight": Float(ge=0),
+    "algorithm.negative_weight": Float(ge=0),
+    "algorithm.kl_penalty_coef": Float(ge=0),
+    "algorithm.gamma": Float(ge=0, le=1),
+    "algorithm.lam": Float(ge=0, le=1),
+    "algorithm.value_clip": Float(gt=0),
+    "algorithm.pure_temperature": Float(gt=0),  # softmax(-r / T)
+    "algorithm.verifiable_coef": Float(ge=0),  # 0: PRM only
+    "algorithm.gspo_clip_low": Float(ge=0, lt=1),
+    "algorithm.gspo_clip_high": Float(ge=0),
+    **_optimizer_rules("value.optimizer"),
+    "prm.step_delimiter": Str(),  # non-empty when a PRM is used (cross-field check below)
+    "prm.steps": Int(ge=0),
+    "prm.batch_size": Int(ge=1),
+    "prm.group_size": Int(ge=1),
+    "prm.temperature": Float(ge=0),
+    "prm.eval_prompts": Int(ge=1),
+    **_optimizer_rules("prm.optimizer"),
+    "eval.every": Int(ge=1),
+    "eval.num_prompts": Int(ge=1),
+    "eval.batch_size": Int(ge=1),
+    "mesh.data": Int(ge=-1),  # -1: the remaining devices; 0 is refused by parallel.make_mesh
+    "mesh.fsdp": Int(ge=-1),
+    "mesh.tensor": Int(ge=-1),
+    "checkpoint.every": Int(ge=1),
+    "checkpoint.keep": Int(ge=1),
+    "checkpoint.use_async": Bool(),
+    "distributed": Bool(),
+    "debug.sigkill_after_step": Int(ge=-1),  # -1 disables
+    "log_every": Int(ge=1),
+}
+
+
 def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
-  """Raises ValueError naming the first bad field. Runs before anything is compiled."""
+  """Raises ValueError naming the first bad field. Runs before anything is compiled: every leaf
+  against its rule in `RULES`, then the checks that relate several fields."""
+  bad = config_rules.violations(c, RULES)
+  if bad:
+    raise ValueError(bad[0] + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+  _check_relations(c, batch_divisor)
+
+
+def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
+  """Checks between fields whose values each passed their own rule."""
 
   def need(ok: bool, field: str, why: str):
     if not ok:
       raise ValueError(f"config.{field}: {why}")
 
-  need(c.rl.group_size >= 1, "rl.group_size", f"must be >= 1, got {c.rl.group_size}")
-  need(isinstance(c.model.remat, bool) or c.model.remat in REMAT_POLICIES, "model.remat",
-       f"must be one of {REMAT_POLICIES} (or a bool), got {c.model.remat!r}")
-  for field in ("dtype", "param_dtype"):
-    need(c.model[field] in ("float32", "bfloat16", "float16"), f"model.{field}",
-         f"must be float32, bfloat16 or float16, got {c.model[field]!r}")
   need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS and c.rl.group_size < 2),
        "rl.group_size", f"advantage '{c.algorithm.advantage}' uses a group baseline and needs "
        f"group_size >= 2, got {c.rl.group_size}")
-  try:
-    registry.ADVANTAGES[c.algorithm.advantage]
-    registry.POLICY_LOSSES[c.algorithm.policy_loss]
-    registry.check_aggregation(c.algorithm.loss_agg)
-  except ValueError as e:
-    raise ValueError(f"config.algorithm: {e}") from None
   need(c.algorithm.policy_loss != "gspo" or c.algorithm.loss_agg == losses.GSPO_AGGREGATION,
        "algorithm.loss_agg", f"policy_loss='gspo' averages over sequences (GSPO eq. 13) and "
        f"needs loss_agg={losses.GSPO_AGGREGATION!r}, got {c.algorithm.loss_agg!r}")
   for phase in ("sft", "rl"):
-    need(c[phase].steps >= 0, f"{phase}.steps", f"must be >= 0, got {c[phase].steps}")
-    need(c[phase].optimizer.learning_rate > 0, f"{phase}.optimizer.learning_rate", "must be > 0")
-  need(c.sft.batch_size % batch_divisor == 0, "sft.batch_size",
-       f"{c.sft.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
-  need(c.rl.batch_size % batch_divisor == 0, "rl.batch_size",
-       f"{c.rl.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
+    need(c[phase].batch_size % batch_divisor == 0, f"{phase}.batch_size",
+         f"{c[phase].batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
   rollouts = c.rl.batch_size * c.rl.group_size
   per_update = c.rl.minibatches * c.rl.microbatches
   need(rollouts % per_update == 0, "rl.minibatches",
@@ -150,30 +262,16 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
   need(c.eval.num_prompts % c.eval.batch_size == 0 or c.eval.num_prompts < c.eval.batch_size,
        "eval.num_prompts", f"{c.eval.num_prompts} must be a multiple of eval.batch_size "
        f"({c.eval.batch_size})")
-  need(c.rl.temperature >= 0, "rl.temperature", "must be >= 0")
-  need(0 < c.rl.top_p <= 1, "rl.top_p", f"must be in (0, 1], got {c.rl.top_p}")
-  need(c.checkpoint.every > 0, "checkpoint.every", "must be > 0")
-  need(c.eval.every > 0, "eval.every", "must be > 0")
-  need(c.sft.eval_every > 0, "sft.eval_every", "must be > 0")
-  need(0 <= c.sft.target_accuracy <= 1, "sft.target_accuracy", "must be in [0, 1]")
   if c.algorithm.advantage in PRM_ESTIMATORS:
     need(c.prm.steps > 0, "prm.steps", f"advantage '{c.algorithm.advantage}' needs a trained "
          f"process reward model: prm.steps must be > 0, got {c.prm.steps}")
     need(bool(c.prm.step_delimiter), "prm.step_delimiter", "must be a non-empty string")
-    need(c.prm.group_size >= 1, "prm.group_size", f"must be >= 1, got {c.prm.group_size}")
-    need(c.prm.batch_size >= 1, "prm.batch_size", f"must be >= 1, got {c.prm.batch_size}")
     need(c.prm.batch_size % batch_divisor == 0, "prm.batch_size",
          f"{c.prm.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
-    need(c.prm.eval_prompts > 0, "prm.eval_prompts", "must be > 0")
-    need(c.prm.temperature >= 0, "prm.temperature", "must be >= 0")
-    need(c.prm.optimizer.learning_rate > 0, "prm.optimizer.learning_rate", "must be > 0")
-  need(c.data.prompt_bucket >= 0, "data.prompt_bucket",
-       f"must be >= 0 (0 disables bucketing), got {c.data.prompt_bucket}")
-  need(c.model.vocab_size >= 0, "model.vocab_size", f"must be >= 0, got {c.model.vocab_size}")
-  need(c.model.vocab_multiple >= 1, "model.vocab_multiple",
-       f"must be >= 1, got {c.model.vocab_multiple}")
   need(c.init.kind == "scratch" or (c.model.vocab_size == 0 and c.model.vocab_multiple == 1),
        "model.vocab_size", f"init.kind={c.init.kind!r} takes the vocabulary from the checkpoint; "
        "leave model.vocab_size=0 and model.vocab_multiple=1")
-  need(c.algorithm.high_entropy_frac is None or 0 < c.algorithm.high_entropy_frac <= 1,
-       "algorithm.high_entropy_frac", "must be in (0, 1] or None")
+  max_len = c.algorithm.max_len or c.rl.max_new_tokens  # DAPO's L_max (0: not known yet)
+  need(not max_len or c.algorithm.overlong_buffer_len <= max_len, "algorithm.overlong_buffer_len",
+       f"{c.algorithm.overlong_buffer_len} is longer than the completion budget L_max = {max_len} "
+       "(algorithm.max_len, else rl.max_new_tokens)")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Any, Iterator
 
 import jax
@@ -34,11 +33,11 @@ import tqdm
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from rlvr_jax import evaluation, sampling
-from rlvr_jax.evaluation import results
+from rlvr_jax import cli, evaluation, sampling
 from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.data import pipeline
 from rlvr_jax.data.tasks.base import decode_completion
+from rlvr_jax.evaluation import results
 from rlvr_jax.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
@@ -206,7 +205,7 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str, *, checkpoint: str
                      f"empty; raise --n or lower --k")
   if dropped := sorted(set(ks) - set(kept)):
     logging.warning("dropping k=%s: need 1 <= k <= n=%d", dropped, n)
-  results.check_writable(workdir)
+  results.check_writable(workdir)  # a real write, before sampling
   run = loop.Run(config)
   num_prompts = num_prompts or config.eval.num_prompts
   if hasattr(run.task, "num_examples"):  # a fixed dataset: never repeat a held-out prompt
@@ -264,9 +263,7 @@ def main(argv):
                       ks=ks, temperature=_TEMPERATURE.value, num_prompts=_NUM_PROMPTS.value,
                       batch_size=_BATCH_SIZE.value, progress=_PROGRESS.value)
   except ValueError as e:
-    logging.error("%s", e)
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    cli.fail(e)
   print(f"checkpoint {result['checkpoint']}: {result['num_prompts']} {result['task']} prompts, "
         f"n={result['n']}, temperature={result['temperature']}")
   print(format_table(result["table"]))
@@ -275,4 +272,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -6,11 +6,11 @@ checkpoints under DIR/checkpoints, and resumes from them when rerun with the sam
 
 import json
 import logging as std_logging
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from rlvr_jax import cli
 from rlvr_jax.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
@@ -32,11 +32,9 @@ def main(argv):
   try:
     summary = loop.train(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
   except (ValueError, loop.NonFiniteError) as e:
-    logging.error("%s", e)
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    cli.fail(e)
   print("summary: " + json.dumps(summary, sort_keys=True))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

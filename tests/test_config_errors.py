@@ -1,12 +1,17 @@
 """Bad configs stop before compiling with one message naming the field."""
 
+import ast
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 from rlvr_jax import configs_base
+from rlvr_jax.checkpoints import extras
 from rlvr_jax.training import loop
+from rlvr_jax.training import workdir as workdir_lib
 from tests.helpers import ROOT, load_config
 
 
@@ -52,17 +57,147 @@ def test_batch_not_divisible_by_mesh():
     loop.Run(config)  # one CPU device cannot hold a 2-way data axis
 
 
-def _main(*args, workdir):
-  return subprocess.run(
-      [sys.executable, "-m", "rlvr_jax.main", "--config=configs/quickstart.py:tiny",
-       f"--workdir={workdir}", "--noprogress", *args],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+def _main(*args, workdir, module="rlvr_jax.main", hide_module=None):
+  """Runs a CLI on the tiny quickstart; `hide_module` makes that module look uninstalled."""
+  argv = [module, "--config=configs/quickstart.py:tiny", f"--workdir={workdir}", "--noprogress",
+          *args]
+  code = (f"import runpy, sys; sys.modules[{hide_module!r}] = None; sys.argv = {argv!r}; "
+          f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
+  cmd = [sys.executable, "-c", code] if hide_module else [sys.executable, "-m", *argv]
+  return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_unknown_override_key_fails_at_the_flag(tmp_path):
-  proc = _main("--config.rl.grop_size=4", workdir=tmp_path)
-  assert proc.returncode != 0
-  assert "grop_size" in proc.stderr
+def _files(directory) -> dict[str, bytes]:
+  return {str(p.relative_to(directory)): p.read_bytes()
+          for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _earlier_run(tmp_path):
+  """A workdir holding an earlier run's files, which a failing command must leave as they were."""
+  workdir = tmp_path / "run"
+  (workdir / "checkpoints" / "2").mkdir(parents=True)
+  (workdir / "config.json").write_text('{"seed": 0}\n')
+  (workdir / "metrics.jsonl").write_text('{"phase": "rl", "step": 2}\n')
+  (workdir / "checkpoints" / "2" / "state").write_bytes(b"\x00weights")
+  return workdir, _files(workdir)
+
+
+def _one_error_line(proc, *parts: str) -> str:
+  """The command failed with status 1 and one `error:` line holding `parts`, no traceback."""
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert len(lines) == 1, proc.stderr[-3000:]
+  for part in parts:
+    assert part in lines[0], lines[0]
+  return lines[0]
+
+
+@pytest.mark.parametrize("module", ["rlvr_jax.main", "rlvr_jax.evaluate"])
+def test_unknown_override_key_is_one_line_with_the_nearest_field(tmp_path, module):
+  workdir, before = _earlier_run(tmp_path)
+  proc = _main("--config.rl.grop_size=4", workdir=workdir, module=module)
+  _one_error_line(proc, "--config.rl.grop_size: config.rl has no field 'grop_size'; "
+                  "did you mean config.rl.group_size?")
+  assert _files(workdir) == before
+
+
+def test_unknown_override_names_the_missing_group(tmp_path):
+  proc = _main("--config.rll.steps=3", "--config.task.kwargs.digits=2", workdir=tmp_path / "w")
+  _one_error_line(proc, "--config.rll.steps: config has no field 'rll'; did you mean config.rl?")
+  assert not (tmp_path / "w").exists()
+
+
+def test_rl_only_field_fails_before_sft(tmp_path):
+  workdir, before = _earlier_run(tmp_path)
+  proc = _main("--config.algorithm.kl_kind=k9", "--config.algorithm.kl_coef=0.1", workdir=workdir)
+  _one_error_line(proc, "config.algorithm.kl_kind: must be one of 'k1', 'k2', 'k3', 'abs'")
+  assert _files(workdir) == before  # no SFT metrics, no checkpoint 0
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_workdir_that_is_a_file(tmp_path, inside):
+  blocker = tmp_path / "run"
+  blocker.write_bytes(b"notes of an earlier run\n")
+  proc = _main(workdir=blocker / "sub" if inside else blocker)
+  _one_error_line(proc, f"cannot be created: {blocker} is not a directory" if inside
+                  else "exists and is not a directory")
+  assert blocker.read_bytes() == b"notes of an earlier run\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
+def test_unwritable_workdir(tmp_path):
+  workdir, before = _earlier_run(tmp_path)
+  workdir.chmod(0o500)
+  try:
+    proc = _main(workdir=workdir)
+  finally:
+    workdir.chmod(0o700)
+  _one_error_line(proc, f"{workdir} is not writable")
+  assert _files(workdir) == before
+
+
+def test_unwritable_workdir_as_root_is_simulated(tmp_path, monkeypatch):
+  workdir, before = _earlier_run(tmp_path)
+  monkeypatch.setattr(os, "access", lambda path, mode: False)  # what a non-root user would get
+  with pytest.raises(ValueError, match=rf"{re.escape(str(workdir))} is not writable$"):
+    workdir_lib.check_writable(str(workdir))
+  with pytest.raises(ValueError, match=rf"not writable \(it would be created in {workdir}\)"):
+    workdir_lib.check_writable(str(workdir / "new"))
+  assert _files(workdir) == before
+
+
+@pytest.mark.parametrize("config_json,message", [
+    (None, "config.json: missing; an HF checkpoint directory needs config.json"),
+    ('{"architectures": ["Qwen2ForCausalLM"], "hidden_size": 32}',
+     "config.json: incomplete, lacks vocab_size, num_hidden_layers, num_attention_heads, "
+     "intermediate_size"),
+    ('{"architectures": ["Qwen2ForCausalLM"], ', "config.json: not valid UTF-8 JSON"),
+])
+def test_hf_directory_with_a_bad_config_json(tmp_path, config_json, message):
+  checkpoint = tmp_path / "ckpt"
+  checkpoint.mkdir()
+  (checkpoint / "tokenizer.json").write_text("{}")
+  if config_json is not None:
+    (checkpoint / "config.json").write_text(config_json)
+  checkpoint_files = _files(checkpoint)
+  workdir, before = _earlier_run(tmp_path)
+  proc = _main("--config.init.kind=hf", f"--config.init.path={checkpoint}", workdir=workdir)
+  _one_error_line(proc, f"{checkpoint}/{message}")
+  assert _files(workdir) == before and _files(checkpoint) == checkpoint_files
+
+
+@pytest.mark.parametrize("kind,module", [("hf", "safetensors"), ("gguf", "gguf")])
+def test_checkpoint_kind_without_its_extra_names_the_extra(tmp_path, kind, module):
+  checkpoint = tmp_path / "model"
+  checkpoint.mkdir()
+  workdir, before = _earlier_run(tmp_path)
+  proc = _main(f"--config.init.kind={kind}", f"--config.init.path={checkpoint}", workdir=workdir,
+               hide_module=module)
+  _one_error_line(proc, f"config.init.kind='{kind}' needs the [{kind}] extra: pip install "
+                  f"'rlvr_jax[{kind}]' (not installed: {module})")
+  assert _files(workdir) == before
+
+
+def test_extras_list_what_setup_py_installs():
+  tree = ast.parse(open(os.path.join(ROOT, "setup.py")).read())
+  lists = {node.targets[0].id: [re.split(r"[<>=\[]", elt.value)[0].lower()
+                                for elt in node.value.elts]
+           for node in tree.body
+           if isinstance(node, ast.Assign) and isinstance(node.value, ast.List)}
+  for kind, modules in extras.MODULES.items():
+    assert set(modules) <= set(lists[kind.upper()]), (kind, lists[kind.upper()])
+
+
+def test_empty_data_file_fails_when_the_run_is_built(tmp_path):
+  empty = tmp_path / "train.jsonl"
+  empty.write_bytes(b"")
+  config = load_config()
+  config.task.name = "gsm8k"
+  config.task.kwargs = dict(train_path=str(empty))
+  with pytest.raises(ValueError, match=rf"^{re.escape(str(empty))}:1: no rows"):
+    loop.Run(config)
+  assert empty.read_bytes() == b""
 
 
 def test_group_of_one_fails_before_compiling(tmp_path):

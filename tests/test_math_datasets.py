@@ -99,6 +99,30 @@ def test_math500_malformed_row_names_file_and_line(tmp_path):
     Math500Source(path=path)
 
 
+@pytest.mark.parametrize("content", [b"", b"\n  \n\n"])
+def test_file_without_rows_names_file_and_line(tmp_path, content):
+  path = tmp_path / "empty.jsonl"
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match=r"empty\.jsonl:1: no rows"):
+    Gsm8kSource("train", path=path)
+  assert path.read_bytes() == content  # read, never rewritten
+
+
+def test_non_utf8_byte_names_file_and_line(tmp_path):
+  content = (GOOD_GSM8K + "\n" + GOOD_GSM8K + "\n").encode() + b'{"question": "caf\xe9?"}\n'
+  path = tmp_path / "latin1.jsonl"
+  path.write_bytes(content)
+  with pytest.raises(ValueError,
+                     match=r"latin1\.jsonl:3: not UTF-8 text \(byte 0xe9 at column 18\)"):
+    Gsm8kSource("train", path=path)
+  assert path.read_bytes() == content
+
+
+def test_missing_file_is_named(tmp_path):
+  with pytest.raises(ValueError, match=r"nope\.jsonl: no such file"):
+    Math500Source(path=tmp_path / "nope.jsonl")
+
+
 def test_custom_path(tmp_path):
   source = Math500Source(path=_write(tmp_path / "ok.jsonl", [GOOD_MATH, GOOD_MATH]))
   assert len(source) == 2 and source[1]["answer"] == "2"

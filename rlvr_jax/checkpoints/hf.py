@@ -101,12 +101,12 @@ class _SafetensorsDir(TensorSource):
       shards = sorted(set(files.values()))
       for shard in shards:
         if not shard.exists():
-          raise FileNotFoundError(f"{index}: lists shard {shard.name}, which does not exist")
+          raise ValueError(f"{index}: lists shard {shard.name}, which does not exist")
     else:
       single = path / "model.safetensors"
       shards = [single] if single.exists() else sorted(path.glob("model-*.safetensors"))
       if not shards:
-        raise FileNotFoundError(f"{path}: no model.safetensors, model.safetensors.index.json or "
+        raise ValueError(f"{path}: no model.safetensors, model.safetensors.index.json or "
                                 f"model-*.safetensors")
       files = None
     self._handles = {s: stack.enter_context(safe_open(str(s), framework="numpy")) for s in shards}
@@ -154,12 +154,22 @@ def _rope_from_hf(hf: dict[str, Any], source: str) -> tuple[float, dict[str, Any
   return theta, {"rope_type": "llama3", **{k: params[k] for k in keys}}
 
 
+# The architecture numbers `config_from_hf` cannot default.
+_REQUIRED_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                  "intermediate_size")
+
+
 def config_from_hf(hf: dict[str, Any], *, dtype: str = "float32",
                    source: str = "config.json") -> ModelConfig:
   """`ModelConfig` from a parsed HF `config.json`; `source` names the file in errors.
 
   `dtype` becomes both the parameter and the compute dtype.
   """
+  if not isinstance(hf, dict):
+    raise ValueError(f"{source}: expected a JSON object, got {type(hf).__name__}")
+  missing = [k for k in _REQUIRED_KEYS if k not in hf]
+  if missing:
+    raise ValueError(f"{source}: incomplete, lacks {', '.join(missing)}")
   arch = (hf.get("architectures") or [None])[0]
   family = _FAMILIES.get(arch) if arch else hf.get("model_type")
   if family not in _ARCHITECTURE_OF:
@@ -337,9 +347,13 @@ def load(path: str | pathlib.Path, dtype: str = "float32") -> tuple[ModelConfig,
   """
   path = pathlib.Path(path)
   config_file = path / "config.json"
-  if not config_file.exists():
-    raise FileNotFoundError(f"{config_file} does not exist")
-  c = config_from_hf(json.loads(config_file.read_text()), dtype=dtype, source=str(config_file))
+  if not config_file.is_file():
+    raise ValueError(f"{config_file}: missing; an HF checkpoint directory needs config.json")
+  try:
+    hf_config = json.loads(config_file.read_text(encoding="utf-8"))
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"{config_file}: not valid UTF-8 JSON ({e})") from None
+  c = config_from_hf(hf_config, dtype=dtype, source=str(config_file))
   with contextlib.ExitStack() as stack:
     params = params_from_tensors(c, _SafetensorsDir(path, stack))
   return c, params

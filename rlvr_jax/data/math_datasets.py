@@ -41,16 +41,30 @@ def _math_answer(solution: str) -> str | None:
   return boxed.strip() or None
 
 
+def _decode(raw: bytes, where: str) -> str:
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                     f"{e.start + 1})") from None
+
+
 def _load_jsonl(
   path, gold_answer: Callable[[str], str | None], gold_rule: str
 ) -> tuple[Record, ...]:
-  """Rows of a ``{"question", "answer"}`` JSONL file as records; ValueError on a bad row."""
+  """Rows of a ``{"question", "answer"}`` JSONL file as records; ValueError naming the file and
+  line on a bad row, a non-UTF-8 byte, or a file without rows."""
   records = []
-  with path.open("r", encoding="utf-8") as f:
-    for line_number, line in enumerate(f, start=1):
+  try:
+    f = path.open("rb")  # bytes: a bad byte is reported with its line, not the whole file's
+  except FileNotFoundError:
+    raise ValueError(f"{path}: no such file") from None
+  with f:
+    for line_number, raw in enumerate(f, start=1):
+      where = f"{path}:{line_number}"
+      line = _decode(raw, where)
       if not line.strip():
         continue
-      where = f"{path}:{line_number}"
       try:
         row = json.loads(line)
       except json.JSONDecodeError as e:
@@ -64,6 +78,9 @@ def _load_jsonl(
       if gold is None:
         raise ValueError(f"{where}: no gold answer ({gold_rule}) in field 'answer'")
       records.append({"question": row["question"], "answer": gold, "solution": row["answer"]})
+  if not records:
+    raise ValueError(f"{path}:1: no rows (the file is empty or blank); expected one JSON object "
+                     "per line")
   return tuple(records)
 
 

@@ -81,7 +81,7 @@ class HFTokenizer:
     path = pathlib.Path(path)
     tok_file = path / "tokenizer.json"
     if not tok_file.exists():
-      raise FileNotFoundError(f"{tok_file} does not exist")
+      raise ValueError(f"{tok_file}: missing; an HF tokenizer directory needs tokenizer.json")
     tok = tokenizers.Tokenizer.from_file(str(tok_file))
     config: dict[str, Any] = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the latter wins

@@ -22,12 +22,14 @@ import tqdm
 from absl import logging
 
 from rlvr_jax import configs_base, models, parallel, sampling
+from rlvr_jax.checkpoints import extras
 from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.data import pipeline, synthetic
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import finite
 from rlvr_jax.training import metrics as metrics_lib
 from rlvr_jax.training.finite import NonFiniteError  # noqa: F401 (main catches loop.NonFiniteError)
+from rlvr_jax.training import workdir as workdir_lib
 from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
 from rlvr_jax.training.sft import make_sft_step
 from rlvr_jax.training.state import (TrainState, create_state, critic_from_policy, make_optimizer,
@@ -45,6 +47,9 @@ class Run:
     self.mesh = parallel.make_mesh(config.mesh, devices)
     configs_base.validate(config, parallel.batch_divisor(self.mesh))
     self.task = synthetic.make_task(config.task.name, **config.task.kwargs)
+    if hasattr(self.task, "num_examples"):  # file-backed: read and check every row now
+      for split in ("train", "test"):
+        self.task.num_examples(split)
     self.model_config, self._pretrained, self.tokenizer = _model_and_tokenizer(config, self.task)
     if hasattr(self.task, "bind_tokenizer"):  # e.g. chat templates for real-model prompts
       self.task = self.task.bind_tokenizer(self.tokenizer)
@@ -176,6 +181,7 @@ def _model_and_tokenizer(config, task):
     return model_config, None, tokenizer
   if not path or not os.path.exists(path):
     raise ValueError(f"config.init.path: {path!r} does not exist (config.init.kind={kind!r})")
+  extras.require(kind)
   if kind == "hf":
     from rlvr_jax.checkpoints import hf  # local: pulls in safetensors only when used
     from rlvr_jax.tokenizers.hf import HFTokenizer
@@ -369,6 +375,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   parallel.maybe_initialize_distributed(config.distributed)  # before anything touches a device
   primary = parallel.is_primary()
   progress = progress and primary
+  workdir_lib.check_writable(workdir)
   run = Run(config)
   os.makedirs(workdir, exist_ok=True)
   if primary:
