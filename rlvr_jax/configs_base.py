@@ -72,7 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
       max_len=ml_collections.FieldReference(None, field_type=int), kl_coef=0.0, kl_kind="k3",
       entropy_coef=0.0, high_entropy_frac=ml_collections.FieldReference(None, field_type=float),
       dynamic_sampling=False, overlong_buffer_len=0, positive_weight=0.1, negative_weight=1.0,
-      kl_penalty_coef=0.01, gamma=1.0, lam=1.0, value_clip=0.2,
+      kl_penalty_coef=0.01, kl_penalty_kind="k1", gamma=1.0, lam=1.0, value_clip=0.2,
       # PURE: min-form softmax temperature; weight of the verifiable reward (PRM+VR; 0 = PRM only)
       pure_temperature=0.1, verifiable_coef=1.0,
       # GSPO clips the sequence-level ratio (policy_loss="gspo"), far tighter than token ratios
@@ -94,7 +94,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed = False
   # Fault injection: SIGKILL the process right after this RL step's checkpoint save starts.
   c.debug = ml_collections.ConfigDict(dict(sigkill_after_step=-1))
-  c.log_every = 1
   return c
 
 
@@ -197,6 +196,7 @@ RULES: dict[str, config_rules.Rule] = {
     "algorithm.positive_weight": Float(ge=0),
     "algorithm.negative_weight": Float(ge=0),
     "algorithm.kl_penalty_coef": Float(ge=0),
+    "algorithm.kl_penalty_kind": Choice(*losses.KL_KINDS),  # KL estimator of the reward penalty
     "algorithm.gamma": Float(ge=0, le=1),
     "algorithm.lam": Float(ge=0, le=1),
     "algorithm.value_clip": Float(gt=0),
@@ -223,7 +223,6 @@ RULES: dict[str, config_rules.Rule] = {
     "checkpoint.use_async": Bool(),
     "distributed": Bool(),
     "debug.sigkill_after_step": Int(ge=-1),  # -1 disables
-    "log_every": Int(ge=1),
 }
 
 
