@@ -222,7 +222,8 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str, *, checkpoint: str
               "init": config.init.path if config.init.kind != "scratch" else "scratch",
               "eval_seed": config.data.eval_seed, "seed": config.seed,
               "num_prompts": num_prompts, "n": n, "temperature": temperature,
-              "max_new_tokens": config.rl.max_new_tokens, "batch_size": batch_size}
+              "max_new_tokens": config.rl.max_new_tokens, "batch_size": batch_size,
+              "weights": results.weights_fingerprint(params)}
   base = os.path.join(workdir, results.stem(settings))
   path = base + ".json"
   results.check_target(path)

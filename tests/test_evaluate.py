@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -155,6 +156,28 @@ def test_other_settings_do_not_overwrite_an_evaluation(tmp_path):
     assert f.read() == before
   assert (other_n["settings"]["n"], other_t["settings"]["temperature"]) == (3, 0.5)
   assert len(_prompt_lines(first)) == 1 + EVAL["num_prompts"]
+
+
+def test_other_weights_under_the_same_step_never_resume_old_samples(tmp_path, monkeypatch):
+  """A step retrained into different weights (same label, same settings) starts afresh."""
+  workdir = str(tmp_path)
+  first = evaluate.run_eval(load_config(), workdir, **EVAL)
+  with open(first["prompts_path"]) as f:
+    before = f.read()
+  restore = evaluate.restore_params
+
+  def retrained(*args):
+    params, step = restore(*args)
+    return jax.tree.map(lambda x: x * 1.01, params), step
+
+  monkeypatch.setattr(evaluate, "restore_params", retrained)
+  sampled = _count_sampled_batches(monkeypatch)
+  other = evaluate.run_eval(load_config(), workdir, **EVAL)
+  assert other["resumed_prompts"] == 0 and len(sampled) == 3  # every batch sampled again
+  assert other["prompts_path"] != first["prompts_path"]
+  assert other["settings"]["weights"] != first["settings"]["weights"]
+  with open(first["prompts_path"]) as f:
+    assert f.read() == before
 
 
 def test_bad_k_and_unwritable_outputs_fail_before_sampling(tmp_path, monkeypatch):

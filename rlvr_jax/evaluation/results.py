@@ -5,7 +5,9 @@
                            fsynced) as each batch finishes: what a rerun resumes from
     <stem>.json            the table, written atomically once every prompt is done
 
-Different settings give different stems, so one evaluation never overwrites another.
+Different settings give different stems, so one evaluation never overwrites another. The
+settings include a fingerprint of the weights (`weights_fingerprint`), so a step retrained into
+different weights never resumes from the old samples.
 """
 
 from __future__ import annotations
@@ -16,12 +18,29 @@ import os
 import tempfile
 from typing import Any, IO
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 
 def stem(settings: dict[str, Any]) -> str:
   """File name stem for `settings` (must hold checkpoint, n and temperature; all are hashed)."""
   blob = json.dumps(settings, sort_keys=True, allow_nan=False).encode()
   digest = hashlib.sha256(blob).hexdigest()[:10]
   return f"eval_{settings['checkpoint']}_n{settings['n']}_t{settings['temperature']:g}_{digest}"
+
+
+@jax.jit
+def _leaf_moments(params) -> list[jax.Array]:
+  return [jnp.stack([jnp.sum(x.astype(jnp.float32)), jnp.sum(jnp.square(x.astype(jnp.float32)))])
+          for x in jax.tree.leaves(params)]
+
+
+def weights_fingerprint(params) -> str:
+  """A short digest of the weights (each leaf's sum and sum of squares): one reduction, enough
+  to tell a checkpoint retrained under the same step number from the one that was sampled."""
+  moments = np.asarray(jax.device_get(_leaf_moments(params)), np.float32)
+  return hashlib.sha256(moments.tobytes()).hexdigest()[:12]
 
 
 def check_writable(directory: str) -> None:
