@@ -85,8 +85,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Multi-process (multi-host) run: jax.distributed.initialize() first, its settings from
   # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID or auto-detected (SLURM, TPU).
   c.distributed = False
-  # Fault injection: SIGKILL the process right after this RL step's checkpoint save starts.
-  c.debug = ml_collections.ConfigDict(dict(sigkill_after_step=-1))
+  # Fault injection (-1: off). sigkill_after_step: SIGKILL right after this RL step's checkpoint
+  # save starts (with async saves, while its arrays are being written); sigkill_before_manifest:
+  # SIGKILL once orbax has finished this step's checkpoint, before its content manifest is written.
+  c.debug = ml_collections.ConfigDict(dict(sigkill_after_step=-1, sigkill_before_manifest=-1))
   c.log_every = 1
   return c
 
