@@ -166,3 +166,23 @@ def test_metrics_rows_after_the_resume_step_are_moved_aside_never_lost(tmp_path)
   fresh = metrics_lib.set_aside_after(str(path), None)  # a fresh start keeps no row
   assert path.read_text() == "" and open(fresh).read() == "".join(rows[:4])
   assert fresh != aside and os.path.exists(aside)
+
+
+def test_checkpoints_from_before_manifests_stop_the_owner_and_are_never_moved(tmp_path):
+  _saved(tmp_path, [0, 1]).close()
+  for step in (0, 1):  # what the previous code left: no manifest, no signature in meta
+    step_dir = tmp_path / "checkpoints" / str(step)
+    os.remove(step_dir / integrity.MANIFEST)
+    (step_dir / "meta" / "metadata").write_text(json.dumps(RNG_META))
+  ckpt = Checkpointer(str(tmp_path / "checkpoints"), use_async=False)
+  try:
+    with pytest.raises(ValueError, match="written before checkpoints carried content manifests"):
+      ckpt.restore_latest(ABSTRACT, check=CHECK)
+  finally:
+    ckpt.close()
+  reader = Checkpointer(str(tmp_path / "checkpoints"), read_only=True)
+  try:
+    assert reader.restore_latest(ABSTRACT) is None
+  finally:
+    reader.close()
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["0", "1"]

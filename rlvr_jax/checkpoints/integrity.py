@@ -22,6 +22,7 @@ import jax
 
 MANIFEST = "rlvr_manifest.json"
 QUARANTINE = "quarantine"
+SIGNATURE_KEY = "state_signature"  # in each checkpoint's meta item
 _CHUNK = 1 << 22
 
 
@@ -86,6 +87,19 @@ def manifest_problem(step_dir: str) -> str | None:
     if _sha256(path) != expected.get("sha256"):
       return f"{rel}: sha256 differs from the manifest"
   return None
+
+
+def predates_manifests(step_dir: str) -> bool:
+  """Whether `step_dir` was written by code that wrote no manifests: it has none, and its meta
+  (orbax's JSON file, readable) has no state signature, which every newer save carries."""
+  if os.path.exists(os.path.join(step_dir, MANIFEST)):
+    return False
+  try:
+    with open(os.path.join(step_dir, "meta", "metadata"), encoding="utf-8") as f:
+      meta = json.load(f)
+  except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+    return False  # torn: an ordinary unreadable step
+  return isinstance(meta, dict) and SIGNATURE_KEY not in meta
 
 
 def quarantine(directory: str, step: int) -> str:

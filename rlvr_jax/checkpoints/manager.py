@@ -21,7 +21,7 @@ from rlvr_jax.checkpoints import integrity
 
 # (data_state, meta) -> why a checkpoint's JSON items are unusable, or None.
 Check = Callable[[dict, dict], "str | None"]
-SIGNATURE_KEY = "state_signature"
+SIGNATURE_KEY = integrity.SIGNATURE_KEY
 
 
 class StateMismatchError(ValueError):
@@ -180,6 +180,12 @@ class Checkpointer:
       if problem is None:
         found = step
         break
+      if integrity.predates_manifests(self.step_dir(step)):
+        problem = "written before checkpoints carried content manifests"
+        if not self.read_only:  # never move a whole older run aside and start it over
+          raise ValueError(f"{self.step_dir(step)} was {problem}, so it cannot be verified; "
+                           "finish that run with the rlvr_jax version that started it, or use "
+                           "a new --workdir")
       if self.read_only:
         logging.warning("Skipping unreadable checkpoint %s: %s", self.step_dir(step), problem)
         continue
