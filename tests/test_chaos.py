@@ -175,3 +175,14 @@ def test_a_shape_changing_config_stops_before_anything_changes(straight, tmp_pat
   assert "model.d_model (32 -> 64)" in error and "rl.steps (6 -> 8)" in error
   assert "new --workdir" in error and "differently shaped state" in error
   assert _tree_digest(workdir) == before  # no file written, moved or removed
+
+
+def test_a_changed_seed_stops_before_anything_changes(straight, tmp_path):
+  workdir = str(tmp_path / "reseeded")
+  shutil.copytree(straight, workdir)
+  before = _tree_digest(workdir)
+  proc = _main(workdir, "--config.seed=1")
+  assert proc.returncode == 1
+  (error,) = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert "config.seed" in error and "new --workdir" in error
+  assert _tree_digest(workdir) == before

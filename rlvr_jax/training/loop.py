@@ -348,6 +348,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   except StateMismatchError as e:  # refused before anything ran or was written
     checkpointer.close()
     raise resume.mismatch_error(e, workdir, changes) from None
+  if restored is not None and restored[3]["rng_key_data"] != rng_meta["rng_key_data"]:
+    checkpointer.close()
+    raise ValueError(f"config.seed: {config.seed} gives a different rng than the checkpoints "
+                     f"in {checkpointer.directory} were made with; use a new --workdir")
   if primary:
     resume.warn_on_config_change(workdir, changes)
     with open(config_path, "w") as f:
@@ -375,10 +379,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     checkpointer.save(0, state, train_it.get_state(), {"eval_accuracy": acc, **rng_meta})
     start = 0
   else:
-    start, state, data_state, meta = restored
-    if meta.get("rng_key_data") != rng_meta["rng_key_data"]:
-      raise ValueError(f"config.seed: {config.seed} gives a different rng than the checkpoints "
-                       f"in {checkpointer.directory} were made with; use a new --workdir")
+    start, state, data_state, _ = restored
     train_it.set_state(data_state)
     writer = metrics_lib.make_writer(workdir, resume_step=start, active=primary)
     logging.info("resumed from %s at RL step %d", checkpointer.directory, start)
