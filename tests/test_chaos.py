@@ -10,6 +10,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -22,6 +24,13 @@ from tests.helpers import ROOT
 STEPS = 6
 ARGS = [f"--config.rl.steps={STEPS}", "--config.checkpoint.every=1", "--config.eval.every=2"]
 SEED = 20240611  # the kill plan is reproducible; where a timer kill lands depends on the machine
+RANDOM_KILLS = 2
+
+
+class Straight(NamedTuple):
+  """The uninterrupted run: its workdir, and its wall time (scales the random kill moments)."""
+  workdir: str
+  wall_s: float
 
 
 def _command(workdir, *args):
@@ -88,11 +97,12 @@ def _tree_digest(root):
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
+def straight(tmp_path_factory) -> Straight:
   workdir = str(tmp_path_factory.mktemp("straight"))
+  t0 = time.monotonic()
   proc = _main(workdir)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  return workdir
+  return Straight(workdir, time.monotonic() - t0)
 
 
 def test_random_sigkills_then_restarts_match_an_uninterrupted_run(straight, tmp_path):
@@ -100,7 +110,7 @@ def test_random_sigkills_then_restarts_match_an_uninterrupted_run(straight, tmp_
   rng = random.Random(SEED)
   # Two kills at hooks (random steps, random order): one while orbax writes the step's arrays
   # (the async save has just started), one after orbax finished the step but before its
-  # manifest; then one at a random moment (startup, SFT, a step, a save, a metrics write).
+  # manifest; then RANDOM_KILLS at random moments.
   hooks = ["sigkill_after_step", "sigkill_before_manifest"]
   rng.shuffle(hooks)
   kills = list(zip(hooks, sorted(rng.sample(range(1, STEPS + 1), 2))))
@@ -114,11 +124,13 @@ def test_random_sigkills_then_restarts_match_an_uninterrupted_run(straight, tmp_
     # written (before_manifest); either way nothing vouches for the step.
     assert integrity.manifest_problem(os.path.join(workdir, "checkpoints", str(step)))
     resumed_at = step - 1  # the previous step's manifest was written before this save began
-  returncode = _main_killed_after(workdir, rng.uniform(0.5, 12.0))
-  assert returncode in (0, -signal.SIGKILL)
+  # Random moments over a whole run's wall time (startup, SFT, steps, saves, metrics writes).
+  for _ in range(RANDOM_KILLS):
+    returncode = _main_killed_after(workdir, rng.uniform(0.1, 1.0) * straight.wall_s)
+    assert returncode in (0, -signal.SIGKILL)
   proc = _main(workdir)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  _assert_same_run(workdir, straight)
+  _assert_same_run(workdir, straight.workdir)
   # What the kills cut short was kept aside, not deleted.
   for hook, step in kills:
     assert step in _aside_rows(workdir, step - 1), (hook, step)
@@ -148,7 +160,7 @@ def _array_data_file(step_dir):
 
 def test_corrupt_newest_checkpoint_resumes_from_the_previous_and_finishes(straight, tmp_path):
   workdir = str(tmp_path / "corrupt")
-  shutil.copytree(straight, workdir)
+  shutil.copytree(straight.workdir, workdir)
   newest = os.path.join(workdir, "checkpoints", str(STEPS))
   for name, corrupt in CORRUPTIONS.items():
     if corrupt is None:
@@ -159,7 +171,7 @@ def test_corrupt_newest_checkpoint_resumes_from_the_previous_and_finishes(straig
     assert proc.returncode == 0, (name, proc.stderr[-3000:])
     assert f"Quarantined unreadable checkpoint {newest}" in proc.stderr, name
     assert f"at RL step {STEPS - 1}" in proc.stderr, name
-    _assert_same_run(workdir, straight)
+    _assert_same_run(workdir, straight.workdir)
   moved = os.listdir(os.path.join(workdir, "checkpoints", "quarantine"))
   assert len(moved) == 3 and all(d.startswith(f"{STEPS}-") for d in moved)
   assert _aside_rows(workdir, STEPS - 1) == [STEPS] * 3
@@ -167,7 +179,7 @@ def test_corrupt_newest_checkpoint_resumes_from_the_previous_and_finishes(straig
 
 def test_a_shape_changing_config_stops_before_anything_changes(straight, tmp_path):
   workdir = str(tmp_path / "reshaped")
-  shutil.copytree(straight, workdir)
+  shutil.copytree(straight.workdir, workdir)
   before = _tree_digest(workdir)
   proc = _main(workdir, "--config.model.d_model=64", "--config.rl.steps=8")
   assert proc.returncode == 1
@@ -179,7 +191,7 @@ def test_a_shape_changing_config_stops_before_anything_changes(straight, tmp_pat
 
 def test_a_changed_seed_stops_before_anything_changes(straight, tmp_path):
   workdir = str(tmp_path / "reseeded")
-  shutil.copytree(straight, workdir)
+  shutil.copytree(straight.workdir, workdir)
   before = _tree_digest(workdir)
   proc = _main(workdir, "--config.seed=1")
   assert proc.returncode == 1
