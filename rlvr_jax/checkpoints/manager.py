@@ -146,19 +146,20 @@ class Checkpointer:
       problem = check(dict(data_state), dict(meta))
     return problem
 
-  def _restore_state(self, step: int, abstract_state: Any) -> Any:
-    """The state of a verified step; raises StateMismatchError before reading any array when
-    its saved signature differs from `abstract_state`'s."""
-    meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-    differences = integrity.signature_diff(meta["meta"][SIGNATURE_KEY],
+  def _restore_state(self, step: int, abstract_state: Any) -> tuple[Any, dict, dict]:
+    """(state, data_state, meta) of a verified step; raises StateMismatchError before reading
+    any array when its saved signature differs from `abstract_state`'s."""
+    items = self._manager.restore(step, args=ocp.args.Composite(
+        data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+    data_state, meta = dict(items["data"]), dict(items["meta"])
+    differences = integrity.signature_diff(meta[SIGNATURE_KEY],
                                            integrity.signature(abstract_state))
     if differences:
       raise StateMismatchError(self.step_dir(step), differences)
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
-        meta=ocp.args.JsonRestore()))
-    jax.block_until_ready(restored["state"])
-    return restored["state"], dict(restored["data"]), dict(restored["meta"])
+    state = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))["state"]
+    jax.block_until_ready(state)
+    return state, data_state, meta
 
   def restore(self, step: int, abstract_state: Any, *, check: Check | None = None
               ) -> tuple[Any, dict, dict]:
