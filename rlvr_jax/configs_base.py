@@ -92,8 +92,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Multi-process (multi-host) run: jax.distributed.initialize() first, its settings from
   # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID or auto-detected (SLURM, TPU).
   c.distributed = False
-  # Fault injection: SIGKILL the process right after this RL step's checkpoint save starts.
-  c.debug = ml_collections.ConfigDict(dict(sigkill_after_step=-1))
+  # Fault injection (-1: off). sigkill_after_step: SIGKILL right after this RL step's checkpoint
+  # save starts (with async saves, while its arrays are being written); sigkill_before_manifest:
+  # SIGKILL once orbax has finished this step's checkpoint, before its content manifest is written.
+  c.debug = ml_collections.ConfigDict(dict(sigkill_after_step=-1, sigkill_before_manifest=-1))
   return c
 
 
@@ -223,6 +225,7 @@ RULES: dict[str, config_rules.Rule] = {
     "checkpoint.use_async": Bool(),
     "distributed": Bool(),
     "debug.sigkill_after_step": Int(ge=-1),  # -1 disables
+    "debug.sigkill_before_manifest": Int(ge=-1),  # -1 disables
 }
 
 

@@ -59,25 +59,34 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 # Policy
 # ---------------------------------------------------------------------------------------------
 def restore_params(run: loop.Run, workdir: str, checkpoint: str) -> tuple[Any, int | None]:
-  """(params, step) of `checkpoint` ("latest", "none" or a step); step is None for "none"."""
+  """(params, step) of `checkpoint` ("latest", "none" or a step); step is None for "none".
+
+  "latest" is the newest readable checkpoint (one whose files match its manifest; newer ones are
+  skipped with a warning, never moved: a training run may still be writing them). A requested
+  step that is missing or unreadable raises ValueError.
+  """
   if checkpoint == "none":
     return run.init_params(), None
+  if checkpoint != "latest" and not checkpoint.isdigit():
+    raise ValueError(f"--checkpoint must be latest, none or a step number, got {checkpoint!r}")
   ckpt_dir = os.path.join(workdir, "checkpoints")
-  checkpointer = Checkpointer(ckpt_dir, use_async=False)
+  if not os.path.isdir(ckpt_dir):
+    raise ValueError(f"--checkpoint={checkpoint}: no checkpoints in {ckpt_dir}")
+  checkpointer = Checkpointer(ckpt_dir, read_only=True)
   try:
-    steps = checkpointer.all_steps()
-    if not steps:
+    if not checkpointer.all_steps():
       raise ValueError(f"--checkpoint={checkpoint}: no checkpoints in {ckpt_dir}")
+    abstract = abstract_like(run.make_rl_state(run.init_params()))
     if checkpoint == "latest":
-      step = steps[-1]
+      restored = checkpointer.restore_latest(abstract)
+      if restored is None:
+        raise ValueError(f"--checkpoint=latest: no readable checkpoint in {ckpt_dir} (saved "
+                         f"steps {checkpointer.all_steps()} all failed their checks; see the "
+                         "warnings above)")
+      step, state = restored[:2]
     else:
-      try:
-        step = int(checkpoint)
-      except ValueError:
-        raise ValueError(f"--checkpoint must be latest, none or a step number, got "
-                         f"{checkpoint!r}") from None
-    template = run.make_rl_state(run.init_params())
-    state, _, _ = checkpointer.restore(step, abstract_like(template))
+      step = int(checkpoint)
+      state, _, _ = checkpointer.restore(step, abstract)
   finally:
     checkpointer.close()
   return state.params, step

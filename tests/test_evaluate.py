@@ -4,6 +4,7 @@ checks its inputs before sampling, streams per-prompt results and resumes from t
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.helpers import ROOT, load_config
 from rlvr_jax import evaluate
+from rlvr_jax.training import loop
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,25 @@ def test_step_and_none_checkpoints_in_process(workdir):
   with pytest.raises(ValueError, match="no checkpoint for step 3"):
     evaluate.run_eval(load_config("quickstart", "tiny"), workdir, checkpoint="3", n=1, ks=[1],
                       num_prompts=2, progress=False)
+
+
+def test_a_corrupted_newest_checkpoint_is_skipped_and_asked_for_is_an_error(workdir, tmp_path):
+  copy = str(tmp_path / "run")
+  shutil.copytree(workdir, copy)
+  data_dir = os.path.join(copy, "checkpoints", "4", "state", "ocdbt.process_0", "d")
+  path = max((os.path.join(data_dir, f) for f in os.listdir(data_dir)), key=os.path.getsize)
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0xFF  # bit rot: same size, no error from the array reader
+  open(path, "wb").write(bytes(data))
+  run = loop.Run(load_config("quickstart", "tiny"))
+  params, step = evaluate.restore_params(run, copy, "latest")
+  assert step == 2  # the tiny run keeps steps 0, 2, 4
+  expected, _ = evaluate.restore_params(run, copy, "2")
+  for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(x, y)
+  with pytest.raises(ValueError, match=r"checkpoints/4 is unreadable: .*sha256 differs"):
+    evaluate.restore_params(run, copy, "4")
+  assert sorted(os.listdir(os.path.join(copy, "checkpoints"))) == ["0", "2", "4"]  # not moved
 
 
 def test_metrics_table_against_hand_computed_values():

@@ -17,6 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from rlvr_jax.checkpoints import integrity
 from rlvr_jax.data import pipeline, synthetic
 from tests.helpers import ROOT
 
@@ -119,6 +120,10 @@ def test_two_processes_match_one(tmp_path):
   assert len(os.listdir(multi / "tensorboard")) == 1
   assert (multi / "config.json").exists() and (multi / "tokenizer.model").exists()
   assert sorted(int(d) for d in os.listdir(multi / "checkpoints") if d.isdigit()) == [0, 2, 4]
+  for step in (0, 2, 4):  # process 0's manifest covers what both processes wrote
+    step_dir = str(multi / "checkpoints" / str(step))
+    assert integrity.manifest_problem(step_dir) is None
+    assert any(f.startswith("state/ocdbt.process_1/") for f in integrity._files(step_dir))
 
   moved = _max_abs_diff(_params(multi, 0), _params(multi, 4))
   diff = _max_abs_diff(_params(multi, 4), _params(single, 4))

@@ -11,6 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import jax
 
+from rlvr_jax.checkpoints import integrity
 from rlvr_jax.checkpoints.manager import Checkpointer
 from tests.helpers import ROOT
 
@@ -55,7 +56,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(x, y)
 
 
-def test_torn_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
+def test_torn_newest_checkpoint_is_quarantined_and_saved_again(tmp_path):
   workdir = tmp_path / "run"
   assert _main(workdir, "--config.rl.steps=4").returncode == 0
   newest = workdir / "checkpoints" / "4"
@@ -64,10 +65,21 @@ def test_torn_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
   (newest / "state").mkdir()
   proc = _main(workdir, "--config.rl.steps=5")
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert "Skipping unreadable checkpoint" in proc.stderr
+  assert "Quarantined unreadable checkpoint" in proc.stderr and str(newest) in proc.stderr
   assert "config differs" in proc.stderr and "rl.steps (4 -> 5)" in proc.stderr
   assert "resumed from" in proc.stderr and "at RL step 3" in proc.stderr
   assert [r["step"] for r in _metrics(workdir)] == [0, 1, 2, 3, 4, 5]
+  # Nothing was deleted: the torn step sits in quarantine, the old row 4 next to metrics.jsonl.
+  (moved,) = os.listdir(workdir / "checkpoints" / "quarantine")
+  assert moved.startswith("4-") and os.path.isdir(workdir / "checkpoints" / "quarantine" / moved /
+                                                  "state")
+  (aside,) = [f for f in os.listdir(workdir) if f.startswith("metrics.jsonl.after_step_3.")]
+  assert [json.loads(l)["step"] for l in open(workdir / aside)] == [4]
+  # Step 4 was trained and saved again (the save is no longer silently dropped), verified.
+  steps = sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
+  assert steps[-2:] == [4, 5]
+  assert all(integrity.manifest_problem(str(workdir / "checkpoints" / str(s))) is None
+             for s in steps)
 
 
 def test_non_finite_loss_stops_with_step_and_quantity_and_keeps_checkpoint(tmp_path):

@@ -23,13 +23,14 @@ from absl import logging
 
 from rlvr_jax import configs_base, models, parallel, sampling
 from rlvr_jax.checkpoints import extras
-from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
+from rlvr_jax.checkpoints.manager import Checkpointer, StateMismatchError, abstract_like
 from rlvr_jax.data import pipeline, synthetic
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import finite
 from rlvr_jax.training import metrics as metrics_lib
 from rlvr_jax.training.finite import NonFiniteError  # noqa: F401 (main catches loop.NonFiniteError)
 from rlvr_jax.training import workdir as workdir_lib
+from rlvr_jax.training import resume
 from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
 from rlvr_jax.training.sft import make_sft_step
 from rlvr_jax.training.state import (TrainState, create_state, critic_from_policy, make_optimizer,
@@ -322,32 +323,6 @@ def _train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, 
                     "prm_eval_positive_frac": after["prm_positive_frac"]}
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-  if not isinstance(tree, dict):
-    return {prefix: tree}
-  out: dict[str, Any] = {}
-  for k, v in tree.items():
-    out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
-  return out
-
-
-def _warn_on_config_change(path: str, config: ml_collections.ConfigDict) -> None:
-  """Warns, naming the fields, when a workdir that holds a run gets a different config: a resume
-  then continues the old run under the new values (fine for rl.steps, surprising for most)."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    old = _flatten(json.load(f))
-  new = _flatten(json.loads(config.to_json_best_effort()))
-  changed = sorted(k for k in old.keys() | new.keys()
-                   if old.get(k) != new.get(k) and not k.startswith("debug."))
-  if changed:
-    logging.warning("config differs from the one %s was started with, in: %s. A resume continues "
-                    "the existing checkpoints under the new values; use a new --workdir for a "
-                    "new run.", os.path.dirname(path),
-                    ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed))
-
-
 def _check_finite(step: int, m: dict[str, Any], checkpointer: Checkpointer, state=None,
                   mesh=None) -> None:
   """RL step `step`: its metrics, and with `state` (to be evaluated and saved) every leaf of it,
@@ -378,22 +353,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   workdir_lib.check_writable(workdir)
   run = Run(config)
   os.makedirs(workdir, exist_ok=True)
-  if primary:
-    config_path = os.path.join(workdir, "config.json")
-    _warn_on_config_change(config_path, config)
-    with open(config_path, "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-    if hasattr(run.tokenizer, "serialized_model"):  # sentencepiece; HF ones come from init.path
-      with open(os.path.join(workdir, "tokenizer.model"), "wb") as f:
-        f.write(run.tokenizer.serialized_model())
+  config_path = os.path.join(workdir, "config.json")
+  changes = resume.config_changes(config_path, config)  # before config.json is rewritten
   logging.info("model %s: %.2fM parameters", run.model_config,
                tree_size(jax.eval_shape(run.init_params)) / 1e6)
 
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
-                              use_async=config.checkpoint.use_async)
+                              use_async=config.checkpoint.use_async,
+                              before_manifest=_sigkill_at(config.debug.sigkill_before_manifest))
   template = run.make_rl_state(run.init_params())
   rl_step = run.compile_step(run._rl_step, template, with_rng=True)
-  restored = checkpointer.restore_latest(abstract_like(template))
   train_ds = run.dataset("train", config.rl.batch_size, seed=config.seed + 2, shuffle=True,
                          size=config.data.train_size)
   train_it = iter(train_ds)
@@ -401,6 +370,23 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   # Step rngs are fold_in(base, step): the base key, saved with every checkpoint, is all the
   # rng state there is.
   rng_meta = {"rng_key_data": np.asarray(jax.random.key_data(run.base_rng)).tolist()}
+  try:
+    restored = checkpointer.restore_latest(
+        abstract_like(template), check=resume.checkpoint_check(train_it.get_state(), rng_meta))
+  except StateMismatchError as e:  # refused before anything ran or was written
+    checkpointer.close()
+    raise resume.mismatch_error(e, workdir, changes) from None
+  if restored is not None and restored[3]["rng_key_data"] != rng_meta["rng_key_data"]:
+    checkpointer.close()
+    raise ValueError(f"config.seed: {config.seed} gives a different rng than the checkpoints "
+                     f"in {checkpointer.directory} were made with; use a new --workdir")
+  if primary:
+    resume.warn_on_config_change(workdir, changes)
+    with open(config_path, "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+    if hasattr(run.tokenizer, "serialized_model"):  # sentencepiece; HF ones come from init.path
+      with open(os.path.join(workdir, "tokenizer.model"), "wb") as f:
+        f.write(run.tokenizer.serialized_model())
 
   if restored is None:
     writer = metrics_lib.make_writer(workdir, resume_step=None, active=primary)
@@ -421,10 +407,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     checkpointer.save(0, state, train_it.get_state(), {"eval_accuracy": acc, **rng_meta})
     start = 0
   else:
-    start, state, data_state, meta = restored
-    if meta.get("rng_key_data") != rng_meta["rng_key_data"]:
-      raise ValueError(f"config.seed: {config.seed} gives a different rng than the checkpoints "
-                       f"in {checkpointer.directory} were made with; use a new --workdir")
+    start, state, data_state, _ = restored
     train_it.set_state(data_state)
     writer = metrics_lib.make_writer(workdir, resume_step=start, active=primary)
     logging.info("resumed from %s at RL step %d", checkpointer.directory, start)
@@ -488,6 +471,19 @@ def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer
                         {"eval_accuracy": m.get("eval_accuracy"), **rng_meta})
     if kill:
       os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _sigkill_at(step_to_kill: int):
+  """Fault injection: a Checkpointer `before_manifest` hook that SIGKILLs the process once
+  orbax has finished `step_to_kill`, before its manifest is written (-1: never)."""
+  if step_to_kill < 0:
+    return None
+
+  def hook(step: int) -> None:
+    if step == step_to_kill:
+      os.kill(os.getpid(), signal.SIGKILL)
+
+  return hook
 
 
 def _summary(path: str) -> dict[str, Any]:

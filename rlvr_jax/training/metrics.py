@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from typing import Any
 
 import numpy as np
+from absl import logging
 from tensorboardX import SummaryWriter
 
 
@@ -40,30 +42,65 @@ def strict_json_row(row: dict[str, Any]) -> dict[str, Any]:
   return {**out, "non_finite": bad_keys} if bad_keys else out
 
 
+def _row_step(line: bytes) -> int | None:
+  """The step of a metrics line, or None for a line torn by a kill mid-write (or garbled)."""
+  try:
+    row = json.loads(line)
+  except (json.JSONDecodeError, UnicodeDecodeError):
+    return None
+  step = row.get("step") if isinstance(row, dict) else None
+  return step if isinstance(step, int) and line.endswith(b"\n") else None
+
+
+def _free_path(base: str) -> str:
+  path, n = base, 1
+  while os.path.exists(path):
+    path, n = f"{base}.{n}", n + 1
+  return path
+
+
+def set_aside_after(path: str, resume_step: int | None) -> str | None:
+  """Keeps the rows of `path` with step <= `resume_step` (none for a fresh start) and moves the
+  others, torn lines included, to `<path>.after_step_<k>.<time>` (`.fresh_start.<time>`), never
+  deleting a row.
+
+  The moved rows are written first and the kept ones replace `path` atomically, so a kill at
+  any point loses nothing (at worst a row is in both files). Returns the new file, if any.
+  """
+  if not os.path.exists(path):
+    return None
+  with open(path, "rb") as f:  # bytes: a garbled line is moved as it is
+    lines = f.readlines()
+  limit = -1 if resume_step is None else resume_step
+  keep, aside = [], []
+  for line in lines:
+    step = _row_step(line)
+    (keep if step is not None and step <= limit else aside).append(line)
+  if not aside:
+    return None
+  label = "fresh_start" if resume_step is None else f"after_step_{resume_step}"
+  aside_path = _free_path(f"{path}.{label}.{time.strftime('%Y%m%d-%H%M%S')}")
+  for target, rows in ((aside_path, aside), (path, keep)):
+    tmp = f"{target}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+      f.writelines(rows)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, target)
+  return aside_path
+
+
 class MetricsWriter:
-  """Appends metric lines; on resume, drops lines written after the restored step."""
+  """Appends metric lines; on resume from step k, rows after k move to a file next to it."""
 
   def __init__(self, workdir: str, *, resume_step: int | None):
     self.path = os.path.join(workdir, "metrics.jsonl")
-    self._truncate(resume_step)
+    aside = set_aside_after(self.path, resume_step)
+    if aside is not None:
+      logging.warning("metrics.jsonl rows after step %s (newer than the checkpoint this run "
+                      "starts from) moved to %s", resume_step, aside)
     self._file = open(self.path, "a", encoding="utf-8")
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-
-  def _truncate(self, resume_step: int | None) -> None:
-    if not os.path.exists(self.path):
-      return
-    kept = []
-    if resume_step is not None:
-      with open(self.path, encoding="utf-8") as f:
-        for line in f:
-          try:
-            row = json.loads(line)
-          except json.JSONDecodeError:  # a line torn by a kill mid-write
-            continue
-          if row.get("step", math.inf) <= resume_step:
-            kept.append(line if line.endswith("\n") else line + "\n")
-    with open(self.path, "w", encoding="utf-8") as f:
-      f.writelines(kept)
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
     row = strict_json_row({"step": int(step), **metrics})
