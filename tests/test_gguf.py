@@ -6,7 +6,6 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach a hub: the GGUF ships inside a pip package
 
 import json
-import pathlib
 
 import gguf as gguf_lib
 import jax

@@ -1,13 +1,12 @@
 """The compiled RL step: traced once, no host transfers, learns, every estimator runs."""
 
-import functools
 
 import chex
 import jax
 import numpy as np
 import pytest
 
-from rlvr_jax.training import loop
+from rlvr_jax.training import loop, warm_start
 from tests.helpers import load_config
 
 
@@ -73,7 +72,7 @@ def test_every_estimator_runs_inside_the_compiled_step(advantage, extra):
 def test_sft_step_reduces_loss_and_rl_step_sees_rewards():
   run = _run(**{"sft.steps": 60, "sft.batch_size": 32, "model.d_model": 64, "model.d_ff": 128,
                 "model.n_layers": 2, "model.n_heads": 4, "model.n_kv_heads": 2})
-  params, first = loop._sft(run, run.init_params(), progress=False)
+  params, first = warm_start.sft(run, run.init_params(), progress=False)
   assert first["sft_loss"] < 1.5  # from ~ln(vocab) = 2.8 at init
   state = run.make_state(params, run.rl_optimizer, with_reference=False)
   step = run.compile_step(run._rl_step, state, with_rng=True)

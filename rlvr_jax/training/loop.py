@@ -21,7 +21,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from rlvr_jax import configs_base, models, parallel, sampling
+from rlvr_jax import configs_base, models, parallel
 from rlvr_jax.checkpoints import extras
 from rlvr_jax.checkpoints.manager import Checkpointer, StateMismatchError, abstract_like
 from rlvr_jax.data import pipeline, synthetic
@@ -29,8 +29,8 @@ from rlvr_jax.rewards import prm
 from rlvr_jax.training import finite
 from rlvr_jax.training import metrics as metrics_lib
 from rlvr_jax.training.finite import NonFiniteError  # noqa: F401 (main catches loop.NonFiniteError)
+from rlvr_jax.training import resume, warm_start
 from rlvr_jax.training import workdir as workdir_lib
-from rlvr_jax.training import resume
 from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
 from rlvr_jax.training.sft import make_sft_step
 from rlvr_jax.training.state import (TrainState, create_state, critic_from_policy, make_optimizer,
@@ -212,117 +212,8 @@ def _shapes(config, task, tokenizer) -> pipeline.Shapes:
 
 
 # ---------------------------------------------------------------------------------------------
-# Phases
+# The RL phase
 # ---------------------------------------------------------------------------------------------
-def _sft(run: Run, params, progress: bool) -> tuple[Any, dict[str, Any]]:
-  """Supervised warm start; with `sft.target_accuracy` > 0 it stops at the first evaluation
-  (every `sft.eval_every` steps) whose held-out greedy accuracy reaches the target, so every
-  seed hands RL a policy of the same competence."""
-  config = run.config
-  state = run.make_state(params, run.sft_optimizer, with_reference=False)
-  sft_step = run.compile_step(run._sft_step, state, with_rng=False)
-  ds = run.dataset("train", config.sft.batch_size, seed=config.seed + 1, shuffle=True,
-                   size=config.data.train_size, with_demo=True)
-  it = iter(ds)
-  target, every = config.sft.target_accuracy, config.sft.eval_every
-  last: dict[str, Any] = {}
-  lagging = None  # (step, device metrics): checked after the next step is dispatched
-  steps_run = 0
-  for step in tqdm.trange(1, config.sft.steps + 1, desc="sft", disable=not progress,
-                          mininterval=2):
-    state, m_dev = sft_step(state, run.device_batch(next(it)))
-    if lagging is not None:
-      last = finite.fetch_checked("sft", *lagging)
-    lagging, steps_run = (step, m_dev), step
-    if target > 0 and step % every == 0:
-      last = finite.fetch_checked("sft", *lagging)
-      lagging = None
-      acc = run.evaluate(state.params)
-      logging.info("SFT step %d: held-out greedy accuracy %.3f (target %.2f)", step, acc, target)
-      if acc >= target:
-        break
-  if lagging is not None:
-    last = finite.fetch_checked("sft", *lagging)
-  finite.check_tree("sft", steps_run, state.params, replicated=parallel.replicated(run.mesh),
-                    hint=finite.hint("sft"))
-  return state.params, {**last, "sft_steps": steps_run}
-
-
-def _train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, Any]]:
-  """Trains the PURE process reward model on the warm-started policy's own samples.
-
-  Each step samples `prm.group_size` completions for `prm.batch_size` training prompts (one
-  jitted call), labels their steps on the host (`prm.label_batch`: the task's `step_labels`, or
-  agreement with the gold demonstration), and takes one jitted AdamW step on the step-level
-  cross-entropy. Held-out step accuracy is measured on `prm.eval_prompts` test prompts before and
-  after. The PRM starts from the policy trunk with a zero head and is frozen for RL.
-  """
-  config, pc = run.config, run.config.prm
-  g, delimiter = pc.group_size, pc.step_delimiter
-  table = run.step_end_table
-  params = jax.jit(critic_from_policy)(policy_params)
-  optimizer = make_optimizer(pc.optimizer, pc.steps)
-  carry = (params, jax.jit(optimizer.init)(params))
-  update = jax.jit(prm.make_prm_step(run.model_config, optimizer), donate_argnums=0)
-  evaluate = jax.jit(lambda p, batch: prm.prm_loss(run.model_config, p, batch)[1])
-
-  @jax.jit
-  def rollout(policy_params, prompt_ids, prompt_mask, rng):
-    comp = sampling.generate(run.model_config, policy_params, prompt_ids, prompt_mask, rng,
-                             max_new_tokens=config.rl.max_new_tokens, temperature=pc.temperature,
-                             eos_id=run.tokenizer.eos_id, pad_id=run.tokenizer.pad_id,
-                             num_samples=g)  # each prompt prefilled once for its g samples
-    prompt_ids, prompt_mask = jnp.repeat(prompt_ids, g, 0), jnp.repeat(prompt_mask, g, 0)
-    return (dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask, tokens=comp.tokens,
-                 mask=comp.mask), prm.step_ends(comp.tokens, comp.mask, table))
-
-  def labelled_batch(source, start: int, size: int, rng):
-    first, stop = parallel.process_rows(run.mesh, size)  # this process's prompts
-    examples = [source[i] for i in range(start + first, start + stop)]
-    enc = [pipeline.encode_example(e, run.tokenizer, run.shapes, with_demo=False)
-           for e in examples]
-    prompts = run.device_batch({k: np.stack([x[k] for x in enc])
-                                for k in ("prompt_ids", "prompt_mask")})
-    batch, step_end = rollout(policy_params, prompts["prompt_ids"], prompts["prompt_mask"], rng)
-    # Only labelling needs the host: fetch this process's completions, send back the labels.
-    tokens, mask, ends = (parallel.local_rows(run.mesh, x)
-                          for x in (batch["tokens"], batch["mask"], step_end))
-    labels = prm.label_batch(run.task, run.tokenizer, [e for e in examples for _ in range(g)],
-                             tokens, mask, ends, delimiter)
-    return dict(batch, step_end=step_end, **run.device_batch({"labels": labels}))
-
-  rng = jax.random.fold_in(run.base_rng, 3)
-  train = pipeline.TaskSource(run.task, "train", config.seed + 3, config.data.train_size)
-  test = pipeline.TaskSource(run.task, "test", config.data.eval_seed, pc.eval_prompts)
-  held_out = labelled_batch(test, 0, pc.eval_prompts, jax.random.fold_in(rng, 0))
-  before = metrics_lib.to_python(jax.device_get(evaluate(carry[0], held_out)))
-  last: dict[str, Any] = {}
-  lagging = None  # (step, device metrics): checked while the next batch is sampled
-  for step in tqdm.trange(1, pc.steps + 1, desc="prm", disable=not progress, mininterval=2):
-    batch = labelled_batch(train, (step - 1) * pc.batch_size, pc.batch_size,
-                           jax.random.fold_in(rng, step))
-    carry, m_dev = update(carry, batch)
-    if lagging is not None:
-      last = finite.fetch_checked("prm", *lagging)
-    lagging = (step, m_dev)
-  if lagging is not None:
-    last = finite.fetch_checked("prm", *lagging)
-  finite.check_tree("prm", pc.steps, carry[0], replicated=parallel.replicated(run.mesh),
-                    hint=finite.hint("prm"))
-  after = metrics_lib.to_python(jax.device_get(evaluate(carry[0], held_out)))
-  logging.info("PRM after %d steps: held-out step accuracy %.3f (%.3f before), balanced "
-               "%.3f (%.3f before), correct steps %.2f", pc.steps, after["prm_step_accuracy"],
-               before["prm_step_accuracy"], after["prm_balanced_accuracy"],
-               before["prm_balanced_accuracy"], after["prm_positive_frac"])
-  return carry[0], {"prm_steps": pc.steps, "prm_train_loss": last.get("prm_loss"),
-                    "prm_eval_loss": after["prm_loss"],
-                    "prm_eval_step_accuracy": after["prm_step_accuracy"],
-                    "prm_eval_step_accuracy_before": before["prm_step_accuracy"],
-                    "prm_eval_balanced_accuracy": after["prm_balanced_accuracy"],
-                    "prm_eval_balanced_accuracy_before": before["prm_balanced_accuracy"],
-                    "prm_eval_positive_frac": after["prm_positive_frac"]}
-
-
 def _check_finite(step: int, m: dict[str, Any], checkpointer: Checkpointer, state=None,
                   mesh=None) -> None:
   """RL step `step`: its metrics, and with `state` (to be evaluated and saved) every leaf of it,
@@ -391,13 +282,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   if restored is None:
     writer = metrics_lib.make_writer(workdir, resume_step=None, active=primary)
     t0 = time.time()
-    params, sft_metrics = _sft(run, template.params, progress)
+    params, sft_metrics = warm_start.sft(run, template.params, progress)
     del template
     sft_metrics["sft_time_s"] = time.time() - t0
     prm_params = None
     if run.uses_prm:
       t0 = time.time()
-      prm_params, prm_metrics = _train_prm(run, params, progress)
+      prm_params, prm_metrics = warm_start.train_prm(run, params, progress)
       sft_metrics.update(prm_metrics, prm_time_s=time.time() - t0)
     state = run.make_rl_state(params, prm_params)
     acc = run.evaluate(state.params)
