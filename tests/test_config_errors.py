@@ -61,8 +61,10 @@ def _main(*args, workdir, module="rlvr_jax.main", hide_module=None, prelude=""):
   `prelude` is Python run in the CLI's process first."""
   argv = [module, "--config=configs/quickstart.py:tiny", f"--workdir={workdir}", "--noprogress",
           *args]
-  code = (f"import runpy, sys; sys.modules[{hide_module!r}] = None; {prelude}; "
-          f"sys.argv = {argv!r}; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
+  code = "; ".join(filter(None, [
+      "import runpy, sys", f"sys.modules[{hide_module!r}] = None" if hide_module else "",
+      prelude, f"sys.argv = {argv!r}",
+      f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"]))
   cmd = ([sys.executable, "-c", code] if hide_module or prelude
          else [sys.executable, "-m", *argv])
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
