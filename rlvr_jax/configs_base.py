@@ -59,7 +59,11 @@ def base_config() -> ml_collections.ConfigDict:
       cache_dtype=ml_collections.FieldReference(None, field_type=str), unroll_layers=False,
       decode_weight_gather="once"))
   # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
+  # init_from: an earlier run's workdir whose checkpoint 0 becomes this run's warm start (its SFT
+  # policy; no SFT here). Ablations start every variant of a seed from one SFT this way; the
+  # earlier run needs the same model and a plain state (kl_coef 0, no critic, no PRM).
   c.sft = ml_collections.ConfigDict(dict(steps=100, batch_size=32, optimizer=_optimizer(3e-3),
+                                         init_from="",
                                          target_accuracy=0.0, eval_every=50))
   # ignore_eos: every completion runs max_new_tokens (benchmarks that must do a fixed amount of
   # work); the EOS token is then an ordinary token.
@@ -168,6 +172,7 @@ RULES: dict[str, config_rules.Rule] = {
     **_optimizer_rules("sft.optimizer"),
     "sft.target_accuracy": Float(ge=0, le=1),  # 0 disables early stopping
     "sft.eval_every": Int(ge=1),
+    "sft.init_from": Str(),  # "": run the SFT phase
     "rl.steps": Int(ge=0),
     "rl.batch_size": Int(ge=1),
     "rl.group_size": Int(ge=1),
@@ -245,6 +250,9 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
     if not ok:
       raise ValueError(f"config.{field}: {why}")
 
+  need(not c.sft.init_from or os.path.isdir(os.path.join(c.sft.init_from, "checkpoints")),
+       "sft.init_from", f"{c.sft.init_from!r} holds no checkpoints/ directory (it must be the "
+       "--workdir of an earlier run)")
   need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS and c.rl.group_size < 2),
        "rl.group_size", f"advantage '{c.algorithm.advantage}' uses a group baseline and needs "
        f"group_size >= 2, got {c.rl.group_size}")

@@ -282,7 +282,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   if restored is None:
     writer = metrics_lib.make_writer(workdir, resume_step=None, active=primary)
     t0 = time.time()
-    params, sft_metrics = warm_start.sft(run, template.params, progress)
+    if config.sft.init_from:  # the warm start of an earlier run (e.g. one SFT per ablation seed)
+      params, sft_metrics = warm_start.load_sft(run, config.sft.init_from)
+    else:
+      params, sft_metrics = warm_start.sft(run, template.params, progress)
     del template
     sft_metrics["sft_time_s"] = time.time() - t0
     prm_params = None
@@ -293,8 +296,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     state = run.make_rl_state(params, prm_params)
     acc = run.evaluate(state.params)
     writer.write(0, {"phase": "sft", "eval_accuracy": acc, **sft_metrics})
-    logging.info("after SFT (%d steps): held-out greedy accuracy %.3f", sft_metrics["sft_steps"],
-                 acc)
+    logging.info("after SFT (%d steps): held-out greedy accuracy %.3f",
+                 sft_metrics.get("sft_steps", 0), acc)
     checkpointer.save(0, state, train_it.get_state(), {"eval_accuracy": acc, **rng_meta})
     start = 0
   else:

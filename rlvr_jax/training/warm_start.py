@@ -6,6 +6,8 @@ step's loss and gradient norm, and the parameters they return, are checked finit
 
 from __future__ import annotations
 
+import json
+import os
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -15,6 +17,7 @@ import tqdm
 from absl import logging
 
 from rlvr_jax import parallel, sampling
+from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.data import pipeline
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import finite
@@ -23,6 +26,29 @@ from rlvr_jax.training.state import critic_from_policy, make_optimizer
 
 if TYPE_CHECKING:
   from rlvr_jax.training.loop import Run
+
+
+def load_sft(run: Run, workdir: str) -> tuple[Any, dict[str, Any]]:
+  """The policy in checkpoint 0 of the earlier run in `workdir` (`sft.init_from`), instead of an
+  SFT phase, with that run's SFT metrics. Its state must be this run's plain RL state (same
+  model and optimizer; no reference, critic or PRM): anything else is refused, naming the
+  differences."""
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  try:
+    template = run.make_state(run.init_params(), run.rl_optimizer, with_reference=False)
+    state, _, _ = checkpointer.restore(0, abstract_like(template))
+  except ValueError as e:
+    raise ValueError(f"config.sft.init_from: {e}") from None
+  finally:
+    checkpointer.close()
+  finite.check_tree("sft", 0, state.params, replicated=parallel.replicated(run.mesh))
+  metrics: dict[str, Any] = {}
+  path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      first = json.loads(f.readline() or "{}")
+    metrics = {k: v for k, v in first.items() if k.startswith("sft_")}
+  return state.params, {**metrics, "sft_init_from": os.path.abspath(workdir)}
 
 
 def sft(run: Run, params, progress: bool) -> tuple[Any, dict[str, Any]]:
