@@ -14,6 +14,7 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "colabs", "*.ipynb")))
 # What each notebook's last code cell prints.
 FINAL_OUTPUT = {
     "quickstart.ipynb": "held-out greedy accuracy after RL:",
+    "credit_assignment.ipynb": "80/20 mask keeps",
 }
 
 
