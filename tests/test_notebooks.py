@@ -15,6 +15,7 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "colabs", "*.ipynb")))
 FINAL_OUTPUT = {
     "quickstart.ipynb": "held-out greedy accuracy after RL:",
     "credit_assignment.ipynb": "80/20 mask keeps",
+    "evaluation.ipynb": "pass@1",
 }
 
 
