@@ -11,11 +11,13 @@ from nbclient import NotebookClient
 from tests.helpers import ROOT
 
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "colabs", "*.ipynb")))
-# What each notebook's last code cell prints.
+# What each notebook's last code cell prints; the cells before it assert their own checks
+# (TEMPO against a slow prefix tree, pass@k against run_eval's table, reward_fn against verify).
 FINAL_OUTPUT = {
     "quickstart.ipynb": "held-out greedy accuracy after RL:",
     "credit_assignment.ipynb": "80/20 mask keeps",
     "evaluation.ipynb": "pass@1",
+    "custom_reward.ipynb": "digit_sum: held-out greedy accuracy",
 }
 
 
