@@ -26,7 +26,8 @@ def _text(cell) -> str:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
-def test_notebook_executes(path):
+def test_notebook_executes(path, tmp_path, monkeypatch):
+  monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel's run directories go where pytest cleans
   nb = nbformat.read(path, as_version=4)
   NotebookClient(nb, timeout=600, kernel_name="python3",
                  resources={"metadata": {"path": os.path.dirname(path)}}).execute()
