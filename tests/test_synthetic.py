@@ -124,8 +124,9 @@ def test_register_task(restore_tasks):
   assert synthetic.register_task(_EchoTask) is _EchoTask
   configs_base.validate(config)  # the config rule sees tasks registered after import
   assert synthetic.make_task(_EchoTask.name).example(7, split="train", seed=0).answer == "7"
-  redefined = type("_EchoTask", (), dict(vars(_EchoTask)))  # a notebook cell run again
-  redefined.__module__, redefined.__qualname__ = _EchoTask.__module__, _EchoTask.__qualname__
+  # A notebook cell run again: a new class object, same module and qualified name.
+  redefined = type("_EchoTask", (_EchoTask,), {"__module__": _EchoTask.__module__,
+                                               "__qualname__": _EchoTask.__qualname__})
   synthetic.register_task(redefined)
   assert synthetic.TASKS[_EchoTask.name] is redefined
   impostor = type("Impostor", (), {"name": "sort"})
