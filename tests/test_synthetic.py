@@ -95,6 +95,46 @@ def test_make_task_errors():
     synthetic.make_task("sort").example(0, split="valid", seed=0)
 
 
+@dataclasses.dataclass(frozen=True)
+class _EchoTask:
+  """A user task as a notebook writes one: the sort task's machinery under a new name."""
+  name = "echo_test_task"
+  meta_size = 0
+  max_prompt_chars = max_completion_chars = 8
+
+  def example(self, index, *, split, seed):
+    del seed
+    return synthetic.Example(prompt=f"{index}=", answer=str(index), demo=str(index), meta=())
+
+
+@pytest.fixture
+def restore_tasks():
+  before = dict(synthetic.TASKS)
+  yield
+  synthetic.TASKS.clear()
+  synthetic.TASKS.update(before)
+
+
+def test_register_task(restore_tasks):
+  from rlvr_jax import configs_base
+  config = configs_base.base_config()
+  config.task.update(name=_EchoTask.name, kwargs={})
+  with pytest.raises(ValueError, match="task.name"):
+    configs_base.validate(config)
+  assert synthetic.register_task(_EchoTask) is _EchoTask
+  configs_base.validate(config)  # the config rule sees tasks registered after import
+  assert synthetic.make_task(_EchoTask.name).example(7, split="train", seed=0).answer == "7"
+  # A notebook cell run again: a new class object, same module and qualified name.
+  redefined = type("_EchoTask", (_EchoTask,), {"__module__": _EchoTask.__module__,
+                                               "__qualname__": _EchoTask.__qualname__})
+  synthetic.register_task(redefined)
+  assert synthetic.TASKS[_EchoTask.name] is redefined
+  impostor = type("Impostor", (), {"name": "sort"})
+  with pytest.raises(ValueError, match="'sort' is already registered"):
+    synthetic.register_task(impostor)
+  assert synthetic.TASKS["sort"] is synthetic.SortTask
+
+
 # ----------------------------------------------------------------------------------------------
 # Reward agreement: reward_fn(ids) == verify(decode_completion(ids)) on right and wrong completions.
 

@@ -10,7 +10,7 @@ from rlvr_jax.tokenizers import SentencePieceTokenizer
 
 __all__ = ["TASKS", "AdditionTask", "CountdownTask", "Example", "Gsm8kTask", "GsmArithTask",
            "Math500Task", "SortTask", "Task",
-           "build_tokenizer", "decode_completion", "make_task", "split_of"]
+           "build_tokenizer", "decode_completion", "make_task", "register_task", "split_of"]
 
 TASKS: dict[str, Callable[..., Task]] = {
     AdditionTask.name: AdditionTask,
@@ -20,6 +20,24 @@ TASKS: dict[str, Callable[..., Task]] = {
     Math500Task.name: Math500Task,
     GsmArithTask.name: GsmArithTask,
 }
+
+
+def register_task(constructor: Callable[..., Task]) -> Callable[..., Task]:
+  """Adds a task class to TASKS under its `name`, so `config.task.name` selects it.
+
+  Usable as a class decorator (`@synthetic.register_task`). A name taken by another task raises
+  ValueError, except by a class of the same module and qualified name: a notebook cell that
+  defines and registers the task, run again, replaces its earlier definition.
+  """
+  name = constructor.name
+  known = TASKS.get(name)
+  same_definition = known is not None and (
+      (known.__module__, known.__qualname__) == (constructor.__module__, constructor.__qualname__))
+  if known is not None and not same_definition:
+    raise ValueError(f"task {name!r} is already registered ({known.__module__}."
+                     f"{known.__qualname__}); pick another `name`")
+  TASKS[name] = constructor
+  return constructor
 
 
 def make_task(name: str, **kwargs) -> Task:
