@@ -1,7 +1,7 @@
 """Length bias: GRPO with per-sequence length normalisation and std scaling vs Dr. GRPO.
 
     python experiments/length_bias.py [--seeds 0,1,2] [--variants grpo_seqmean,dr_grpo,grpo]
-        [--rl_steps 100] [--workdir /tmp/abl_credit_len] [--tiny]
+        [--rl_steps 80] [--workdir /tmp/abl_credit_len] [--tiny]
 
 Task: the quickstart's 3-digit addition with a column scratchpad (configs/quickstart.py), the
 only synthetic task here whose completion length is the policy's choice: one "x+y+c=s" column
@@ -34,6 +34,8 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from experiments import common  # noqa: E402
+from rlvr_jax import evaluate  # noqa: E402
+from rlvr_jax.training import loop  # noqa: E402
 # The same setup and Dr. GRPO run as the credit-assignment ablation: one workdir serves both.
 from experiments.credit_assignment import DR_GRPO, SETUP  # noqa: E402
 
@@ -46,6 +48,32 @@ VARIANTS = {
     "grpo": {},
 }
 LENGTHS = ("completion_tokens_wrong", "completion_tokens_correct")
+
+
+# ---------------------------------------------------------------------------------------------
+# Length against the gold scratchpad's (difficulty held fixed)
+# ---------------------------------------------------------------------------------------------
+def excess_length(config, workdir: str, checkpoint: str, *, prompts: int, seed: int) -> dict:
+  """Samples G completions (RL temperature) for `prompts` held-out prompts from a checkpoint and
+  compares each completion's length with its prompt's gold demonstration (scratchpad + answer +
+  EOS). Longer operands make both longer and harder, so raw wrong-vs-right lengths mix
+  difficulty with bias; the excess over the gold length does not."""
+  run = loop.Run(config)
+  params, _ = evaluate.restore_params(run, workdir, checkpoint)
+  s = evaluate.sample_and_score(run, params, n=config.rl.group_size,
+                                temperature=config.rl.temperature, num_prompts=prompts,
+                                batch_size=prompts, seed=seed, progress=False)
+  gold = np.asarray([len(run.tokenizer.encode(e.demo)) + 1 for e in s["examples"]])
+  lengths, correct = s["lengths"], s["correct"]
+  excess = lengths - gold[:, None]
+  wrong = ~correct
+  mean = lambda x, m: float(x[m].mean()) if m.any() else None  # noqa: E731 (JSON: no NaN)
+  return {"accuracy": float(correct.mean()),
+          "len_wrong": mean(lengths, wrong), "len_right": mean(lengths, correct),
+          "excess_wrong": mean(excess, wrong), "excess_right": mean(excess, correct),
+          "longer_than_gold_wrong": mean(excess > 0, wrong),
+          "shorter_than_gold_wrong": mean(excess < 0, wrong),
+          "truncated": float(s["truncated"].mean()), "samples": int(lengths.size)}
 
 
 def _window(record, key: str, lo: int, hi: int) -> float:
@@ -79,6 +107,26 @@ def table(records: list[dict], rl_steps: int) -> str:
         f"{common.fmt(gap, 2)} | {common.fmt(win('completion_tokens', late), 2)} | "
         f"{common.fmt([r['summary']['sft_eval_accuracy'] for r in rs])} | "
         f"{common.fmt([r['summary']['final_eval_accuracy'] for r in rs])} |")
+  ref = "dr_grpo"
+  if ref in variants and len(variants) > 1:
+    lines += ["", f"Paired by seed (same SFT policy): variant minus {ref}, mean ± SE over seeds.",
+              "", "| variant − dr_grpo | seeds | wrong len, late | wrong − right, late | final "
+              "policy: wrong excess over gold | final acc |", "|---|---|---|---|---|---|"]
+    base = {r["seed"]: r for r in by(ref)}
+    for v in variants:
+      if v == ref:
+        continue
+      pairs = [(r, base[r["seed"]]) for r in by(v) if r["seed"] in base]
+      gap = lambda r: _window(r, LENGTHS[0], *late) - _window(r, LENGTHS[1], *late)  # noqa: E731
+      excess = [a["gold"]["excess_wrong"] - b["gold"]["excess_wrong"] for a, b in pairs
+                if None not in (a.get("gold", {}).get("excess_wrong"),
+                                b.get("gold", {}).get("excess_wrong"))]
+      wrong = [_window(a, LENGTHS[0], *late) - _window(b, LENGTHS[0], *late) for a, b in pairs]
+      acc = [a["summary"]["final_eval_accuracy"] - b["summary"]["final_eval_accuracy"]
+             for a, b in pairs]
+      lines.append(f"| {v} | {','.join(str(a['seed']) for a, _ in pairs)} | "
+                   f"{common.fmt(wrong, 2)} | {common.fmt([gap(a) - gap(b) for a, b in pairs], 2)}"
+                   f" | {common.fmt(excess, 2)} | {common.fmt(acc)} |")
   lines += ["", f"Per-window means ({w} steps each) of the wrong / right lengths, mean ± SE "
             "over seeds (the numbers behind lengths.png):", "",
             "| steps | " + " | ".join(f"{v} wrong | {v} right" for v in variants) + " |",
@@ -90,6 +138,22 @@ def table(records: list[dict], rl_steps: int) -> str:
       for key in LENGTHS:
         cells.append(common.fmt([_window(r, key, *span) for r in by(v)], 2))
     lines.append(f"| {span[0]}–{span[1]} | " + " | ".join(cells) + " |")
+  gold = [("SFT", [r["sft_gold"] for r in records if "sft_gold" in r and r["variant"] ==
+                   variants[0]])]
+  gold += [(f"final {v}", [r["gold"] for r in by(v) if "gold" in r]) for v in variants]
+  lines += ["", "Held-out samples (G per prompt, RL temperature) of the SFT and final policies: "
+            "length minus the prompt's gold-demonstration length, mean ± SE over seeds:", "",
+            "| policy | seeds | sample acc | wrong: len | wrong: excess over gold | wrong: share "
+            "longer than gold | wrong: share shorter | right: excess over gold | truncated |",
+            "|---|---|---|---|---|---|---|---|---|"]
+  for name, gs in gold:
+    if not gs:
+      continue
+    col = lambda k: common.fmt([g[k] for g in gs], 2)  # noqa: E731
+    lines.append(f"| {name} | {len(gs)} | {col('accuracy')} | {col('len_wrong')} | "
+                 f"{col('excess_wrong')} | {col('longer_than_gold_wrong')} | "
+                 f"{col('shorter_than_gold_wrong')} | {col('excess_right')} | "
+                 f"{col('truncated')} |")
   lines += ["", "Eval accuracy (greedy, held-out), mean ± SE over seeds:", "",
             "| step | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
   curves = {v: common.curve(records, v, "eval_accuracy") for v in variants}
@@ -159,7 +223,9 @@ def write(out: str, records: list[dict], rl_steps: int) -> None:
 
 def main():
   p = common.parser(__doc__.splitlines()[0], out=OUT)
-  p.add_argument("--rl_steps", type=int, default=100)
+  p.add_argument("--rl_steps", type=int, default=80)
+  p.add_argument("--gold_prompts", type=int, default=256,
+                 help="held-out prompts (x group size) sampled for the gold-length comparison")
   args = p.parse_args()
   if args.replot:
     with open(os.path.join(args.out, "results.json"), encoding="utf-8") as f:
@@ -168,7 +234,27 @@ def main():
   rl_steps = common.TINY["rl.steps"] if args.tiny else args.rl_steps
   steps = {} if args.tiny else {"rl.steps": args.rl_steps, **SETUP}
   variants = {k: {**v, **steps} for k, v in VARIANTS.items()}
-  records = common.run_ablation(args, base=BASE, variants=variants, name="abl_credit_len")
+  prompts = 16 if args.tiny else args.gold_prompts
+  workdir = args.workdir or "/tmp/abl_credit_len"
+  sft_gold = {}
+  for seed in common.seeds_of(args):  # the SFT policy of each seed, shared by its variants
+    sft_dir = os.path.join(workdir, f"seed{seed}", "sft")
+    if os.path.exists(os.path.join(sft_dir, "metrics.jsonl")):
+      sft_gold[seed] = excess_length(common.config_for(BASE, {"rl.steps": 0}, seed, args.tiny),
+                                     sft_dir, "0", prompts=prompts, seed=seed)
+
+  def after_run(run, run_dir, record):
+    out = {"gold": excess_length(run.config, run_dir, "latest", prompts=prompts,
+                                 seed=record["seed"])}
+    if record["seed"] not in sft_gold:
+      sft_gold[record["seed"]] = excess_length(
+          common.config_for(BASE, {"rl.steps": 0}, record["seed"], args.tiny),
+          os.path.join(workdir, f"seed{record['seed']}", "sft"), "0", prompts=prompts,
+          seed=record["seed"])
+    return {**out, "sft_gold": sft_gold[record["seed"]]}
+
+  records = common.run_ablation(args, base=BASE, variants=variants, after_run=after_run,
+                                name="abl_credit_len")
   common.save_results(args.out, records, {"rl_steps": rl_steps, "tiny": args.tiny,
                                           "machine": common.machine()})
   write(args.out, common.load_results(args.out), rl_steps)
