@@ -137,7 +137,7 @@ def table(records: list[dict], sft_stats: dict[int, dict]) -> str:
         f"{common.fmt([np.mean(_evals(r)) for r in rs])} | "
         f"{common.fmt([_rl_seconds(r) for r in rs], 1)} | "
         f"{common.fmt([r['summary']['median_step_time_s'] for r in rs])} | "
-        f"{common.fmt([r['signs']['flip_frac_valid'] for r in rs if 'signs' in r])} |")
+        f"{common.fmt([r['signs']['flip_frac_valid'] for r in rs if 'signs' in r], 4)} |")
   lines += ["", "Eval accuracy (greedy, held-out) at each evaluation step, mean ± SE over seeds:",
             "", "| step | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
   curves = {v: common.curve(records, v, "eval_accuracy") for v in variants}
