@@ -168,13 +168,16 @@ def curve(records: list[dict], variant: str, key: str, phase: str = "rl"
           np.asarray([0.0 if math.isnan(se) else se for _, se, _ in stats]))
 
 
-def wall_clock(record: dict) -> dict[int, float]:
-  """Seconds of RL since the run started, at each RL step (sum of step_time_s)."""
+def wall_clock(record: dict, *, exclude_compile: bool = False) -> dict[int, float]:
+  """Seconds of RL since the run started, at each RL step (sum of step_time_s). With
+  `exclude_compile` the first RL step, which also traces and compiles the step (and is much
+  faster when the XLA cache holds the program), counts the run's median step time instead."""
+  rl = [row for row in record["rows"] if row.get("phase") == "rl"]
+  median = float(np.median([row.get("step_time_s") or 0.0 for row in rl])) if rl else 0.0
   out, total = {}, 0.0
-  for row in record["rows"]:
-    if row.get("phase") == "rl":
-      total += row.get("step_time_s") or 0.0
-      out[row["step"]] = total
+  for i, row in enumerate(rl):
+    total += median if exclude_compile and i == 0 else (row.get("step_time_s") or 0.0)
+    out[row["step"]] = total
   return out
 
 
@@ -226,3 +229,15 @@ def machine() -> str:
   import platform
   return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, " \
          f"{platform.system()} (no accelerator)"
+
+
+def wall_curve(records: list[dict], variant: str, key: str = "eval_accuracy", *,
+               exclude_compile: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(seconds, mean, se) of RL metric `key` over the seeds of `variant` against RL wall clock:
+  at each step all seeds have, the seeds' mean `wall_clock` seconds (step 0, the SFT policy,
+  at 0 s; compilation excluded unless `exclude_compile` is False)."""
+  steps, mean, se = curve(records, variant, key)
+  clocks = [wall_clock(r, exclude_compile=exclude_compile) for r in records
+            if r["variant"] == variant]
+  seconds = np.asarray([np.mean([c.get(int(t), 0.0) for c in clocks]) for t in steps])
+  return seconds, mean, se

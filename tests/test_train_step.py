@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from rlvr_jax.training import loop, warm_start
+from rlvr_jax.training import loop, rl_step, warm_start
 from tests.helpers import load_config
 
 
@@ -41,7 +41,8 @@ def test_rl_step_traced_once_without_host_transfers():
   assert step._cache_size() == 1
   assert int(state.step) == 3
   m = jax.device_get(metrics)
-  for k in ("reward_mean", "loss", "grad_norm", "completion_tokens", "kl_ref", "clip_fraction"):
+  for k in ("reward_mean", "loss", "grad_norm", "completion_tokens", "kl_ref", "clip_fraction",
+            "completion_tokens_correct", "completion_tokens_wrong", "correct_frac"):
     assert np.isfinite(m[k]), k
   assert m["grad_norm"] > 0  # NSR on an untrained model always has negative samples
   changed = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)), before, state.params)
@@ -116,3 +117,15 @@ def test_one_update_per_rollout_is_the_policy_gradient_without_an_old_logp_forwa
   moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
               for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(state.params)))
   assert moved > 1e-5
+
+
+def test_length_by_outcome_is_the_masked_mean_of_each_kind():
+  lengths = np.array([3, 10, 5, 7, 2, 9], np.int32)
+  rewards = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0], np.float32)
+  m = jax.device_get(jax.jit(rl_step.length_by_outcome)(lengths, rewards))
+  np.testing.assert_allclose(m["completion_tokens_correct"], (3 + 5 + 9) / 3, rtol=1e-6)
+  np.testing.assert_allclose(m["completion_tokens_wrong"], (10 + 7 + 2) / 3, rtol=1e-6)
+  np.testing.assert_allclose(m["correct_frac"], 0.5)
+  none_right = jax.device_get(rl_step.length_by_outcome(lengths, np.zeros(6, np.float32)))
+  assert none_right["completion_tokens_correct"] == 0.0 and none_right["correct_frac"] == 0.0
+  np.testing.assert_allclose(none_right["completion_tokens_wrong"], lengths.mean(), rtol=1e-6)

@@ -294,7 +294,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
         completion_tokens=lengths.mean(), completion_tokens_max=lengths.max(),
         sample_entropy=jnp.sum(comp.entropies) / jnp.maximum(comp.mask.sum(), 1),
         adv_abs_mean=jnp.sum(jnp.abs(adv)) / jnp.maximum(comp.mask.sum(), 1),
-        loss_tokens_frac=loss_mask.sum() / jnp.maximum(comp.mask.sum(), 1))
+        loss_tokens_frac=loss_mask.sum() / jnp.maximum(comp.mask.sum(), 1),
+        **length_by_outcome(lengths, rewards.reshape(-1)))
     if step_r is not None:
       n_steps = step_end.sum(-1)
       metrics.update(
@@ -314,6 +315,24 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
 
   rl_step.phases = RLPhases(sample=sample, score=score, learn=learn)
   return rl_step
+
+
+def length_by_outcome(lengths_n: jax.Array, rewards_n: jax.Array) -> dict[str, jax.Array]:
+  """Mean completion length of the correct (reward > 0) and of the wrong completions, and the
+  share that is correct; length bias (Dr. GRPO, "Understanding R1-Zero-Like Training" §3.1)
+  shows as wrong answers growing longer than right ones. A kind absent from the batch reports 0
+  (not NaN, which would stop the run): read it with `correct_frac` ∈ (0, 1).
+
+  Args: lengths_n [n] valid tokens per completion; rewards_n [n] outcome rewards.
+  """
+  correct_n = (rewards_n > 0).astype(jnp.float32)
+  lengths_n = lengths_n.astype(jnp.float32)
+  n_correct = correct_n.sum()
+  n_wrong = correct_n.size - n_correct
+  return dict(
+      correct_frac=n_correct / correct_n.size,
+      completion_tokens_correct=jnp.sum(lengths_n * correct_n) / jnp.maximum(n_correct, 1),
+      completion_tokens_wrong=jnp.sum(lengths_n * (1 - correct_n)) / jnp.maximum(n_wrong, 1))
 
 
 def make_eval_step(config: ml_collections.ConfigDict, model_config: models.ModelConfig,

@@ -1,0 +1,29 @@
+"""experiments/credit_assignment.py --tiny produces its table, results and plots."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_credit_assignment_tiny_writes_every_output(tmp_path):
+  # Three of the five variants: the plain outcome path, TEMPO and the critic; each one costs a
+  # compilation of the RL step, the bulk of a --tiny run.
+  out, work = tmp_path / "out", tmp_path / "work"
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "credit_assignment.py"),
+                  "--tiny", "--seeds", "0", "--variants", "grpo,tempo,ppo_gae", "--out", str(out), "--workdir", str(work)],
+                 check=True, cwd=ROOT, env=env, timeout=900)
+  with open(out / "results.json", encoding="utf-8") as f:
+    data = json.load(f)
+  pairs = {(r["variant"], r["seed"]) for r in data["records"]}
+  assert pairs == {(v, 0) for v in ("grpo", "tempo", "ppo_gae")}
+  for r in data["records"]:
+    assert 0 <= r["signs"]["flip_frac_valid"] <= 1 and r["signs"]["tokens"] > 0
+  assert set(data["sft_signs"]) == {"0"}
+  table = (out / "table.md").read_text()
+  assert "| tempo |" in table and "opposite sign" in table
+  for png in ("accuracy.png", "accuracy_wall.png"):
+    assert (out / png).stat().st_size > 0

@@ -1,0 +1,28 @@
+"""experiments/length_bias.py --tiny produces its table, results and plots."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_length_bias_tiny_writes_every_output(tmp_path):
+  out, work = tmp_path / "out", tmp_path / "work"
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "length_bias.py"),
+                  "--tiny", "--seeds", "0,1", "--variants", "grpo_seqmean,dr_grpo", "--out", str(out), "--workdir", str(work)],
+                 check=True, cwd=ROOT, env=env, timeout=900)
+  with open(out / "results.json", encoding="utf-8") as f:
+    data = json.load(f)
+  pairs = {(r["variant"], r["seed"]) for r in data["records"]}
+  assert pairs == {(v, s) for v in ("grpo_seqmean", "dr_grpo") for s in (0, 1)}
+  for r in data["records"]:
+    rl = [row for row in r["rows"] if row.get("phase") == "rl"]
+    assert rl and all("completion_tokens_wrong" in row and "completion_tokens_correct" in row
+                      for row in rl)
+  table = (out / "table.md").read_text()
+  assert "| grpo_seqmean |" in table and "| dr_grpo |" in table
+  for png in ("lengths.png", "accuracy.png"):
+    assert (out / png).stat().st_size > 0
