@@ -5,11 +5,11 @@
 
 `--checkpoint` picks the policy: `latest` (default) or a step number restores DIR/checkpoints
 (step 0 is the policy after the SFT warm start); `none` evaluates the initial weights (the
-pretrained checkpoint for config.init.kind hf/gguf, the random init for scratch). Each batch of
-prompts is repeated n times, sampled and scored by the task's reward in one jitted program; the
-host then decodes the completions and extracts final answers for the majority vote
-(`task.final_answer` where a task has one, e.g. the canonical math answer; else the decoded
-completion).
+pretrained checkpoint for config.init.kind hf/gguf, the random init for scratch). Each prompt of
+a batch is prefilled once and sampled n times (the n samples share its cache), and scored by the
+task's reward, in one jitted program; the host then decodes the completions and extracts final
+answers for the majority vote (`task.final_answer` where a task has one, e.g. the canonical math
+answer; else the decoded completion).
 
 Nothing sampled is lost: the k values and the output directory are checked before sampling;
 each prompt's results are appended to DIR/eval_<step>_n<n>_t<T>_<digest>.prompts.jsonl as its
@@ -27,6 +27,7 @@ import os
 from typing import Any, Iterator
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -101,11 +102,11 @@ def _examples(run: loop.Run, num_prompts: int) -> list:
   return [source[i] for i in range(num_prompts)]
 
 
-def _stack(encoded: list[dict[str, np.ndarray]], rows: int, n: int) -> dict[str, np.ndarray]:
-  """Pads to `rows` prompts (repeating the last, so every call has one shape), repeats each n x."""
+def _stack(encoded: list[dict[str, np.ndarray]], rows: int) -> dict[str, np.ndarray]:
+  """Pads to `rows` prompts (repeating the last, so every call has one shape)."""
   encoded = encoded + [encoded[-1]] * (rows - len(encoded))
   keys = ("prompt_ids", "prompt_mask", "answer_ids", "meta")
-  return {k: np.repeat(np.stack([e[k] for e in encoded]), n, axis=0) for k in keys}
+  return {k: np.stack([e[k] for e in encoded]) for k in keys}
 
 
 def sample_batches(run: loop.Run, params, *, n: int, temperature: float, num_prompts: int,
@@ -125,11 +126,14 @@ def sample_batches(run: loop.Run, params, *, n: int, temperature: float, num_pro
 
   @jax.jit
   def sample_score(params, batch, rng):
+    # Each prompt is prefilled once and its cache shared by its n samples (rows p*n..p*n+n-1).
     comp = sampling.generate(run.model_config, params, batch["prompt_ids"],
                              batch["prompt_mask"], rng, max_new_tokens=max_new_tokens,
                              temperature=temperature, eos_id=tokenizer.eos_id,
-                             pad_id=tokenizer.pad_id)
-    rewards = run.reward_fn(comp.tokens, comp.mask, batch["answer_ids"], batch["meta"])
+                             pad_id=tokenizer.pad_id, num_samples=n)
+    repeat = lambda x: jnp.repeat(x, n, axis=0)
+    rewards = run.reward_fn(comp.tokens, comp.mask, repeat(batch["answer_ids"]),
+                            repeat(batch["meta"]))
     return comp.tokens, comp.mask, rewards
 
   final_answer = getattr(task, "final_answer", lambda text: text)
@@ -141,7 +145,7 @@ def sample_batches(run: loop.Run, params, *, n: int, temperature: float, num_pro
     first = i * batch_size
     chunk = examples[first:first + batch_size]
     encoded = [pipeline.encode_example(e, tokenizer, run.shapes, with_demo=False) for e in chunk]
-    batch = _stack(encoded, batch_size, n)
+    batch = _stack(encoded, batch_size)
     tokens, mask, rewards = jax.device_get(sample_score(params, batch, jax.random.fold_in(rng, i)))
     records = []
     for p, example in enumerate(chunk):
