@@ -1,7 +1,7 @@
 """Negative reinforcement ablation: PSR vs NSR vs W-REINFORCE (λ = 0.1) vs GRPO, pass@k up to 256.
 
     python experiments/negative_reinforcement.py [--seeds 0,1,2] [--variants grpo,psr,nsr,w_reinforce]
-        [--rl_steps 125] [--passk_prompts 64] [--n 256] [--workdir /tmp/abl_quickstart] [--tiny]
+        [--rl_steps 125] [--passk_prompts 32] [--n 256] [--workdir /tmp/abl_quickstart] [--tiny]
 
 Zhu et al. 2025, "The Surprising Effectiveness of Negative Reinforcement in LLM Reasoning": with a
 0/1 reward and no baseline, PSR (A = +1 on correct samples only) lifts pass@1 but narrows the
@@ -23,6 +23,7 @@ same RL steps, so their SFT runs and their `grpo` runs are the same runs and are
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -64,23 +65,34 @@ def pass_curve(counts: list[int], n: int, ks: list[int]) -> list[float]:
   return [float(np.mean(evaluation.pass_at_k(n, c, k))) for k in ks]
 
 
-def make_after_run(args):
-  sft_cache: dict[str, list[int]] = {}
+def cached_counts(run, workdir: str, checkpoint: str, *, n: int, num_prompts: int, seed: int
+                  ) -> tuple[list[int], int]:
+  """(correct_counts, step) of `workdir`'s checkpoint, kept in `workdir` as JSON so a rerun (or a
+  second process sharing the workdir) does not sample again."""
+  params, step = evaluate.restore_params(run, workdir, checkpoint)
+  path = os.path.join(workdir, f"passk_step{step}_n{n}_p{num_prompts}_s{seed}.json")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return json.load(f), step
+  counts = correct_counts(run, params, n=n, num_prompts=num_prompts, seed=seed)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(counts, f)
+  os.replace(path + ".tmp", path)
+  return counts, step
 
+
+def make_after_run(args):
   def after_run(run, run_dir, record):
-    """pass@k of this variant's final policy, and of its seed's SFT policy (once a seed)."""
+    """pass@k of this variant's final policy and of its seed's SFT policy (checkpoint 0)."""
     sft_dir = os.path.join(os.path.dirname(run_dir), "sft")
     kw = dict(n=args.n, num_prompts=args.passk_prompts, seed=1000 + record["seed"])
-    if sft_dir not in sft_cache:
-      sft_params, _ = evaluate.restore_params(run, sft_dir, "0")
-      sft_cache[sft_dir] = correct_counts(run, sft_params, **kw)
-    params, step = evaluate.restore_params(run, run_dir, "latest")
-    counts = correct_counts(run, params, **kw)
+    sft_counts, _ = cached_counts(run, sft_dir, "0", **kw)
+    counts, step = cached_counts(run, run_dir, "latest", **kw)
     ks = ks_upto(args.n)
     print(f"  pass@k {record['variant']} seed {record['seed']} (step {step}): " + ", ".join(
         f"{k}:{v:.3f}" for k, v in zip(ks, pass_curve(counts, args.n, ks))), flush=True)
     return {"passk_n": args.n, "passk_step": step, "passk_counts": counts,
-            "sft_passk_counts": sft_cache[sft_dir]}
+            "sft_passk_counts": sft_counts}
 
   return after_run
 
@@ -220,7 +232,7 @@ def report(records, out: str) -> None:
 def main():
   p = common.parser(__doc__.splitlines()[0], out=os.path.join(ROOT, "experiments", "results", NAME))
   p.add_argument("--rl_steps", type=int, default=125)
-  p.add_argument("--passk_prompts", type=int, default=64)
+  p.add_argument("--passk_prompts", type=int, default=32)
   p.add_argument("--n", type=int, default=256, help="samples per prompt for pass@k")
   args = p.parse_args()
   if args.replot:
