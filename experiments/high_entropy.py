@@ -176,7 +176,7 @@ def fork_tables(forks: list[dict], top_rows: int = 12) -> str:
 def training_tables(records, variants) -> str:
   lines = ["Held-out greedy accuracy (512 prompts), mean ± SE over seeds:", "",
            "| variant | seeds | after SFT (step 0) | best eval | final | final train reward "
-           "(last 10 steps) | final sample entropy | RL wall s / run |",
+           "(last 10 steps) | final sample entropy | RL step time s / run |",
            "|---|---|---|---|---|---|---|---|"]
   for v in variants:
     rs = [r for r in records if r["variant"] == v]
@@ -187,7 +187,8 @@ def training_tables(records, variants) -> str:
         f"{common.fmt([r['summary']['best_eval_accuracy'] for r in rs])} | "
         f"{common.fmt([r['summary']['final_eval_accuracy'] for r in rs])} | "
         f"{common.fmt([r['summary']['final_reward_mean'] for r in rs])} | "
-        f"{common.fmt(ent)} | {common.fmt([r['wall_s'] for r in rs], 0)} |")
+        f"{common.fmt(ent)} | "
+        f"{common.fmt([max(common.wall_clock(r).values(), default=0) for r in rs], 0)} |")
   lines += ["", "Paired final-accuracy difference to `grpo` (same seed, same SFT), mean ± SE:",
             "", "| variant | final − grpo final |", "|---|---|"]
   final = {(r["variant"], r["seed"]): r["summary"]["final_eval_accuracy"] for r in records}

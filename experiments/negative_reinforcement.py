@@ -138,7 +138,7 @@ def tables(records, variants) -> str:
     lines.append(f"| {v} | " + " | ".join(cells) + " |")
   lines += ["", "Held-out greedy accuracy (512 prompts) during RL, mean ± SE over seeds:", "",
             "| policy | after SFT (step 0) | best eval | final | final train reward (last 10 "
-            "steps) | final sample entropy | RL wall s / run |",
+            "steps) | final sample entropy | RL step time s / run |",
             "|---|---|---|---|---|---|---|"]
   for v in variants:
     rs = [r for r in records if r["variant"] == v]
@@ -151,7 +151,8 @@ def tables(records, variants) -> str:
         f"{common.fmt([r['summary']['best_eval_accuracy'] for r in rs])} | "
         f"{common.fmt([r['summary']['final_eval_accuracy'] for r in rs])} | "
         f"{common.fmt([r['summary']['final_reward_mean'] for r in rs])} | "
-        f"{common.fmt(ent)} | {common.fmt([r['wall_s'] for r in rs], 0)} |")
+        f"{common.fmt(ent)} | "
+        f"{common.fmt([max(common.wall_clock(r).values(), default=0) for r in rs], 0)} |")
   steps, _, _ = common.curve(records, variants[0], "eval_accuracy")
   lines += ["", "Held-out greedy accuracy curve (mean ± SE over seeds; the numbers behind "
             "accuracy.png):", "", "| step | " + " | ".join(variants) + " |",
