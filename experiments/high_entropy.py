@@ -274,6 +274,8 @@ def main():
   p.add_argument("--rl_steps", type=int, default=125)
   p.add_argument("--fork_prompts", type=int, default=128)
   p.add_argument("--fork_samples", type=int, default=8)
+  p.add_argument("--fork_seeds", default="", help="seeds whose SFT policy the forking-token "
+                 "analysis samples (needs only their SFT run); default: --seeds")
   args = p.parse_args()
   if args.replot:
     report(_load(args.out), args.out)
@@ -287,7 +289,7 @@ def main():
   forking = {}
   if os.path.exists(os.path.join(args.out, "results.json")):
     forking = _load(args.out).get("forking", {})
-  for seed in common.seeds_of(args):
+  for seed in [int(x) for x in args.fork_seeds.split(",") if x] or common.seeds_of(args):
     forking[str(seed)] = forking_analysis(args, seed)
   common.save_results(args.out, records, {"machine": common.machine(), "forking": forking})
   report(_load(args.out), args.out)
