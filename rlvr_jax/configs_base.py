@@ -75,6 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
       clip_high=0.2, dual_clip=ml_collections.FieldReference(None, field_type=float),
       max_len=ml_collections.FieldReference(None, field_type=int), kl_coef=0.0, kl_kind="k3",
       entropy_coef=0.0, high_entropy_frac=ml_collections.FieldReference(None, field_type=float),
+      high_entropy_invert=False,
       dynamic_sampling=False, overlong_buffer_len=0, positive_weight=0.1, negative_weight=1.0,
       kl_penalty_coef=0.01, kl_penalty_kind="k1", gamma=1.0, lam=1.0, value_clip=0.2,
       # PURE: min-form softmax temperature; weight of the verifiable reward (PRM+VR; 0 = PRM only)
@@ -198,6 +199,8 @@ RULES: dict[str, config_rules.Rule] = {
     # Signed on purpose: > 0 rewards entropy, < 0 minimises it (an objective of its own).
     "algorithm.entropy_coef": Float(),
     "algorithm.high_entropy_frac": Float(gt=0, le=1, optional=True),  # None: every token
+    # True: train on the complement of the top-ρ entropy tokens (the lowest 1 − ρ); needs a ρ
+    "algorithm.high_entropy_invert": Bool(),
     "algorithm.dynamic_sampling": Bool(),
     "algorithm.overlong_buffer_len": Int(ge=0),  # 0 disables DAPO's overlong shaping
     "algorithm.positive_weight": Float(ge=0),
@@ -259,6 +262,9 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(c.algorithm.policy_loss != "gspo" or c.algorithm.loss_agg == losses.GSPO_AGGREGATION,
        "algorithm.loss_agg", f"policy_loss='gspo' averages over sequences (GSPO eq. 13) and "
        f"needs loss_agg={losses.GSPO_AGGREGATION!r}, got {c.algorithm.loss_agg!r}")
+  need(not c.algorithm.high_entropy_invert or c.algorithm.high_entropy_frac is not None,
+       "algorithm.high_entropy_invert", "inverts the top-ρ entropy mask and needs "
+       "algorithm.high_entropy_frac = ρ (e.g. 0.2 trains on the 80% lowest-entropy tokens)")
   for phase in ("sft", "rl"):
     need(c[phase].batch_size % batch_divisor == 0, f"{phase}.batch_size",
          f"{c[phase].batch_size} is not divisible by the mesh batch shards ({batch_divisor})")

@@ -107,6 +107,15 @@ def test_overlong_buffer_must_fit_the_completion_budget():
   configs_base.validate(config)
 
 
+def test_inverted_entropy_mask_needs_a_fraction():
+  config = load_config()
+  config.algorithm.high_entropy_invert = True
+  with pytest.raises(ValueError, match=r"config\.algorithm\.high_entropy_invert: .*needs"):
+    configs_base.validate(config)
+  config.algorithm.high_entropy_frac = 0.2
+  configs_base.validate(config)
+
+
 def test_an_estimator_registered_after_import_is_accepted():
   registry.register_advantage("test_only_estimator")(lambda x, cfg: None)
   try:

@@ -221,6 +221,23 @@ def test_high_entropy_mask_matches_reference_with_ties():
     np.testing.assert_array_equal(got, want.reshape(entropy.shape))
 
 
+def test_high_entropy_mask_inverted_is_the_complement_numpy_reference():
+  rng = np.random.default_rng(9)
+  entropy = np.round(rng.random((3, 11)) * 4) / 4  # many ties
+  mask = (rng.random((3, 11)) > 0.25).astype(np.float32)
+  fn = jax.jit(L.high_entropy_mask, static_argnames=("top_frac", "invert"))
+  for rho in (0.2, 0.5, 1.0):
+    got = np.asarray(fn(entropy, mask, top_frac=rho, invert=True))
+    valid = [i for i in range(entropy.size) if mask.flat[i]]
+    top = sorted(valid, key=lambda i: (-entropy.flat[i], i))[:max(1, math.ceil(
+        Fraction(str(rho)) * len(valid)))]
+    want = np.zeros(entropy.size, np.float32)
+    want[sorted(set(valid) - set(top))] = 1
+    np.testing.assert_array_equal(got, want.reshape(entropy.shape))
+    top_mask = np.asarray(fn(entropy, mask, top_frac=rho))
+    np.testing.assert_array_equal(got + top_mask, mask)  # a partition of the valid tokens
+
+
 def test_high_entropy_mask_keeps_exactly_ceil_of_the_valid_count():
   fn = jax.jit(L.high_entropy_mask, static_argnames="top_frac")
   entropy = jnp.asarray(np.random.default_rng(6).random(600), jnp.float32)

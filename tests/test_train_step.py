@@ -56,6 +56,7 @@ def test_rl_step_traced_once_without_host_transfers():
     ("dapo", {"algorithm.clip_high": 0.28, "algorithm.overlong_buffer_len": 2}),
     ("gae", {"algorithm.lam": 0.95, "rl.minibatches": 2}),
     ("grpo", {"algorithm.high_entropy_frac": 0.2, "rl.microbatches": 2}),
+    ("grpo", {"algorithm.high_entropy_frac": 0.2, "algorithm.high_entropy_invert": True}),
     ("grpo", {"algorithm.policy_loss": "gspo", "algorithm.loss_agg": "seq-mean-token-mean"}),
 ])
 def test_every_estimator_runs_inside_the_compiled_step(advantage, extra):

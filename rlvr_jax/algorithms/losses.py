@@ -201,7 +201,8 @@ def _ceil_frac_times(n: Array, frac: Fraction) -> Array:
   return p * (n // q) + (p * (n % q) + q - 1) // q
 
 
-def high_entropy_mask(entropy: Array, mask: Array, top_frac: float = 0.2) -> Array:
+def high_entropy_mask(entropy: Array, mask: Array, top_frac: float = 0.2,
+                      invert: bool = False) -> Array:
   """Keep the top k = max(1, ⌈ρ·N⌉) valid tokens by entropy (Wang et al. 2025, "Beyond the 80/20
   Rule: High-Entropy Minority Tokens Drive Effective RL for LLM Reasoning").
 
@@ -209,6 +210,8 @@ def high_entropy_mask(entropy: Array, mask: Array, top_frac: float = 0.2) -> Arr
   position (earlier first), so the result is deterministic. ρ is taken as the nearest fraction
   with denominator ≤ 10⁴ (exact for decimal fractions such as 0.2) so ⌈ρ·N⌉ is exact.
   Multiply the returned mask into the policy-loss mask; advantages are unchanged.
+  `invert=True` keeps the complement instead: the N − k valid tokens *not* in that top set (the
+  paper's contrast, "the 80% lowest-entropy tokens" at ρ = 0.2); with N = 1 it keeps nothing.
 
   Args: entropy, mask [..., T]. Returns a float32 mask of the same shape.
   """
@@ -218,7 +221,8 @@ def high_entropy_mask(entropy: Array, mask: Array, top_frac: float = 0.2) -> Arr
   score = jnp.where(valid, _f32(entropy).reshape(-1), -jnp.inf)
   order = jnp.argsort(-score, stable=True)
   rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.size, dtype=order.dtype))
-  return _f32(valid & (rank < k)).reshape(jnp.shape(mask))
+  keep = (rank >= k) if invert else (rank < k)
+  return _f32(valid & keep).reshape(jnp.shape(mask))
 
 
 def value_loss(values: Array, old_values: Array, returns: Array, mask: Array, *,

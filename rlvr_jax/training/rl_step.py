@@ -132,7 +132,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     mask = mb["loss_mask"]
     if top_entropy_frac is not None:
       mask = mask * losses.high_entropy_mask(jax.lax.stop_gradient(entropy), mask,
-                                             top_frac=float(top_entropy_frac))
+                                             top_frac=float(top_entropy_frac),
+                                             invert=bool(alg.get("high_entropy_invert", False)))
       normalizer = None  # the selected tokens of this micro-batch define its own mean
     old_logp = jax.lax.stop_gradient(logp) if on_policy else mb["old_logp"]
     loss, metrics = loss_fn(logp, old_logp, mb["advantages"], mask, alg, normalizer=normalizer)

@@ -1,0 +1,27 @@
+"""experiments/high_entropy.py --tiny produces its table, results and plots."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.helpers import ROOT
+
+
+def test_high_entropy_tiny(tmp_path):
+  out, workdir = tmp_path / "out", tmp_path / "work"
+  subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "high_entropy.py"),
+                  "--tiny", "--seeds", "0,1", "--out", str(out), "--workdir", str(workdir)],
+                 check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
+                 capture_output=True, timeout=900)
+  results = json.loads((out / "results.json").read_text())
+  assert {(r["variant"], r["seed"]) for r in results["records"]} == {
+      (v, s) for v in ("grpo", "top20", "bottom80") for s in (0, 1)}
+  assert set(results["forking"]) == {"0", "1"}
+  for f in results["forking"].values():
+    assert f["num_top"] == sum(h for h, _, _ in f["by_token"].values()) > 0
+    assert sum(f["position_top"]) == f["num_top"]
+  table = (out / "table.md").read_text()
+  assert "| top20 |" in table and "| bottom80 |" in table and "top 20%" in table
+  for png in ("curves.png", "forking_tokens.png"):
+    assert (out / png).stat().st_size > 0

@@ -1,0 +1,26 @@
+"""experiments/negative_reinforcement.py --tiny produces its table, results and plots."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.helpers import ROOT
+
+
+def test_negative_reinforcement_tiny(tmp_path):
+  out, workdir = tmp_path / "out", tmp_path / "work"
+  subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "negative_reinforcement.py"),
+                  "--tiny", "--seeds", "0,1", "--out", str(out), "--workdir", str(workdir)],
+                 check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
+                 capture_output=True, timeout=900)
+  records = json.loads((out / "results.json").read_text())["records"]
+  assert {(r["variant"], r["seed"]) for r in records} == {
+      (v, s) for v in ("grpo", "psr", "nsr", "w_reinforce") for s in (0, 1)}
+  for r in records:
+    assert len(r["passk_counts"]) == len(r["sft_passk_counts"]) > 0
+    assert all(0 <= c <= r["passk_n"] for c in r["passk_counts"])
+  table = (out / "table.md").read_text()
+  assert "pass@1" in table and "| nsr |" in table and "| sft |" in table
+  for png in ("pass_at_k.png", "accuracy.png"):
+    assert (out / png).stat().st_size > 0
