@@ -194,6 +194,26 @@ def plot_bands(ax, records: list[dict], variants, key: str, *, label_fmt: str = 
     ax.fill_between(steps, mean - se, mean + se, color=colours[i % 10], alpha=0.2, linewidth=0)
 
 
+def plot_training_curves(records: list[dict], variants, path: str,
+                         panels=(("eval_accuracy", "held-out greedy accuracy"),
+                                 ("reward_mean", "train reward (T=1 samples)"),
+                                 ("sample_entropy", "sample entropy (nats/token)"))) -> None:
+  """One panel a metric over RL steps (`plot_bands`: mean ± SE over seeds), saved to `path`."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+  for ax, (key, label) in zip(np.atleast_1d(axes), panels):
+    plot_bands(ax, records, variants, key)
+    ax.set_xlabel("RL step")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+  np.atleast_1d(axes)[0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def save_results(out: str, records: list[dict], extra: dict | None = None) -> str:
   """Writes results.json (every record, rows included); merges with earlier (variant, seed)
   pairs in the file so runs of subsets add up."""

@@ -206,18 +206,7 @@ def plots(records, variants, out: str) -> None:
   fig.savefig(os.path.join(out, "pass_at_k.png"), dpi=120)
   plt.close(fig)
 
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-  for ax, key, label in zip(axes, ("eval_accuracy", "reward_mean", "sample_entropy"),
-                            ("held-out greedy accuracy", "train reward (T=1 samples)",
-                             "sample entropy (nats/token)")):
-    common.plot_bands(ax, records, variants, key)
-    ax.set_xlabel("RL step")
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(os.path.join(out, "accuracy.png"), dpi=120)
-  plt.close(fig)
+  common.plot_training_curves(records, variants, os.path.join(out, "accuracy.png"))
 
 
 def report(records, out: str) -> None:
