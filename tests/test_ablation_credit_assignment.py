@@ -1,21 +1,15 @@
 """experiments/credit_assignment.py --tiny produces its table, results and plots."""
 
 import json
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import run_experiment_tiny
 
 
 def test_credit_assignment_tiny_writes_every_output(tmp_path):
   # Three of the five variants: the plain outcome path, TEMPO and the critic; each one costs a
   # compilation of the RL step, the bulk of a --tiny run.
   out, work = tmp_path / "out", tmp_path / "work"
-  env = {**os.environ, "PYTHONPATH": ROOT}
-  subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "credit_assignment.py"),
-                  "--tiny", "--seeds", "0", "--variants", "grpo,tempo,ppo_gae", "--out", str(out), "--workdir", str(work)],
-                 check=True, cwd=ROOT, env=env, timeout=900)
+  run_experiment_tiny("credit_assignment.py", out, work, "--seeds", "0", "--variants", "grpo,tempo,ppo_gae")
   with open(out / "results.json", encoding="utf-8") as f:
     data = json.load(f)
   pairs = {(r["variant"], r["seed"]) for r in data["records"]}

@@ -1,19 +1,13 @@
 """experiments/high_entropy.py --tiny produces its table, results and plots."""
 
 import json
-import os
-import subprocess
-import sys
 
-from tests.helpers import ROOT
+from tests.helpers import run_experiment_tiny
 
 
 def test_high_entropy_tiny(tmp_path):
   out, workdir = tmp_path / "out", tmp_path / "work"
-  subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "high_entropy.py"),
-                  "--tiny", "--seeds", "0,1", "--out", str(out), "--workdir", str(workdir)],
-                 check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
-                 capture_output=True, timeout=900)
+  run_experiment_tiny("high_entropy.py", out, workdir, "--seeds", "0,1")
   results = json.loads((out / "results.json").read_text())
   assert {(r["variant"], r["seed"]) for r in results["records"]} == {
       (v, s) for v in ("grpo", "top20", "bottom80") for s in (0, 1)}

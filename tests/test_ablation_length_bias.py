@@ -1,19 +1,13 @@
 """experiments/length_bias.py --tiny produces its table, results and plots."""
 
 import json
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import run_experiment_tiny
 
 
 def test_length_bias_tiny_writes_every_output(tmp_path):
   out, work = tmp_path / "out", tmp_path / "work"
-  env = {**os.environ, "PYTHONPATH": ROOT}
-  subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "length_bias.py"),
-                  "--tiny", "--seeds", "0,1", "--variants", "grpo_seqmean,dr_grpo", "--out", str(out), "--workdir", str(work)],
-                 check=True, cwd=ROOT, env=env, timeout=900)
+  run_experiment_tiny("length_bias.py", out, work, "--seeds", "0,1", "--variants", "grpo_seqmean,dr_grpo")
   with open(out / "results.json", encoding="utf-8") as f:
     data = json.load(f)
   pairs = {(r["variant"], r["seed"]) for r in data["records"]}

@@ -1,19 +1,13 @@
 """experiments/negative_reinforcement.py --tiny produces its table, results and plots."""
 
 import json
-import os
-import subprocess
-import sys
 
-from tests.helpers import ROOT
+from tests.helpers import run_experiment_tiny
 
 
 def test_negative_reinforcement_tiny(tmp_path):
   out, workdir = tmp_path / "out", tmp_path / "work"
-  subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "negative_reinforcement.py"),
-                  "--tiny", "--seeds", "0,1", "--out", str(out), "--workdir", str(workdir)],
-                 check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
-                 capture_output=True, timeout=900)
+  run_experiment_tiny("negative_reinforcement.py", out, workdir, "--seeds", "0,1")
   records = json.loads((out / "results.json").read_text())["records"]
   assert {(r["variant"], r["seed"]) for r in records} == {
       (v, s) for v in ("grpo", "psr", "nsr", "w_reinforce") for s in (0, 1)}

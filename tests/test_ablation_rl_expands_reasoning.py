@@ -2,19 +2,13 @@
 part runs on its tiny scratch stand-in: no GGUF is read, nothing is downloaded)."""
 
 import json
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import run_experiment_tiny
 
 
 def test_rl_expands_reasoning_tiny_writes_every_output(tmp_path):
   out, work = tmp_path / "out", tmp_path / "work"
-  env = {**os.environ, "PYTHONPATH": ROOT}
-  subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "rl_expands_reasoning.py"),
-                  "--tiny", "--seeds", "0,1", "--out", str(out), "--workdir", str(work)],
-                 check=True, cwd=ROOT, env=env, timeout=900)
+  run_experiment_tiny("rl_expands_reasoning.py", out, work, "--seeds", "0,1")
   with open(out / "results.json", encoding="utf-8") as f:
     data = json.load(f)
   n = data["n"]
