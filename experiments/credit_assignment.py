@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import common  # noqa: E402
-from rlvr_jax import evaluate  # noqa: E402
+from rlvr_jax.evaluation import evaluate  # noqa: E402
 from rlvr_jax.algorithms import advantages as adv_lib  # noqa: E402
 from rlvr_jax.algorithms import registry  # noqa: E402
 from rlvr_jax.training import loop  # noqa: E402

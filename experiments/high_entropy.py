@@ -40,7 +40,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import common  # noqa: E402
-from rlvr_jax import evaluate, sampling  # noqa: E402
+from rlvr_jax import sampling  # noqa: E402
+from rlvr_jax.evaluation import evaluate  # noqa: E402
 from rlvr_jax.data import pipeline  # noqa: E402
 from rlvr_jax.training import loop  # noqa: E402
 

@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from experiments import common  # noqa: E402
-from rlvr_jax import evaluate  # noqa: E402
+from rlvr_jax.evaluation import evaluate  # noqa: E402
 from rlvr_jax.training import loop  # noqa: E402
 # The same setup and Dr. GRPO run as the credit-assignment ablation: one workdir serves both.
 from experiments.credit_assignment import DR_GRPO, SETUP  # noqa: E402

@@ -33,7 +33,8 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from experiments import common  # noqa: E402
-from rlvr_jax import evaluate, evaluation  # noqa: E402
+from rlvr_jax import evaluation  # noqa: E402
+from rlvr_jax.evaluation import evaluate  # noqa: E402
 
 NAME = "negative_reinforcement"
 BASE = "configs/quickstart.py"

@@ -32,7 +32,7 @@ sys.path.insert(0, ROOT)
 from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rlvr_jax import evaluate  # noqa: E402
+from rlvr_jax.evaluation import evaluate  # noqa: E402
 from rlvr_jax.configs_base import load_config  # noqa: E402
 from rlvr_jax.rewards import prm  # noqa: E402
 from rlvr_jax.training import loop  # noqa: E402

@@ -8,7 +8,7 @@ Yue et al. 2025 ("Does Reinforcement Learning Really Incentivize Reasoning Capac
 Beyond the Base Model?") find that RLVR raises pass@1 but the base model's pass@k overtakes the
 RL model's at large k: RL narrows the set of problems the model can solve rather than expanding
 it. Both policies here sample n completions of the same held-out prompts at the RL sampling
-temperature (`rlvr_jax.evaluate.run_eval`: streamed and resumable), and pass@k is the unbiased
+temperature (`rlvr_jax.evaluation.evaluate.run_eval`: streamed and resumable), and pass@k is the unbiased
 estimator (`rlvr_jax.evaluation.pass_at_k`) at every k = 1..n.
 
   synthetic  configs/quickstart.py (3-digit addition with a scratchpad, tiny model): start =
@@ -37,7 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from experiments import common  # noqa: E402
-from rlvr_jax import evaluate, evaluation  # noqa: E402
+from rlvr_jax import evaluation  # noqa: E402
+from rlvr_jax.evaluation import evaluate  # noqa: E402
 from rlvr_jax.training import loop  # noqa: E402
 
 NAME = "rl_expands_reasoning"

@@ -1,16 +1,15 @@
-"""What the command-line entry points (`main`, `evaluate`) share: flag parsing whose config errors
-are one line, and the one-line report of an error caught at the boundary."""
+"""What the command-line entry points (`rlvr-train`, `rlvr-eval`, `rlvr-export`, `rlvr-plot`)
+share: `run`, whose `--help` lists the command's own flags, flag parsing whose config errors are
+one line, and the one-line report of an error caught at the boundary."""
 
 from __future__ import annotations
 
 import difflib
 import sys
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 import ml_collections
 from absl import app, flags, logging
-
-from rlvr_jax import configs_base
 
 
 def fail(error: Exception | str) -> NoReturn:
@@ -20,6 +19,27 @@ def fail(error: Exception | str) -> NoReturn:
     logging.error("%s", error)
   print(f"error: {error}", file=sys.stderr)
   sys.exit(1)
+
+
+_HELP = ("-h", "-?", "-help", "--help", "--helpshort")
+
+
+def run(main: Callable[[list[str]], None], usage: str, flag: flags.FlagHolder) -> None:
+  """`app.run(main)` with `parse_flags`, as the console scripts and `python -m` both call it.
+
+  `--help` prints `usage` and the flags of the module that defines `flag` (one line of meaning
+  each, with defaults), not the libraries' flags absl would add (those stay under `--helpfull`):
+  absl's own `--help` finds the module by the program's name, which an installed console script
+  does not share."""
+  module = flags.FLAGS.find_module_defining_flag(flag.name)
+
+  def parser(argv: list[str]) -> list[str]:
+    if any(arg in _HELP for arg in argv[1:]):
+      print(f"{usage.strip()}\n\nflags:\n{flags.FLAGS.module_help(module)}")
+      sys.exit(0)
+    return parse_flags(argv)
+
+  app.run(main, flags_parser=parser)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -69,6 +89,7 @@ def unknown_override(argv: list[str], flag: str = "config") -> str | None:
   spec = next((value for name, value in names if name == flag), None)
   if spec is None:
     return None
+  from rlvr_jax import configs_base  # local: `--help` stays fast (no jax import)
   config = configs_base.load_config(spec)
   for name, _ in names:
     path = name[2:] if name.startswith(f"no{flag}.") else name  # --noconfig.a.b for booleans

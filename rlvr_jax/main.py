@@ -1,7 +1,8 @@
-"""Entry point: python -m rlvr_jax.main --config=configs/X.py[:variant] --workdir=DIR [--config.a.b=v]
+"""Training: rlvr-train --config=configs/X.py[:variant] --workdir=DIR [--config.a.b=v]
 
 Runs the SFT warm start and the RL phase, writes DIR/metrics.jsonl, TensorBoard events and
 checkpoints under DIR/checkpoints, and resumes from them when rerun with the same workdir.
+(`python -m rlvr_jax.main` is the same command.)
 """
 
 import json
@@ -11,13 +12,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rlvr_jax import cli
-from rlvr_jax.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics and checkpoints.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _quiet_libraries(record) -> bool:
@@ -28,6 +27,7 @@ def _quiet_libraries(record) -> bool:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from rlvr_jax.training import loop  # local: `--help` stays fast (no jax import)
   logging.get_absl_logger().addFilter(_quiet_libraries)
   try:
     summary = loop.train(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
@@ -36,5 +36,11 @@ def main(argv):
   print("summary: " + json.dumps(summary, sort_keys=True))
 
 
+def run():
+  """The `rlvr-train` console script."""
+  flags.mark_flags_as_required(["config", "workdir"])
+  cli.run(main, __doc__, _WORKDIR)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  run()

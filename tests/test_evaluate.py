@@ -1,4 +1,4 @@
-"""rlvr_jax.evaluate: restores a quickstart:tiny run and writes a pass@k / maj@k / mean@k table;
+"""rlvr_jax.evaluation (`python -m rlvr_jax.evaluate`): restores a quickstart:tiny run and writes a pass@k / maj@k / mean@k table;
 checks its inputs before sampling, streams per-prompt results and resumes from them."""
 
 import glob
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import ROOT, load_config
-from rlvr_jax import evaluate
+from rlvr_jax.evaluation import evaluate
 from rlvr_jax.training import loop
 
 
