@@ -360,16 +360,19 @@ def load(path: str | pathlib.Path, dtype: str = "float32") -> tuple[ModelConfig,
 
 
 def save(path: str | pathlib.Path, model_config: ModelConfig, params: Params, *,
-         max_position_embeddings: int = 32_768) -> None:
+         max_position_embeddings: int = 32_768,
+         extra_config: dict[str, Any] | None = None) -> None:
   """Writes `path/config.json` and `path/model.safetensors` that
   `transformers.AutoModelForCausalLM.from_pretrained(path)` loads.
 
   Tensors keep the dtype of `params`. `max_position_embeddings` is metadata only (RoPE has no
-  learned table), which `ModelConfig` does not carry.
+  learned table), which `ModelConfig` does not carry; `extra_config` adds keys to config.json
+  (e.g. `eos_token_id`).
   """
   path = pathlib.Path(path)
   path.mkdir(parents=True, exist_ok=True)
   hf = config_to_hf(model_config, max_position_embeddings=max_position_embeddings)
+  hf.update(extra_config or {})
   (path / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
   # transformers refuses safetensors files whose metadata does not name a known format.
   safetensors.numpy.save_file(params_to_tensors(model_config, params),

@@ -1,0 +1,83 @@
+"""Export a run's policy as a Hugging Face model directory.
+
+    rlvr-export --workdir=DIR [--checkpoint=latest|STEP|none] --out=OUT
+
+(`python -m rlvr_jax.export` is the same command.) Reads the run's config from DIR/config.json
+(written when the run started), restores the checkpoint as `rlvr-eval` does, and writes OUT:
+config.json, model.safetensors, generation_config.json, tokenizer.json and tokenizer_config.json,
+which `transformers.AutoModelForCausalLM` / `AutoTokenizer.from_pretrained(OUT)` load with no
+code of ours. OUT must be empty or new.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags
+
+from rlvr_jax import cli
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (its config.json and checkpoints).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "latest, a step number, or none (the "
+                                  "initial weights).")
+_OUT = flags.DEFINE_string("out", None, "Directory to write the HF model into (empty or new).")
+
+
+def run_config(workdir: str):
+  """The locked config of the run in `workdir`: the defaults updated with its config.json."""
+  from rlvr_jax import configs_base  # local: as in export_run
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise ValueError(f"--workdir={workdir}: no config.json; is it a run directory?")
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  config = configs_base.base_config()
+  try:
+    config.update(saved)
+  except (TypeError, KeyError, AttributeError) as e:
+    raise ValueError(f"{path}: does not fit this version's config ({e})") from None
+  config.lock()
+  return config
+
+
+def export_run(workdir: str, out: str, checkpoint: str = "latest") -> int | None:
+  """Writes the HF directory `out` for `checkpoint` of the run in `workdir`; returns its step
+  (None for "none"). Raises ValueError (one line) for a bad argument or an unexportable run."""
+  if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+    raise ValueError(f"--out={out}: exists and is not an empty directory")
+  # Local: `--help` and argument errors stay fast (no jax import).
+  from rlvr_jax.checkpoints import hf_export
+  from rlvr_jax.evaluation import evaluate
+  from rlvr_jax.training import loop
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"--out={out}: cannot be created ({e.strerror})") from None
+  run = loop.Run(run_config(workdir))
+  params, step = evaluate.restore_params(run, workdir, checkpoint)
+  try:
+    hf_export.export(out, run.model_config, params, run.tokenizer)
+  except ValueError as e:
+    raise ValueError(f"cannot export {workdir}: {e}") from None
+  return step
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    step = export_run(_WORKDIR.value, _OUT.value, _CHECKPOINT.value)
+  except ValueError as e:
+    cli.fail(e)
+  print(f"wrote {_OUT.value} (checkpoint {'none' if step is None else step})")
+
+
+def run():
+  """The `rlvr-export` console script."""
+  flags.mark_flags_as_required(["workdir", "out"])
+  cli.run(main, __doc__, _WORKDIR)
+
+
+if __name__ == "__main__":
+  run()
