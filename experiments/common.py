@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -33,6 +32,10 @@ if ROOT not in sys.path:
 from absl import logging  # noqa: E402
 
 from rlvr_jax.configs_base import load_config  # noqa: E402
+# The curve math and plots live in rlvr_jax.plotting (shared with `rlvr-plot`); ablations call
+# them as common.X.
+from rlvr_jax.plotting import (curve, mean_se, plot_bands, plot_training_curves,  # noqa: E402,F401
+                               read_metrics, wall_clock, wall_curve)
 from rlvr_jax.training import loop  # noqa: E402
 
 # A smoke run: enough steps to produce every output, nothing more.
@@ -76,11 +79,6 @@ def _has(config, dotted: str) -> bool:
       return False
     node = node[part]
   return True
-
-
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    return [json.loads(line) for line in f]
 
 
 def run_ablation(args, *, base: str, variants: dict[str, dict[str, Any]],
@@ -132,86 +130,12 @@ def run_ablation(args, *, base: str, variants: dict[str, dict[str, Any]],
 # ---------------------------------------------------------------------------------------------
 # Aggregation over seeds
 # ---------------------------------------------------------------------------------------------
-def mean_se(values) -> tuple[float, float, int]:
-  """(mean, standard error of the mean, n) of the finite values; se is nan for n < 2."""
-  x = np.asarray([v for v in values if v is not None and math.isfinite(v)], np.float64)
-  if x.size == 0:
-    return math.nan, math.nan, 0
-  se = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else math.nan
-  return float(x.mean()), se, int(x.size)
-
-
 def fmt(values, digits: int = 3) -> str:
   """"mean ± se" over seeds, for tables."""
   m, se, n = mean_se(values)
   if n == 0:
     return "–"
   return f"{m:.{digits}f}" + (f" ± {se:.{digits}f}" if n > 1 else "")
-
-
-def curve(records: list[dict], variant: str, key: str, phase: str = "rl"
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(steps, mean, se) of metric `key` over the seeds of `variant`, at the steps all seeds have
-  (step 0, the shared SFT policy, included when the rows hold `key` there)."""
-  per_seed = []
-  for r in records:
-    if r["variant"] != variant:
-      continue
-    per_seed.append({row["step"]: row[key] for row in r["rows"]
-                     if key in row and row[key] is not None
-                     and (row.get("phase") == phase or row["step"] == 0)})
-  if not per_seed:
-    return np.zeros(0), np.zeros(0), np.zeros(0)
-  steps = sorted(set.intersection(*(set(s) for s in per_seed)))
-  stats = [mean_se([s[t] for s in per_seed]) for t in steps]
-  return (np.asarray(steps), np.asarray([m for m, _, _ in stats]),
-          np.asarray([0.0 if math.isnan(se) else se for _, se, _ in stats]))
-
-
-def wall_clock(record: dict, *, exclude_compile: bool = False) -> dict[int, float]:
-  """Seconds of RL since the run started, at each RL step (sum of step_time_s). With
-  `exclude_compile` the first RL step, which also traces and compiles the step (and is much
-  faster when the XLA cache holds the program), counts the run's median step time instead."""
-  rl = [row for row in record["rows"] if row.get("phase") == "rl"]
-  median = float(np.median([row.get("step_time_s") or 0.0 for row in rl])) if rl else 0.0
-  out, total = {}, 0.0
-  for i, row in enumerate(rl):
-    total += median if exclude_compile and i == 0 else (row.get("step_time_s") or 0.0)
-    out[row["step"]] = total
-  return out
-
-
-def plot_bands(ax, records: list[dict], variants, key: str, *, label_fmt: str = "{}") -> None:
-  """Mean over seeds as a line, ± one standard error as a shaded band, one colour a variant."""
-  import matplotlib.pyplot as plt
-  colours = plt.get_cmap("tab10").colors
-  for i, v in enumerate(variants):
-    steps, mean, se = curve(records, v, key)
-    if steps.size == 0:
-      continue
-    n = len({r["seed"] for r in records if r["variant"] == v})
-    ax.plot(steps, mean, color=colours[i % 10], marker=".", label=label_fmt.format(v) + f" (n={n})")
-    ax.fill_between(steps, mean - se, mean + se, color=colours[i % 10], alpha=0.2, linewidth=0)
-
-
-def plot_training_curves(records: list[dict], variants, path: str,
-                         panels=(("eval_accuracy", "held-out greedy accuracy"),
-                                 ("reward_mean", "train reward (T=1 samples)"),
-                                 ("sample_entropy", "sample entropy (nats/token)"))) -> None:
-  """One panel a metric over RL steps (`plot_bands`: mean ± SE over seeds), saved to `path`."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
-  for ax, (key, label) in zip(np.atleast_1d(axes), panels):
-    plot_bands(ax, records, variants, key)
-    ax.set_xlabel("RL step")
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3)
-  np.atleast_1d(axes)[0].legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def save_results(out: str, records: list[dict], extra: dict | None = None) -> str:
@@ -249,15 +173,3 @@ def machine() -> str:
   import platform
   return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, " \
          f"{platform.system()} (no accelerator)"
-
-
-def wall_curve(records: list[dict], variant: str, key: str = "eval_accuracy", *,
-               exclude_compile: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(seconds, mean, se) of RL metric `key` over the seeds of `variant` against RL wall clock:
-  at each step all seeds have, the seeds' mean `wall_clock` seconds (step 0, the SFT policy,
-  at 0 s; compilation excluded unless `exclude_compile` is False)."""
-  steps, mean, se = curve(records, variant, key)
-  clocks = [wall_clock(r, exclude_compile=exclude_compile) for r in records
-            if r["variant"] == variant]
-  seconds = np.asarray([np.mean([c.get(int(t), 0.0) for c in clocks]) for t in steps])
-  return seconds, mean, se
