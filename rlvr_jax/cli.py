@@ -35,11 +35,21 @@ def run(main: Callable[[list[str]], None], usage: str, flag: flags.FlagHolder) -
 
   def parser(argv: list[str]) -> list[str]:
     if any(arg in _HELP for arg in argv[1:]):
-      print(f"{usage.strip()}\n\nflags:\n{flags.FLAGS.module_help(module)}")
+      print(f"{usage.strip()}\n\nflags:\n{flag_help(module)}")
       sys.exit(0)
     return parse_flags(argv)
 
   app.run(main, flags_parser=parser)
+
+
+def flag_help(module: str) -> str:
+  """One line per flag `module` defines: `  --name: meaning (default: value)`."""
+  lines = []
+  for f in sorted(flags.FLAGS.get_flags_for_module(module), key=lambda f: f.name):
+    default = "" if f.default is None else f" (default: {f.default_as_str})"
+    meaning = " ".join(f.help.split())  # absl appends a second line to multi flags' help
+    lines.append(f"  --{'[no]' if f.boolean else ''}{f.name}: {meaning}{default}")
+  return "\n".join(lines)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -94,6 +94,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict(dict(every=25, num_prompts=256, batch_size=128))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.checkpoint = ml_collections.ConfigDict(dict(every=25, keep=3, use_async=True))
+  # Metrics go to metrics.jsonl and TensorBoard always; with wandb=True also to a Weights & Biases
+  # run (the [wandb] extra) in `wandb_project` named `wandb_name` ("": the workdir's name), under
+  # `wandb_entity` ("": the default). WANDB_MODE=offline and WANDB_DIR work as wandb documents.
+  c.logging = ml_collections.ConfigDict(dict(wandb=False, wandb_project="rlvr_jax",
+                                             wandb_name="", wandb_entity=""))
   # Multi-process (multi-host) run: jax.distributed.initialize() first, its settings from
   # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID or auto-detected (SLURM, TPU).
   c.distributed = False
@@ -231,6 +236,10 @@ RULES: dict[str, config_rules.Rule] = {
     "checkpoint.every": Int(ge=1),
     "checkpoint.keep": Int(ge=1),
     "checkpoint.use_async": Bool(),
+    "logging.wandb": Bool(),
+    "logging.wandb_project": Str(nonempty=True),
+    "logging.wandb_name": Str(),
+    "logging.wandb_entity": Str(),
     "distributed": Bool(),
     "debug.sigkill_after_step": Int(ge=-1),  # -1 disables
     "debug.sigkill_before_manifest": Int(ge=-1),  # -1 disables
@@ -287,6 +296,8 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(c.init.kind == "scratch" or (c.model.vocab_size == 0 and c.model.vocab_multiple == 1),
        "model.vocab_size", f"init.kind={c.init.kind!r} takes the vocabulary from the checkpoint; "
        "leave model.vocab_size=0 and model.vocab_multiple=1")
+  need(not c.logging.wandb or importlib.util.find_spec("wandb") is not None, "logging.wandb",
+       "True needs the [wandb] extra: pip install 'rlvr_jax[wandb]'")
   max_len = c.algorithm.max_len or c.rl.max_new_tokens  # DAPO's L_max (0: not known yet)
   need(not max_len or c.algorithm.overlong_buffer_len <= max_len, "algorithm.overlong_buffer_len",
        f"{c.algorithm.overlong_buffer_len} is longer than the completion budget L_max = {max_len} "

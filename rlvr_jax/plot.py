@@ -52,7 +52,10 @@ def load_runs(patterns: list[str]) -> list[dict]:
 def plot_runs(records: list[dict], runs: list[str], path: str) -> list[str]:
   """Draws `PANELS` for `runs` (variants of `records`) against steps and wall clock into `path`;
   returns the metric key drawn in each panel ('' where no run has one)."""
-  import matplotlib  # local: `--help` stays fast
+  try:
+    import matplotlib  # local: `--help` stays fast
+  except ImportError:
+    raise ValueError("rlvr-plot needs matplotlib: pip install matplotlib") from None
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(2, len(PANELS), figsize=(4 * len(PANELS), 7), squeeze=False)

@@ -280,7 +280,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         f.write(run.tokenizer.serialized_model())
 
   if restored is None:
-    writer = metrics_lib.make_writer(workdir, resume_step=None, active=primary)
+    writer = metrics_lib.make_writer(workdir, resume_step=None, active=primary,
+                                    config=config)
     t0 = time.time()
     if config.sft.init_from:  # the warm start of an earlier run (e.g. one SFT per ablation seed)
       params, sft_metrics = warm_start.load_sft(run, config.sft.init_from)
@@ -303,7 +304,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   else:
     start, state, data_state, _ = restored
     train_it.set_state(data_state)
-    writer = metrics_lib.make_writer(workdir, resume_step=start, active=primary)
+    writer = metrics_lib.make_writer(workdir, resume_step=start, active=primary,
+                                    config=config)
     logging.info("resumed from %s at RL step %d", checkpointer.directory, start)
 
   bar = tqdm.tqdm(total=config.rl.steps, initial=start, desc="rl", disable=not progress,

@@ -1,4 +1,5 @@
-"""Metrics for machines: `metrics.jsonl` (one JSON object a line) and TensorBoard events."""
+"""Metrics for machines: `metrics.jsonl` (one JSON object a line), TensorBoard events, and with
+`config.logging.wandb` a Weights & Biases run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import os
 import time
 from typing import Any
+import uuid
 
 import numpy as np
 from absl import logging
@@ -90,10 +92,48 @@ def set_aside_after(path: str, resume_step: int | None) -> str | None:
   return aside_path
 
 
-class MetricsWriter:
-  """Appends metric lines; on resume from step k, rows after k move to a file next to it."""
+def _scalars(metrics: dict[str, Any]) -> dict[str, float | int]:
+  """The numeric entries (not bools); NaN/inf kept, which TensorBoard and wandb plot as such."""
+  return {k: v for k, v in metrics.items()
+          if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
-  def __init__(self, workdir: str, *, resume_step: int | None):
+
+class WandbWriter:
+  """Metric rows to a Weights & Biases run, the run's config logged once when it starts.
+
+  The run id is kept in `workdir/wandb_run_id`, so a resumed run continues the same wandb run
+  (rows of steps it already has are then dropped by wandb, with its warning). wandb is imported
+  here only, so a run without `config.logging.wandb` never loads it or reaches its servers.
+  """
+
+  def __init__(self, workdir: str, config):
+    import wandb  # local: the optional [wandb] extra, only with config.logging.wandb
+    id_path = os.path.join(workdir, "wandb_run_id")
+    if os.path.exists(id_path):
+      with open(id_path, encoding="utf-8") as f:
+        run_id = f.read().strip()
+    else:
+      run_id = uuid.uuid4().hex[:16]
+      with open(id_path, "w", encoding="utf-8") as f:
+        f.write(run_id + "\n")
+    lg = config.logging
+    self._run = wandb.init(project=lg.wandb_project,
+                           name=lg.wandb_name or os.path.basename(os.path.abspath(workdir)),
+                           entity=lg.wandb_entity or None, id=run_id, resume="allow",
+                           config=json.loads(config.to_json_best_effort()))
+
+  def write(self, step: int, metrics: dict[str, Any]) -> None:
+    self._run.log(_scalars(metrics), step=int(step))
+
+  def close(self) -> None:
+    self._run.finish()
+
+
+class MetricsWriter:
+  """Appends metric lines; on resume from step k, rows after k move to a file next to it. Every
+  row also goes to TensorBoard, and with `config.logging.wandb` to a `WandbWriter`."""
+
+  def __init__(self, workdir: str, *, resume_step: int | None, config=None):
     self.path = os.path.join(workdir, "metrics.jsonl")
     aside = set_aside_after(self.path, resume_step)
     if aside is not None:
@@ -101,18 +141,23 @@ class MetricsWriter:
                       "starts from) moved to %s", resume_step, aside)
     self._file = open(self.path, "a", encoding="utf-8")
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._wandb = (WandbWriter(workdir, config)
+                   if config is not None and config.logging.wandb else None)
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
     row = strict_json_row({"step": int(step), **metrics})
     self._file.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
     self._file.flush()
-    for k, v in metrics.items():  # TensorBoard plots NaN/inf as such: written unchanged
-      if isinstance(v, (int, float)) and not isinstance(v, bool):
-        self._tb.add_scalar(k, v, step)
+    for k, v in _scalars(metrics).items():
+      self._tb.add_scalar(k, v, step)
+    if self._wandb is not None:
+      self._wandb.write(step, metrics)
 
   def close(self) -> None:
     self._file.close()
     self._tb.close()
+    if self._wandb is not None:
+      self._wandb.close()
 
 
 class NullWriter:
@@ -125,7 +170,9 @@ class NullWriter:
     pass
 
 
-def make_writer(workdir: str, *, resume_step: int | None,
-                active: bool = True) -> MetricsWriter | NullWriter:
-  """A MetricsWriter where `active` (process 0), else a NullWriter."""
-  return MetricsWriter(workdir, resume_step=resume_step) if active else NullWriter()
+def make_writer(workdir: str, *, resume_step: int | None, active: bool = True,
+                config=None) -> MetricsWriter | NullWriter:
+  """A MetricsWriter where `active` (process 0), else a NullWriter; `config` (the run's) turns
+  on the wandb writer where `config.logging.wandb`."""
+  return (MetricsWriter(workdir, resume_step=resume_step, config=config) if active
+          else NullWriter())

@@ -28,14 +28,15 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_changes(path: str, config: ml_collections.ConfigDict) -> list[str]:
   """"field (old -> new)" for every field of `config` that differs from the config.json at
-  `path` (written when the workdir's run started); fault injection (debug.*) is not a change."""
+  `path` (written when the workdir's run started); fault injection (debug.*) and where metrics
+  are logged (logging.*) are not changes."""
   if not os.path.exists(path):
     return []
   with open(path) as f:
     old = _flatten(json.load(f))
   new = _flatten(json.loads(config.to_json_best_effort()))
   changed = sorted(k for k in old.keys() | new.keys()
-                   if old.get(k) != new.get(k) and not k.startswith("debug."))
+                   if old.get(k) != new.get(k) and not k.startswith(("debug.", "logging.")))
   return [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed]
 
 
