@@ -8,8 +8,8 @@ Yue et al. 2025 ("Does Reinforcement Learning Really Incentivize Reasoning Capac
 Beyond the Base Model?") find that RLVR raises pass@1 but the base model's pass@k overtakes the
 RL model's at large k: RL narrows the set of problems the model can solve rather than expanding
 it. Both policies here sample n completions of the same held-out prompts at the RL sampling
-temperature (`rlvr_jax.evaluation.evaluate.run_eval`: streamed and resumable), and pass@k is the unbiased
-estimator (`rlvr_jax.evaluation.pass_at_k`) at every k = 1..n.
+temperature (`rlvr_jax.evaluation.evaluate.run_eval`: streamed and resumable), and pass@k is the
+unbiased estimator (`rlvr_jax.evaluation.pass_at_k`) at every k = 1..n.
 
   synthetic  configs/quickstart.py (3-digit addition with a scratchpad, tiny model): start =
              the shared SFT checkpoint 0 of each seed (experiments/common.py), RL = the final

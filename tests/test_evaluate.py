@@ -1,5 +1,6 @@
-"""rlvr_jax.evaluation (`python -m rlvr_jax.evaluate`): restores a quickstart:tiny run and writes a pass@k / maj@k / mean@k table;
-checks its inputs before sampling, streams per-prompt results and resumes from them."""
+"""rlvr_jax.evaluation (`python -m rlvr_jax.evaluate`): restores a quickstart:tiny run and writes
+a pass@k / maj@k / mean@k table; checks its inputs before sampling, streams per-prompt results
+and resumes from them."""
 
 import glob
 import json
