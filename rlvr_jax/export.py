@@ -41,9 +41,10 @@ def run_config(workdir: str):
   return config
 
 
-def export_run(workdir: str, out: str, checkpoint: str = "latest") -> int | None:
-  """Writes the HF directory `out` for `checkpoint` of the run in `workdir`; returns its step
-  (None for "none"). Raises ValueError (one line) for a bad argument or an unexportable run."""
+def export_run(workdir: str, out: str, checkpoint: str = "latest"):
+  """Writes the HF directory `out` for `checkpoint` of the run in `workdir`; returns
+  (the `loop.Run` rebuilt from its config, the exported params, their step; None for "none").
+  Raises ValueError (one line) for a bad argument or an unexportable run."""
   if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
     raise ValueError(f"--out={out}: exists and is not an empty directory")
   # Local: `--help` and argument errors stay fast (no jax import).
@@ -60,14 +61,14 @@ def export_run(workdir: str, out: str, checkpoint: str = "latest") -> int | None
     hf_export.export(out, run.model_config, params, run.tokenizer)
   except ValueError as e:
     raise ValueError(f"cannot export {workdir}: {e}") from None
-  return step
+  return run, params, step
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    step = export_run(_WORKDIR.value, _OUT.value, _CHECKPOINT.value)
+    _, _, step = export_run(_WORKDIR.value, _OUT.value, _CHECKPOINT.value)
   except ValueError as e:
     cli.fail(e)
   print(f"wrote {_OUT.value} (checkpoint {'none' if step is None else step})")
