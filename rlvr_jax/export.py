@@ -11,9 +11,6 @@ code of ours. OUT must be empty or new.
 
 from __future__ import annotations
 
-import json
-import os
-
 from absl import app, flags
 
 from rlvr_jax import cli
@@ -24,51 +21,12 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "latest, a step number
 _OUT = flags.DEFINE_string("out", None, "Directory to write the HF model into (empty or new).")
 
 
-def run_config(workdir: str):
-  """The locked config of the run in `workdir`: the defaults updated with its config.json."""
-  from rlvr_jax import configs_base  # local: as in export_run
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise ValueError(f"--workdir={workdir}: no config.json; is it a run directory?")
-  with open(path, encoding="utf-8") as f:
-    saved = json.load(f)
-  config = configs_base.base_config()
-  try:
-    config.update(saved)
-  except (TypeError, KeyError, AttributeError) as e:
-    raise ValueError(f"{path}: does not fit this version's config ({e})") from None
-  config.lock()
-  return config
-
-
-def export_run(workdir: str, out: str, checkpoint: str = "latest"):
-  """Writes the HF directory `out` for `checkpoint` of the run in `workdir`; returns
-  (the `loop.Run` rebuilt from its config, the exported params, their step; None for "none").
-  Raises ValueError (one line) for a bad argument or an unexportable run."""
-  if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-    raise ValueError(f"--out={out}: exists and is not an empty directory")
-  # Local: `--help` and argument errors stay fast (no jax import).
-  from rlvr_jax.checkpoints import hf_export
-  from rlvr_jax.evaluation import evaluate
-  from rlvr_jax.training import loop
-  try:
-    os.makedirs(out, exist_ok=True)
-  except OSError as e:
-    raise ValueError(f"--out={out}: cannot be created ({e.strerror})") from None
-  run = loop.Run(run_config(workdir))
-  params, step = evaluate.restore_params(run, workdir, checkpoint)
-  try:
-    hf_export.export(out, run.model_config, params, run.tokenizer)
-  except ValueError as e:
-    raise ValueError(f"cannot export {workdir}: {e}") from None
-  return run, params, step
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from rlvr_jax.checkpoints import hf_export  # local: `--help` stays fast (no jax import)
   try:
-    _, _, step = export_run(_WORKDIR.value, _OUT.value, _CHECKPOINT.value)
+    _, _, step = hf_export.export_run(_WORKDIR.value, _OUT.value, _CHECKPOINT.value)
   except ValueError as e:
     cli.fail(e)
   print(f"wrote {_OUT.value} (checkpoint {'none' if step is None else step})")

@@ -1,5 +1,6 @@
 """Training curves from metrics.jsonl: mean ± standard error over seeds, as lines with shaded
-bands. Shared by `rlvr-plot` (rlvr_jax/plot.py) and the ablations (experiments/common.py).
+bands. Shared by `rlvr-plot` (rlvr_jax/plot.py: `load_runs`, `plot_runs`) and the ablations
+(experiments/common.py).
 
 A record is one run of one seed: {"variant": name, "seed": seed, "rows": metrics.jsonl rows};
 the records of a variant are its seeds.
@@ -7,6 +8,7 @@ the records of a variant are its seeds.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -129,3 +131,57 @@ def wall_curve(records: list[dict], variant: str, key: str = "eval_accuracy", *,
             if r["variant"] == variant]
   seconds = np.asarray([np.mean([c.get(int(t), 0.0) for c in clocks]) for t in steps])
   return seconds, mean, se
+
+
+# (label, metric keys; the first key a run's rows hold is plotted)
+PANELS = (
+    ("train reward", ("reward_mean",)),
+    ("held-out greedy accuracy", ("eval_accuracy",)),
+    ("sample entropy (nats/token)", ("sample_entropy",)),
+    ("completion length (tokens)", ("completion_tokens",)),
+    ("KL", ("kl_ref", "approx_kl")),
+    ("step time (s)", ("step_time_s",)),
+)
+
+
+def load_runs(patterns: list[str]) -> list[dict]:
+  """`plotting` records, one per (run, seed): variant = the `--workdir` value as given, seed = the
+  matched directory. Raises ValueError for a pattern that matches no directory with a
+  metrics.jsonl, or a file that is not strict JSON."""
+  records = []
+  for pattern in patterns:
+    dirs = sorted(d for d in glob.glob(pattern) if os.path.isfile(os.path.join(d, "metrics.jsonl")))
+    if not dirs:
+      raise ValueError(f"--workdir={pattern}: no directory with a metrics.jsonl")
+    records += [{"variant": pattern, "seed": d, "rows": read_metrics(d)} for d in dirs]
+  return records
+
+
+def plot_runs(records: list[dict], runs: list[str], path: str) -> list[str]:
+  """Draws `PANELS` for `runs` (variants of `records`) against steps and wall clock into `path`;
+  returns the metric key drawn in each panel ('' where no run has one)."""
+  try:
+    import matplotlib  # local: only plotting needs it
+  except ImportError:
+    raise ValueError("rlvr-plot needs matplotlib: pip install matplotlib") from None
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(2, len(PANELS), figsize=(4 * len(PANELS), 7), squeeze=False)
+  drawn = []
+  for col, (label, keys) in enumerate(PANELS):
+    key = next((k for k in keys if any(k in row for r in records for row in r["rows"])), "")
+    drawn.append(key)
+    for row, wall in enumerate((False, True)):
+      ax = axes[row, col]
+      if key:
+        plot_bands(ax, records, runs, key, wall=wall)
+      ax.set_title(f"{label}" + (f" [{key}]" if key and len(keys) > 1 else ""), fontsize=9)
+      ax.set_xlabel("RL wall clock (s)" if wall else "RL step")
+      ax.grid(alpha=0.3)
+  handles, labels = next((ax.get_legend_handles_labels() for ax in axes.flat if ax.lines),
+                         ([], []))
+  fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 3) or 1, fontsize=8)
+  fig.tight_layout(rect=(0, 0, 1, 0.92))
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return drawn

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import ROOT
-from rlvr_jax import plot, plotting
+from rlvr_jax import plotting
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -80,7 +80,7 @@ def _reference(per_seed_rows, key, wall=False):
 def test_seed_bands_match_a_hand_computation(runs):
   tmp, a, b = runs
   pattern = str(tmp / "A" / "seed*")
-  records = plot.load_runs([pattern, str(tmp / "B")])
+  records = plotting.load_runs([pattern, str(tmp / "B")])
   assert [(r["variant"], os.path.basename(r["seed"])) for r in records] == [
       (pattern, "seed0"), (pattern, "seed1"), (pattern, "seed2"), (str(tmp / "B"), "B")]
   assert max(row["step"] for row in records[2]["rows"]) == 5  # the torn line is left out
@@ -107,8 +107,8 @@ def test_seed_bands_match_a_hand_computation(runs):
 def test_plot_runs_draws_every_panel(runs, tmp_path):
   tmp, _, _ = runs
   out = tmp_path / "cmp.png"
-  records = plot.load_runs([str(tmp / "A" / "seed*"), str(tmp / "B")])
-  drawn = plot.plot_runs(records, [str(tmp / "A" / "seed*"), str(tmp / "B")], str(out))
+  records = plotting.load_runs([str(tmp / "A" / "seed*"), str(tmp / "B")])
+  drawn = plotting.plot_runs(records, [str(tmp / "A" / "seed*"), str(tmp / "B")], str(out))
   # B has a KL to the reference, which is preferred over the old-to-new KL of A
   assert drawn == ["reward_mean", "eval_accuracy", "sample_entropy", "completion_tokens",
                    "kl_ref", "step_time_s"]
