@@ -19,8 +19,11 @@ from rlvr_jax.data import synthetic
 from rlvr_jax.models.config import DECODE_WEIGHT_GATHER, REMAT_POLICIES
 
 # Estimators whose baseline comes from the other members of the group.
-GROUP_BASELINE_ESTIMATORS = ("grpo", "dr_grpo", "dapo", "lite_ppo", "rloo", "tempo",
-                             "reinforce_pp_baseline", "pure_min", "pure_min_strict", "pure_sum")
+GROUP_BASELINE_ESTIMATORS = ("grpo", "dr_grpo", "dapo", "rloo", "tempo", "reinforce_pp_baseline",
+                             "pure_min", "pure_min_strict", "pure_sum")
+# Group-mean baselines scaled by a batch statistic: an all-equal group still gets 0, but its
+# rewards move the other groups' scale.
+BATCH_SCALED_ESTIMATORS = ("lite_ppo",)
 # algorithm.dynamic_sampling: "none"; "mask" drops zero-variance groups from the loss (the batch
 # shrinks); "fill" samples oversample_factor x rl.batch_size groups and learns on rl.batch_size
 # kept ones (DAPO §3.2; algorithms/filters.py).
@@ -277,7 +280,8 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(not c.sft.init_from or os.path.isdir(os.path.join(c.sft.init_from, "checkpoints")),
        "sft.init_from", f"{c.sft.init_from!r} holds no checkpoints/ directory (it must be the "
        "--workdir of an earlier run)")
-  need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS and c.rl.group_size < 2),
+  need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS + BATCH_SCALED_ESTIMATORS
+           and c.rl.group_size < 2),
        "rl.group_size", f"advantage '{c.algorithm.advantage}' uses a group baseline and needs "
        f"group_size >= 2, got {c.rl.group_size}")
   need(c.algorithm.policy_loss != "gspo" or c.algorithm.loss_agg == losses.GSPO_AGGREGATION,

@@ -67,8 +67,8 @@ def test_lite_ppo_registry_broadcasts_over_valid_tokens_only():
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@hypothesis.settings(max_examples=30, deadline=None)
-@hypothesis.given(st.integers(2, 6), st.integers(0, 2**31 - 1))
+@hypothesis.settings(max_examples=10, deadline=None)
+@hypothesis.given(st.integers(2, 4), st.integers(0, 2**31 - 1))
 def test_lite_ppo_properties(g, seed):
   rng = np.random.default_rng(seed)
   rewards = rng.uniform(-2, 2, (3, g)).astype(np.float32)
@@ -78,6 +78,15 @@ def test_lite_ppo_properties(g, seed):
   np.testing.assert_allclose(A.lite_ppo(rewards[:1]), A.grpo(rewards[:1]), rtol=1e-4, atol=1e-5)
   # a shift of every reward changes nothing
   np.testing.assert_allclose(A.lite_ppo(rewards + 3.0), adv, rtol=1e-3, atol=1e-4)
+
+
+def test_lite_ppo_gives_an_equal_group_exactly_zero():
+  rewards = _rewards(7, (3, 5))
+  for v in (0.0, 1.0, 2.3, -7.1, 1e-7):
+    rewards[1] = v
+    adv = np.asarray(A.lite_ppo(rewards))
+    assert np.all(adv[1] == 0) and np.any(adv != 0), v
+    assert np.all(np.asarray(A.lite_ppo(np.full((3, 5), v, np.float32))) == 0), v
 
 
 def _cispo_batch(seed, lead=(2, 3), t=7):
@@ -129,12 +138,13 @@ def test_cispo_value_and_gradient_match_reference(clip_low, clip_high, seed):
 def test_cispo_other_aggregations_and_exact_accumulation():
   logp, old_logp, adv, mask = _cispo_batch(4, lead=(8,))
   tok, _ = ref_cispo(logp, old_logp, adv, mask, 1.0, 4.0)
+  loss = jax.jit(L.cispo_loss, static_argnames="agg")
   for mode in L.AGGREGATIONS:
-    full = L.cispo_loss(logp, old_logp, adv, mask, agg=mode)[0]
+    full = loss(logp, old_logp, adv, mask, agg=mode)[0]
     np.testing.assert_allclose(full, ref_aggregate(tok, mask, mode), rtol=1e-5)
     norm = L.aggregate_normalizer(mask, mode)
-    parts = sum(L.cispo_loss(logp[s], old_logp[s], adv[s], mask[s], agg=mode,
-                             normalizer=norm)[0] for s in (slice(0, 3), slice(3, 8)))
+    parts = sum(loss(logp[s], old_logp[s], adv[s], mask[s], agg=mode, normalizer=norm)[0]
+                for s in (slice(0, 4), slice(4, 8)))
     np.testing.assert_allclose(parts, full, rtol=1e-5)
 
 
