@@ -465,7 +465,8 @@ def test_registry_adapters_use_the_library_functions():
                              [..., None] * x.mask, atol=1e-6)
   np.testing.assert_allclose(adv("tempo"), tempo(x.tokens, x.rewards, x.mask))
   np.testing.assert_allclose(adv("dapo"), adv("grpo"))  # dynamic sampling is the trainer's
-  np.testing.assert_allclose(adv("lite_ppo"), A.lite_ppo(x.rewards)[..., None] * x.mask)
+  np.testing.assert_allclose(adv("lite_ppo"), A.lite_ppo(x.rewards)[..., None] * x.mask,
+                             rtol=1e-6)  # jit vs eager: one float32 ulp
   np.testing.assert_allclose(adv("reinforce_pp"), reinforce_plus_plus(x.rewards, x.mask))
 
 
