@@ -83,7 +83,8 @@ def base_config() -> ml_collections.ConfigDict:
       max_len=ml_collections.FieldReference(None, field_type=int), kl_coef=0.0, kl_kind="k3",
       entropy_coef=0.0, high_entropy_frac=ml_collections.FieldReference(None, field_type=float),
       high_entropy_invert=False,
-      dynamic_sampling="none", oversample_factor=3, overlong_filter=False, overlong_buffer_len=0, positive_weight=0.1, negative_weight=1.0,
+      dynamic_sampling="none", oversample_factor=3, overlong_filter=False, overlong_buffer_len=0,
+      positive_weight=0.1, negative_weight=1.0,
       kl_penalty_coef=0.01, kl_penalty_kind="k1", gamma=1.0, lam=1.0, value_clip=0.2,
       # PURE: min-form softmax temperature; weight of the verifiable reward (PRM+VR; 0 = PRM only)
       pure_temperature=0.1, verifiable_coef=1.0,
@@ -152,6 +153,7 @@ class _DynamicSampling(Choice):
     if why is not None and v in (True, False, "True", "False"):
       why += " (it was a bool: the old True, mask-only, is now 'mask'; False is 'none')"
     return why
+
 
 # One rule per leaf of `base_config()` (and of any field a configs/*.py adds): `validate` fails on
 # a leaf without one, and tests/test_config_rules.py walks every config in configs/. A new field is

@@ -8,12 +8,14 @@ and zero-variance filtering.
     python -m rlvr_jax.main --config=configs/recipes/cispo.py:cpu --workdir=/tmp/cispo_cpu
 
 Default: Qwen2.5-0.5B-Instruct on GSM8K, the setup (mesh, chat template, loader) of
-configs/gsm8k_qwen25_05b.py, with ScaleRL's choices that exist here: `policy_loss="cispo"` with
-the IS weight clipped to [0, 5] (`cispo_clip_low=1`, `cispo_clip_high=4`: ε_max = 5, the paper
-found 4, 5 and 8 alike), advantages = (r − group mean) / batch std (`advantage="lite_ppo"`, the same
+configs/gsm8k_qwen25_05b.py, with ScaleRL's choices that exist here: `policy_loss="cispo"` with the
+IS weight clipped to [0, 5] (`cispo_clip_low=1`, `cispo_clip_high=4`: ε_max = 5, the paper found 4,
+5 and 8 alike), advantages = (r − group mean) / batch std (`advantage="lite_ppo"`, the same
 normalisation), zero-variance groups out of the loss (`dynamic_sampling="mask"`), float32 logits
 (always so here), no KL, 16 generations per prompt. `cpu`: the same on the quickstart's scratchpad
-addition with its tiny model and SFT warm start, a few minutes on 2 CPU cores.
+addition with its tiny model and SFT warm start, 100 steps. One run (seed 0, warm-started from the
+DAPO `cpu` run's SFT policy (same config and seed)): 2 CPU-minutes of RL; held-out greedy accuracy
+0.602 after SFT, 0.711 after RL; no IS weight reached the clip.
 
 Deviations from the paper:
 - Model and data: Qwen2.5-0.5B-Instruct on GSM8K (ScaleRL: far larger dense and MoE models on

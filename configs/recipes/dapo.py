@@ -13,7 +13,9 @@ of 512 responses), ε_low 0.2 / ε_high 0.28, temperature 1, token-mean loss, no
 sampling is `dynamic_sampling="fill"`: 3 x 512 prompt groups are sampled, groups whose answers
 are all right or all wrong are dropped and 512 of the rest are learned on (algorithms/filters.py).
 `cpu`: the same algorithm on the quickstart's scratchpad addition with its tiny model and SFT warm
-start, 16 prompts x 8 per step, a few minutes on 2 CPU cores.
+start, 16 prompts x 8 learned on per step (48 sampled), 100 steps. One run (seed 0): 3 CPU-minutes
+in all (35 min wall on a shared 2-core box at load ~25); held-out greedy accuracy 0.602 after
+SFT (450 steps), 0.734 after RL; no shortfall, no truncated completion.
 
 Deviations from the paper:
 - Model and data: Qwen2.5-0.5B-Instruct on GSM8K (the paper: Qwen2.5-32B base on DAPO-Math-17K).

@@ -8,11 +8,12 @@ aggregation (token-mean).
     python -m rlvr_jax.main --config=configs/recipes/lite_ppo.py:cpu --workdir=/tmp/lite_ppo_cpu
 
 Default: Qwen2.5-0.5B-Instruct on GSM8K, the setup (mesh, chat template, loader) of
-configs/gsm8k_qwen25_05b.py; the method's settings as the authors' framework documents them
-(ROLL, LitePPO page): group-mean / batch-std reward normalisation, token-level loss, PPO clip 0.2,
-one PPO epoch, no overlong filtering, 512 prompts per rollout step. `cpu`: the same algorithm on
-the quickstart's scratchpad addition with its tiny model and SFT warm start, a few minutes on
-2 CPU cores.
+configs/gsm8k_qwen25_05b.py; the method's settings as the authors' framework documents them (ROLL,
+LitePPO page): group-mean / batch-std reward normalisation, token-level loss, PPO clip 0.2, one PPO
+epoch, no overlong filtering, 512 prompts per rollout step. `cpu`: the same algorithm on the
+quickstart's scratchpad addition with its tiny model and SFT warm start, 100 steps. One run (seed
+0, warm-started from the DAPO `cpu` run's SFT policy (same config and seed)): 2 CPU-minutes of RL;
+held-out greedy accuracy 0.602 after SFT, 0.707 after RL.
 
 Deviations from the paper:
 - Model and data: Qwen2.5-0.5B-Instruct on GSM8K (the paper: Qwen3-4B / 8B, base and aligned,
