@@ -21,6 +21,13 @@ from rlvr_jax.models.config import DECODE_WEIGHT_GATHER, REMAT_POLICIES
 # Estimators whose baseline comes from the other members of the group.
 GROUP_BASELINE_ESTIMATORS = ("grpo", "dr_grpo", "dapo", "rloo", "tempo", "reinforce_pp_baseline",
                              "pure_min", "pure_min_strict", "pure_sum")
+# Group-mean baselines scaled by a batch statistic: an all-equal group still gets 0, but its
+# rewards move the other groups' scale.
+BATCH_SCALED_ESTIMATORS = ("lite_ppo",)
+# algorithm.dynamic_sampling: "none"; "mask" drops zero-variance groups from the loss (the batch
+# shrinks); "fill" samples oversample_factor x rl.batch_size groups and learns on rl.batch_size
+# kept ones (DAPO §3.2; algorithms/filters.py).
+DYNAMIC_SAMPLING = ("none", "mask", "fill")
 # Estimators that credit reasoning steps with a process reward model (config.prm).
 PRM_ESTIMATORS = ("pure_min", "pure_min_strict", "pure_sum")
 
@@ -76,12 +83,16 @@ def base_config() -> ml_collections.ConfigDict:
       max_len=ml_collections.FieldReference(None, field_type=int), kl_coef=0.0, kl_kind="k3",
       entropy_coef=0.0, high_entropy_frac=ml_collections.FieldReference(None, field_type=float),
       high_entropy_invert=False,
-      dynamic_sampling=False, overlong_buffer_len=0, positive_weight=0.1, negative_weight=1.0,
+      dynamic_sampling="none", oversample_factor=3, overlong_filter=False, overlong_buffer_len=0,
+      positive_weight=0.1, negative_weight=1.0,
       kl_penalty_coef=0.01, kl_penalty_kind="k1", gamma=1.0, lam=1.0, value_clip=0.2,
       # PURE: min-form softmax temperature; weight of the verifiable reward (PRM+VR; 0 = PRM only)
       pure_temperature=0.1, verifiable_coef=1.0,
       # GSPO clips the sequence-level ratio (policy_loss="gspo"), far tighter than token ratios
-      gspo_clip_low=3e-4, gspo_clip_high=4e-4))
+      gspo_clip_low=3e-4, gspo_clip_high=4e-4,
+      # CISPO clips the IS weight to [1 - low, 1 + high]: low = 1 leaves it open below (MiniMax-M1),
+      # high = 4 is ScaleRL's bound 5
+      cispo_clip_low=1.0, cispo_clip_high=4.0))
   # PPO critic, built when algorithm.advantage == "gae" (initialised from the policy trunk).
   c.value = ml_collections.ConfigDict(dict(optimizer=_optimizer(1e-3)))
   # Process reward model for PURE (algorithm.advantage in PRM_ESTIMATORS): the policy trunk after
@@ -137,6 +148,17 @@ def _optimizer_rules(prefix: str) -> dict[str, config_rules.Rule]:
 
 
 _DTYPES = ("float32", "bfloat16", "float16")
+
+
+class _DynamicSampling(Choice):
+  """The modes of algorithm.dynamic_sampling, which used to be a bool: say what replaced it."""
+
+  def check(self, v):
+    why = super().check(v)
+    if why is not None and v in (True, False, "True", "False"):
+      why += " (it was a bool: the old True, mask-only, is now 'mask'; False is 'none')"
+    return why
+
 
 # One rule per leaf of `base_config()` (and of any field a configs/*.py adds): `validate` fails on
 # a leaf without one, and tests/test_config_rules.py walks every config in configs/. A new field is
@@ -206,7 +228,9 @@ RULES: dict[str, config_rules.Rule] = {
     "algorithm.high_entropy_frac": Float(gt=0, le=1, optional=True),  # None: every token
     # True: train on the complement of the top-ρ entropy tokens (the lowest 1 − ρ); needs a ρ
     "algorithm.high_entropy_invert": Bool(),
-    "algorithm.dynamic_sampling": Bool(),
+    "algorithm.dynamic_sampling": _DynamicSampling(*DYNAMIC_SAMPLING),
+    "algorithm.oversample_factor": Int(ge=1),  # k: groups sampled per kept one, with "fill"
+    "algorithm.overlong_filter": Bool(),  # truncated completions (no EOS) leave the loss
     "algorithm.overlong_buffer_len": Int(ge=0),  # 0 disables DAPO's overlong shaping
     "algorithm.positive_weight": Float(ge=0),
     "algorithm.negative_weight": Float(ge=0),
@@ -219,6 +243,8 @@ RULES: dict[str, config_rules.Rule] = {
     "algorithm.verifiable_coef": Float(ge=0),  # 0: PRM only
     "algorithm.gspo_clip_low": Float(ge=0, lt=1),
     "algorithm.gspo_clip_high": Float(ge=0),
+    "algorithm.cispo_clip_low": Float(ge=0, le=1),  # 1: no lower bound on the IS weight
+    "algorithm.cispo_clip_high": Float(ge=0),
     **_optimizer_rules("value.optimizer"),
     "prm.step_delimiter": Str(),  # non-empty when a PRM is used (cross-field check below)
     "prm.steps": Int(ge=0),
@@ -265,12 +291,22 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(not c.sft.init_from or os.path.isdir(os.path.join(c.sft.init_from, "checkpoints")),
        "sft.init_from", f"{c.sft.init_from!r} holds no checkpoints/ directory (it must be the "
        "--workdir of an earlier run)")
-  need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS and c.rl.group_size < 2),
+  need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS + BATCH_SCALED_ESTIMATORS
+           and c.rl.group_size < 2),
        "rl.group_size", f"advantage '{c.algorithm.advantage}' uses a group baseline and needs "
        f"group_size >= 2, got {c.rl.group_size}")
   need(c.algorithm.policy_loss != "gspo" or c.algorithm.loss_agg == losses.GSPO_AGGREGATION,
        "algorithm.loss_agg", f"policy_loss='gspo' averages over sequences (GSPO eq. 13) and "
        f"needs loss_agg={losses.GSPO_AGGREGATION!r}, got {c.algorithm.loss_agg!r}")
+  need(c.algorithm.advantage != "lite_ppo" or c.algorithm.loss_agg == "token-mean",
+       "algorithm.loss_agg", f"advantage='lite_ppo' is defined with token-level aggregation "
+       f"(Tricks or Traps, Lite PPO) and needs loss_agg='token-mean', got {c.algorithm.loss_agg!r}")
+  need(not c.algorithm.overlong_filter or not c.rl.ignore_eos, "algorithm.overlong_filter",
+       "filters completions that never emit EOS, and rl.ignore_eos=True makes every completion so")
+  need(c.algorithm.dynamic_sampling != "fill" or c.algorithm.oversample_factor >= 2,
+       "algorithm.oversample_factor", f"dynamic_sampling='fill' over-samples prompt groups to "
+       f"refill the dropped ones and needs oversample_factor >= 2, got "
+       f"{c.algorithm.oversample_factor}")
   need(not c.algorithm.high_entropy_invert or c.algorithm.high_entropy_frac is not None,
        "algorithm.high_entropy_invert", "inverts the top-ρ entropy mask and needs "
        "algorithm.high_entropy_frac = ρ (e.g. 0.2 trains on the 80% lowest-entropy tokens)")

@@ -288,7 +288,7 @@ def test_policy_loss_vmaps_over_groups_and_registry():
   np.testing.assert_allclose(
       loss, L.policy_loss(logp, old_logp, adv, mask, clip_high=0.28,
                           agg="seq-mean-token-mean")[0])
-  assert set(registry.POLICY_LOSSES) == {"ppo", "gspo"}
+  assert set(registry.POLICY_LOSSES) == {"ppo", "gspo", "cispo"}
   with pytest.raises(ValueError, match="gspo"):
     registry.POLICY_LOSSES["reinforce"]
 

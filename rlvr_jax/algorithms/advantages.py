@@ -92,6 +92,25 @@ def grpo(rewards: Array, *, scale_by_std: bool = True, eps: float = 1e-6) -> Arr
   return adv_g
 
 
+def lite_ppo(rewards: Array, *, eps: float = 1e-6) -> Array:
+  """Lite PPO advantage (Liu et al. 2025, "Part I: Tricks or Traps? A Deep Dive into RL for LLM
+  Reasoning", arXiv 2508.08221): group-level mean, batch-level std.
+
+  A_i = (R_i − mean_group(R)) / (std_batch(R) + eps), std_batch over every reward passed (all
+  axes: the whole batch), unbiased (ddof=1) like `grpo`'s. The paper pairs it with token-level
+  loss aggregation (token-mean) and no critic. A group of one gets 0; so does a group of equal
+  rewards (exactly, as in `grpo`).
+
+  Args: rewards [..., G]. Returns [..., G] float32.
+  """
+  rewards_g = _f32(rewards)
+  if rewards_g.shape[-1] < 2:
+    return jnp.zeros_like(rewards_g)
+  centred_g = _relative_to_first(rewards_g)
+  centred_g = centred_g - jnp.mean(centred_g, axis=-1, keepdims=True)
+  return centred_g / (jnp.std(rewards_g, ddof=1) + eps)
+
+
 def rloo(rewards: Array) -> Array:
   """REINFORCE leave-one-out (Ahmadian et al. 2024): A_i = R_i − (1/(G−1)) Σ_{j≠i} R_j.
 

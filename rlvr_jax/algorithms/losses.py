@@ -150,6 +150,37 @@ def gspo_loss(logp: Array, old_logp: Array, advantages: Array, mask: Array, *,
   return loss, metrics
 
 
+def cispo_loss(logp: Array, old_logp: Array, advantages: Array, mask: Array, *,
+               clip_low: float = 1.0, clip_high: float = 4.0, agg: str = "token-mean",
+               max_len: int | None = None, normalizer: Array | None = None
+               ) -> tuple[Array, dict[str, Array]]:
+  """CISPO, clipped IS-weight policy optimisation (MiniMax-M1, arXiv 2506.13585).
+
+  ratio = exp(clamp(logp − old_logp, ±20)); ρ̂ = clip(ratio, 1 − clip_low, 1 + clip_high);
+  L_t = −sg(ρ̂)·A_t·logp_t, aggregated with `aggregate(..., agg)` (the paper: token-mean over
+  the batch). The gradient is −ρ̂·A_t·∇logp_t on every valid token: unlike PPO-clip no token's
+  gradient is dropped, only its weight is truncated. clip_low = 1 leaves the lower side
+  unbounded (ratios are > 0), which is what MiniMax-M1 does ("we did not impose a lower bound");
+  MiniMax-M1 gives no value for its tuned upper side; clip_high = 4 is the bound ε_max = 5 of
+  ScaleRL (arXiv 2510.13786, clip(ratio, 0, ε_max); it found ε_max in {4, 5, 8} alike).
+
+  Args: logp, old_logp, advantages, mask [..., T]. Returns (loss, metrics) with metrics
+  clip_fraction (tokens whose weight was truncated), approx_kl, ratio_mean over valid tokens.
+  """
+  mask, adv, logp = _f32(mask), _f32(advantages), _f32(logp)
+  sg = jax.lax.stop_gradient
+  log_ratio = sg(jnp.clip(logp - _f32(old_logp), -20.0, 20.0))
+  ratio = jnp.exp(log_ratio)
+  weight = jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)
+  loss = aggregate(-weight * adv * logp, mask, agg, max_len, normalizer)
+  metrics = {
+      "clip_fraction": _masked_mean(_f32(weight != ratio), mask),
+      "approx_kl": _masked_mean(-log_ratio, mask),
+      "ratio_mean": _masked_mean(ratio, mask),
+  }
+  return loss, metrics
+
+
 def kl(logp: Array, ref_logp: Array, kind: str = "k3") -> Array:
   """Per-token KL(π‖π_ref) estimators (Schulman 2020, "Approximating KL divergence"), with
   x = ref_logp − logp on tokens sampled from π:

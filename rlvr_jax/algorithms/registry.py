@@ -10,7 +10,8 @@ A new estimator is one function plus one line:
     def _my_estimator(x: AdvantageInputs, cfg) -> jax.Array: ...
 
 Policy-loss adapter contract: `fn(logp, old_logp, advantages, mask, cfg, *, normalizer=None)
--> (loss, metrics)`, reading clip_low / clip_high / dual_clip / loss_agg / max_len from cfg.
+-> (loss, metrics)`, reading clip_low / clip_high / dual_clip / loss_agg / max_len from cfg
+(`cispo` reads cispo_clip_low / cispo_clip_high instead of the PPO clips).
 `gspo` accepts only loss_agg = `losses.GSPO_AGGREGATION` (its paper's sequence mean).
 """
 
@@ -101,16 +102,22 @@ def _dr_grpo(x, cfg):
 @register_advantage("dapo")
 def _dapo(x, cfg):
   """GRPO on overlong-shaped rewards (`overlong_buffer_len` > 0 enables it, L_max = `max_len`,
-  default T), times the dynamic-sampling weight. For exact renormalisation also multiply the
-  loss mask by `dynamic_sampling_mask` (the trainer's job)."""
+  default T). DAPO's dynamic sampling and overlong filtering are the trainer's
+  (`algorithm.dynamic_sampling`, `algorithm.overlong_filter`); a group whose shaped rewards are
+  all equal gets exactly 0 here."""
   rewards = x.rewards
   buffer_len = cfg.get("overlong_buffer_len", 0)
   if buffer_len:
     lengths = x.mask.sum(-1)
     max_len = cfg.get("max_len", None) or x.mask.shape[-1]
     rewards = rewards + adv_lib.overlong_penalty(lengths, max_len, buffer_len)
-  adv_bg = adv_lib.grpo(rewards, eps=cfg.get("eps", 1e-6))
-  return _outcome(adv_bg * adv_lib.dynamic_sampling_mask(rewards), x)
+  return _outcome(adv_lib.grpo(rewards, eps=cfg.get("eps", 1e-6)), x)
+
+
+@register_advantage("lite_ppo")
+def _lite_ppo(x, cfg):
+  """Group mean, batch std over the [B, G] rewards of the update batch."""
+  return _outcome(adv_lib.lite_ppo(x.rewards, eps=cfg.get("eps", 1e-6)), x)
 
 
 @register_advantage("rloo")
@@ -210,6 +217,15 @@ def _ppo(logp, old_logp, advantages, mask, cfg, *, normalizer=None):
       clip_high=cfg.get("clip_high", 0.2), dual_clip=cfg.get("dual_clip", None),
       agg=cfg.get("loss_agg", "token-mean"), max_len=cfg.get("max_len", None),
       normalizer=normalizer)
+
+
+@register_policy_loss("cispo")
+def _cispo(logp, old_logp, advantages, mask, cfg, *, normalizer=None):
+  # Its own clip fields: CISPO bounds an IS weight (lower side open by default), not a PPO ratio.
+  return losses.cispo_loss(
+      logp, old_logp, advantages, mask, clip_low=cfg.get("cispo_clip_low", 1.0),
+      clip_high=cfg.get("cispo_clip_high", 4.0), agg=cfg.get("loss_agg", "token-mean"),
+      max_len=cfg.get("max_len", None), normalizer=normalizer)
 
 
 @register_policy_loss("gspo")

@@ -79,6 +79,14 @@ class Run:
     self._sft_step = make_sft_step(self.model_config, self.sft_optimizer)
     self._eval_step = make_eval_step(config, self.model_config, self.reward_fn, **ids)
 
+  @property
+  def rl_prompts_per_step(self) -> int:
+    """Prompts each RL step samples: rl.batch_size, times algorithm.oversample_factor with
+    dynamic_sampling "fill" (the step then learns on rl.batch_size of those groups)."""
+    alg = self.config.algorithm
+    return self.config.rl.batch_size * (alg.oversample_factor
+                                        if alg.dynamic_sampling == "fill" else 1)
+
   def init_params(self) -> models.Params:
     """Pretrained weights when config.init names a checkpoint, else a random init; sharded."""
     if self._pretrained is not None:
@@ -254,7 +262,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                               before_manifest=_sigkill_at(config.debug.sigkill_before_manifest))
   template = run.make_rl_state(run.init_params())
   rl_step = run.compile_step(run._rl_step, template, with_rng=True)
-  train_ds = run.dataset("train", config.rl.batch_size, seed=config.seed + 2, shuffle=True,
+  train_ds = run.dataset("train", run.rl_prompts_per_step, seed=config.seed + 2, shuffle=True,
                          size=config.data.train_size)
   train_it = iter(train_ds)
   summary: dict[str, Any] = {}

@@ -7,6 +7,8 @@
 3. Reference log-probabilities (with a KL term) come from one teacher-forced forward pass; so do
    behaviour log-probabilities when a rollout feeds several updates (with one update they are
    the loss's own forward under stop-gradient: ratio 1, no extra pass).
+   With DAPO's dynamic sampling "fill" the batch holds k·B prompts and `select` keeps B groups
+   whose rewards differ (algorithms/filters.py); everything after learns on those B.
 4. `ADVANTAGES[config.algorithm.advantage]` turns rewards into token advantages [B, G, T]
    (PURE estimators also get step ends and the frozen PRM's step rewards).
 5. `lax.scan` over ppo_epochs x minibatches (x micro-batches for gradient accumulation) applies
@@ -26,7 +28,7 @@ import optax
 
 from rlvr_jax import models, parallel, sampling
 from rlvr_jax.algorithms import advantages as adv_lib
-from rlvr_jax.algorithms import losses, registry
+from rlvr_jax.algorithms import filters, losses, registry
 from rlvr_jax.rewards import prm
 from rlvr_jax.training.state import TrainState
 
@@ -34,14 +36,17 @@ RewardFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 class RLPhases(NamedTuple):
-  """The three phases `rl_step` fuses, exposed for a split rollout / update mode (giant models,
+  """The phases `rl_step` fuses, exposed for a split rollout / update mode (giant models,
   host-side verifiers) and for benchmarks: sample(state, batch, rng) -> (comp, greedy);
   score(batch, comp, greedy) -> (rewards [b, g], greedy_rewards [b] | None);
+  select(batch, comp, rewards, greedy_rewards) -> (the same four for the groups learned on,
+  metrics) (the identity unless algorithm.dynamic_sampling == "fill");
   learn(state, batch, comp, rewards, greedy_rewards, rng) -> (state, metrics)."""
 
   sample: Callable
   score: Callable
   learn: Callable
+  select: Callable
 
 
 def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
@@ -114,7 +119,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
   kl_coef = float(alg.get("kl_coef", 0.0))
   entropy_coef = float(alg.get("entropy_coef", 0.0))
   top_entropy_frac = alg.get("high_entropy_frac", None)
-  dynamic_sampling = bool(alg.get("dynamic_sampling", False)) or alg.advantage == "dapo"
+  dynamic_sampling = alg.get("dynamic_sampling", "none")
+  overlong_filter = bool(alg.get("overlong_filter", False))
   # One optimizer update per rollout: the policy being updated is the one that sampled, so the
   # behaviour log-probs equal the loss's own forward (stop-gradient; ratio == 1, the gradient is
   # the same) and the separate teacher-forced forward that would compute them is skipped.
@@ -253,10 +259,16 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     if values is not None:  # critic targets: GAE advantages + values; the policy sees them whitened
       returns = (adv + values) * comp.mask
       adv = adv_lib.whiten(adv, comp.mask)
-    loss_mask = comp.mask
-    if dynamic_sampling:  # drop zero-variance groups from the loss and its normaliser
-      keep_bg = adv_lib.dynamic_sampling_mask(rewards)
+    loss_mask, filter_metrics = comp.mask, {}
+    if dynamic_sampling != "none":  # zero-variance groups (with "fill": the shortfall) leave
+      keep_bg = adv_lib.dynamic_sampling_mask(rewards)  # the loss and its normaliser
       loss_mask = loss_mask * keep_bg.reshape(b * g, 1)
+      if dynamic_sampling == "mask":
+        filter_metrics["dynamic_sampling_kept_frac"] = keep_bg[:, 0].mean()
+    if overlong_filter:  # DAPO §3.4: truncated samples leave the loss, advantages unchanged
+      finished_n = filters.finished(comp.tokens, comp.mask, eos_id)
+      loss_mask = loss_mask * finished_n[:, None]
+      filter_metrics["overlong_filtered_frac"] = 1.0 - finished_n.mean()
 
     n_mb = rl.get("minibatches", 1)
     if n_mb == 1 and b % rl.get("microbatches", 1) == 0 and parallel.batch_shards() == 1:
@@ -289,9 +301,7 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     lengths = comp.mask.sum(-1)
     metrics = jax.tree.map(jnp.mean, update_metrics)
     metrics.update(
-        reward_mean=rewards.mean(), reward_std=rewards.std(),
-        solve_all_frac=jnp.mean(jnp.all(rewards > 0, -1)),
-        solve_none_frac=jnp.mean(jnp.all(rewards <= 0, -1)),
+        **outcome_metrics(rewards), **filter_metrics,
         completion_tokens=lengths.mean(), completion_tokens_max=lengths.max(),
         sample_entropy=jnp.sum(comp.entropies) / jnp.maximum(comp.mask.sum(), 1),
         adv_abs_mean=jnp.sum(jnp.abs(adv)) / jnp.maximum(comp.mask.sum(), 1),
@@ -307,15 +317,52 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                               value_params=value_params, value_opt_state=value_opt_state)
     return new_state, metrics
 
+  def select(batch: dict[str, jax.Array], comp, rewards, greedy_rewards):
+    """Phase 2b: with dynamic_sampling "fill", the rl.batch_size groups to learn on."""
+    if dynamic_sampling != "fill":
+      return batch, comp, rewards, greedy_rewards, {}
+    return select_groups(batch, comp, rewards, greedy_rewards, rl.batch_size)
+
   def rl_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
-    """sample -> score -> learn, one program."""
+    """sample -> score -> select -> learn, one program."""
     rng_sample, rng_learn = jax.random.split(rng)
     comp, greedy = sample(state, batch, rng_sample)
     rewards, greedy_rewards = score(batch, comp, greedy)
-    return learn(state, batch, comp, rewards, greedy_rewards, rng_learn)
+    *kept, select_metrics = select(batch, comp, rewards, greedy_rewards)
+    state, metrics = learn(state, *kept, rng_learn)
+    return state, {**metrics, **select_metrics}
 
-  rl_step.phases = RLPhases(sample=sample, score=score, learn=learn)
+  rl_step.phases = RLPhases(sample=sample, score=score, learn=learn, select=select)
   return rl_step
+
+
+def select_groups(batch: dict[str, jax.Array], comp: sampling.Completions, rewards: jax.Array,
+                  greedy_rewards: jax.Array | None, num_groups: int):
+  """DAPO dynamic sampling, fill mode: of the N = k·B groups sampled, the B = `num_groups` the
+  update learns on (`filters.fill_groups`: kept groups first, in sampling order; a shortfall is
+  filled with dropped groups, which `learn` masks as it masks every zero-variance group).
+
+  Args: batch rows [N, ...]; comp rows [N·G, ...]; rewards [N, G]; greedy_rewards [N] | None.
+  Returns (batch, comp, rewards, greedy_rewards) restricted to the B groups, and metrics: the
+  outcome metrics of all N groups (what the policy does, not the filtered batch),
+  dynamic_sampling_kept_frac (kept / N) and dynamic_sampling_shortfall (groups of B left empty).
+  """
+  n, g = rewards.shape
+  index_b, valid_b = filters.fill_groups(rewards, num_groups)
+  take = lambda x: x[index_b]
+  take_groups = lambda x: x.reshape((n, g) + x.shape[1:])[index_b].reshape((-1,) + x.shape[1:])
+  metrics = dict(outcome_metrics(rewards),
+                 dynamic_sampling_kept_frac=adv_lib.dynamic_sampling_mask(rewards)[:, 0].mean(),
+                 dynamic_sampling_shortfall=num_groups - valid_b.sum())
+  return (jax.tree.map(take, batch), jax.tree.map(take_groups, comp), take(rewards),
+          None if greedy_rewards is None else take(greedy_rewards), metrics)
+
+
+def outcome_metrics(rewards_bg: jax.Array) -> dict[str, jax.Array]:
+  """Mean / std of the outcome rewards [b, g] and the share of groups solved by all / none."""
+  return dict(reward_mean=rewards_bg.mean(), reward_std=rewards_bg.std(),
+              solve_all_frac=jnp.mean(jnp.all(rewards_bg > 0, -1)),
+              solve_none_frac=jnp.mean(jnp.all(rewards_bg <= 0, -1)))
 
 
 def length_by_outcome(lengths_n: jax.Array, rewards_n: jax.Array) -> dict[str, jax.Array]:
