@@ -105,8 +105,8 @@ def make_dataset(source, tokenizer: Tokenizer, shapes: Shapes, batch_size: int, 
   row order, are the single-process batches.
   """
   ds = grain.MapDataset.source(source)
-  if with_index:  # before shuffling: the row in `source`, not the position in the stream
-    ds = ds.map_with_index(lambda i, ex: (i, ex))
+  if with_index:  # the row in `source` (later datasets index past its end: it wraps around)
+    ds = ds.map_with_index(lambda i, ex: (i % len(source), ex))
   if shuffle:
     ds = ds.shuffle(seed=seed)
   if repeat:
