@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -45,7 +46,8 @@ def accuracy_history(rows: Iterable[dict]) -> dict[int, list[float]]:
 
 def historical_variance(history: dict[int, Sequence[float]]) -> list[tuple[int, float]]:
   """(index, v_i) for every example, largest v_i first (ties: smaller index first)."""
-  scores = [(i, float(np.var(np.asarray(s, np.float64)))) for i, s in history.items()]
+  # statistics.pvariance sums exactly: equal histories in any order tie exactly.
+  scores = [(i, statistics.pvariance(s)) for i, s in history.items()]
   return sorted(scores, key=lambda item: (-item[1], item[0]))
 
 
