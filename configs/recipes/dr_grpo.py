@@ -28,8 +28,8 @@ Deviations (accelerator variant):
   - Gradient accumulation (`rl.microbatches=4`) and the FSDP mesh are ours (memory); the
     aggregation is exact under accumulation.
 `cpu` variant (minutes on a 2-core CPU): the quickstart's task (3-digit addition with a
-scratchpad), model and SFT warm start, 32 prompts x 8 samples, 4 optimizer steps per rollout,
-learning rate 3e-4 (a 2-layer model from scratch, not a pretrained 1.5B), 200 steps; the
+scratchpad), model and SFT warm start, 16 prompts x 8 samples, 2 optimizer steps per rollout,
+learning rate 3e-4 (a 2-layer model from scratch, not a pretrained 1.5B), 100 steps; the
 algorithm fields are the paper's.
 """
 
@@ -52,7 +52,7 @@ def _dr_grpo(c, max_len):
 def get_config(arg=None):
   if arg == "cpu":
     c = load_config(_QUICKSTART)
-    c.rl.update(steps=200, batch_size=32, minibatches=4)
+    c.rl.update(steps=100, batch_size=16, minibatches=2)
     c.rl.optimizer.learning_rate = 3e-4
     return _dr_grpo(c, max_len=None)  # None: the completion buffer, the task's budget
   if arg is not None:

@@ -30,7 +30,7 @@ Deviations (accelerator variants):
   - Gradient accumulation (`rl.microbatches`) and the FSDP mesh are ours (memory).
 `cpu` variants: the quickstart's task (3-digit addition with a scratchpad), model and SFT warm
 start (the paper starts from a pretrained model, ours from scratch needs SFT); a pool of 64
-problems, 16 prompts x 8 samples, 40 history steps (10 epochs), 100 1-shot steps, learning rate
+problems, 16 prompts x 8 samples, 40 history steps (10 epochs), 60 1-shot steps, learning rate
 3e-4; the algorithm fields (KL, entropy bonus, temperature, clip, aggregation) are the paper's.
 """
 
@@ -72,7 +72,7 @@ def _accelerator(history: bool):
 def _cpu(history: bool):
   c = load_config(_QUICKSTART)
   c.data.update(rl_train_size=64, record_example_accuracy=history)
-  c.rl.update(steps=40 if history else 100, batch_size=16)
+  c.rl.update(steps=40 if history else 60, batch_size=16)
   c.rl.optimizer.learning_rate = 3e-4
   c.eval.update(every=20, num_prompts=512)
   c.checkpoint.every = 20
