@@ -1,4 +1,4 @@
-"""1-shot RLVR: per-example training accuracy, the historical variance score, and training on pi_1."""
+"""1-shot RLVR: per-example training accuracy, the historical variance score, training on pi_1."""
 
 import json
 import random

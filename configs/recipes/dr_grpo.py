@@ -27,10 +27,10 @@ Deviations (accelerator variant):
   - Steps: 500 (our choice; the paper trains for a budget of prompt epochs over MATH).
   - Gradient accumulation (`rl.microbatches=4`) and the FSDP mesh are ours (memory); the
     aggregation is exact under accumulation.
-`cpu` variant (minutes on a 2-core CPU): the quickstart's task (3-digit addition with a
-scratchpad), model and SFT warm start, 16 prompts x 8 samples, 2 optimizer steps per rollout,
-learning rate 3e-4 (a 2-layer model from scratch, not a pretrained 1.5B), 100 steps; the
-algorithm fields are the paper's.
+`cpu` variant (sized for minutes on an idle 2-core CPU; measured in configs/recipes/README.md):
+the quickstart's task (3-digit addition with a scratchpad), model and SFT warm start, 16
+prompts x 8 samples, 2 optimizer steps per rollout, learning rate 3e-4 (a 2-layer model from
+scratch, not a pretrained 1.5B), 100 steps; the algorithm fields are the paper's.
 """
 
 import os

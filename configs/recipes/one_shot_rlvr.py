@@ -12,8 +12,8 @@ epoch; then 1-shot training on pi_1, the example whose accuracy varied most acro
     python -m rlvr_jax.main --config=configs/recipes/one_shot_rlvr.py --workdir=/tmp/pi1 \
         --config.init.path=/path/to/Qwen2.5-Math-1.5B --config.data.one_shot_from=/tmp/hist
 
-On CPU, in minutes: the same with `:cpu_history` and `:cpu` (no init.path). Without
-`data.one_shot_from` the 1-shot variants train on the whole pool: pass it.
+On CPU (sized for minutes on an idle 2-core machine): the same with `:cpu_history` and `:cpu`
+(no init.path). Without `data.one_shot_from` the 1-shot variants train on the whole pool: pass it.
 
 The paper's hyperparameters (Qwen2.5-Math-1.5B, verl): GRPO, 128 prompts a batch x 8 samples,
 one optimizer step per batch (PPO mini-batch 128), learning rate 1e-6, temperature 0.6, up to

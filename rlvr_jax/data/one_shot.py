@@ -109,14 +109,16 @@ def one_shot_source(task: Task, workdir: str, rank: int) -> OneExampleSource:
     raise ValueError(f"config.task.name: {name!r}, but the prior run in {workdir} "
                      f"(data.one_shot_from) trained on {prior['task']['name']!r}")
   index = pick(workdir, rank)
-  return OneExampleSource(task.example(index, split="train", seed=pipeline.rl_stream_seed(prior["seed"])))
+  seed = pipeline.rl_stream_seed(prior["seed"])
+  return OneExampleSource(task.example(index, split="train", seed=seed))
 
 
 def main(argv):
   del argv
   workdir, top = flags.FLAGS.workdir, flags.FLAGS.top
   history = read_history(workdir)
-  print(f"{'rank':>4} {'index':>7} {'variance':>9} {'mean acc':>8} {'epochs':>6}  accuracy by epoch")
+  print(f"{'rank':>4} {'index':>7} {'variance':>9} {'mean acc':>8} {'epochs':>6}  "
+        "accuracy by epoch")
   for rank, (index, score) in enumerate(historical_variance(history)[:top], start=1):
     s = history[index]
     shown = " ".join(f"{a:.2f}" for a in s[:12]) + (" ..." if len(s) > 12 else "")
