@@ -45,8 +45,17 @@ def base_config() -> ml_collections.ConfigDict:
   # Token buffer lengths; 0 derives them from a char-level synthetic task.
   # prompt_bucket > 0 cuts each batch's prompt buffer to its longest prompt rounded up to this
   # multiple: varying prompt lengths then compile at most prompt_len / prompt_bucket programs.
+  # record_example_accuracy: each RL metrics row lists the batch's train-source rows
+  # (example_index) and the fraction of each one's G samples that were correct
+  # (example_accuracy), the history 1-shot RLVR ranks examples by (rlvr_jax.data.one_shot).
+  # rl_train_size > 0: the RL phase draws from that many train examples only (train_size is
+  # the SFT's pool and, at 0, RL's too), e.g. 1-shot RLVR's pool of which every epoch is scored.
+  # one_shot_from: such a run's workdir; this run's RL then trains on the single example ranked
+  # one_shot_rank (1 = pi_1, the largest historical variance) there, repeated to fill batches.
   c.data = ml_collections.ConfigDict(dict(train_size=1_000_000, eval_seed=1234, prompt_len=0,
-                                          completion_len=0, answer_len=0, prompt_bucket=0))
+                                          completion_len=0, answer_len=0, prompt_bucket=0,
+                                          rl_train_size=0, record_example_accuracy=False,
+                                          one_shot_from="", one_shot_rank=1))
   # Where the policy comes from: "scratch" (random init, char tokenizer built from the task),
   # "hf" (a local HF directory) or "gguf" (a local .gguf file); dtype of the loaded weights.
   c.init = ml_collections.ConfigDict(dict(kind="scratch", path="", dtype="float32"))
@@ -173,6 +182,10 @@ RULES: dict[str, config_rules.Rule] = {
     "data.completion_len": Int(ge=0),
     "data.answer_len": Int(ge=0),
     "data.prompt_bucket": Int(ge=0),  # 0 disables bucketing
+    "data.rl_train_size": Int(ge=0),  # 0: data.train_size
+    "data.record_example_accuracy": Bool(),
+    "data.one_shot_from": Str(),  # "": train on the whole train split
+    "data.one_shot_rank": Int(ge=1),  # checked against the prior run's ranking when it is read
     "init.kind": Choice("scratch", "hf", "gguf"),
     "init.path": Str(),
     "init.dtype": Choice(*_DTYPES),
@@ -291,6 +304,10 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(not c.sft.init_from or os.path.isdir(os.path.join(c.sft.init_from, "checkpoints")),
        "sft.init_from", f"{c.sft.init_from!r} holds no checkpoints/ directory (it must be the "
        "--workdir of an earlier run)")
+  need(not c.data.one_shot_from
+       or os.path.isfile(os.path.join(c.data.one_shot_from, "metrics.jsonl")),
+       "data.one_shot_from", f"{c.data.one_shot_from!r} holds no metrics.jsonl (it must be the "
+       "--workdir of an earlier run with data.record_example_accuracy=True)")
   need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS + BATCH_SCALED_ESTIMATORS
            and c.rl.group_size < 2),
        "rl.group_size", f"advantage '{c.algorithm.advantage}' uses a group baseline and needs "

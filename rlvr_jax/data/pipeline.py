@@ -5,7 +5,8 @@ a = answer length, m = meta size):
   prompt_ids [b, p] int32 (left-padded), prompt_mask [b, p] int32,
   answer_ids [b, a] int32 (pad-filled), meta [b, m] int32,
   demo_ids [b, n] int32 (demonstration + EOS, right-padded), demo_mask [b, n] float32 (only
-  with `with_demo=True`: the SFT phase).
+  with `with_demo=True`: the SFT phase), index [b] int32 (only with `with_index=True`: each
+  example's row in the source, for per-example training accuracy).
 The iterator's state (`get_state()`) is a small dict saved with every checkpoint, so a resumed
 run sees exactly the batches it would have seen.
 """
@@ -46,6 +47,11 @@ class TaskSource:
 
   def __repr__(self) -> str:
     return f"TaskSource({self.task.name}, split={self.split}, seed={self.seed}, size={self.size})"
+
+
+def rl_stream_seed(seed: int) -> int:
+  """The seed of a run's RL training stream (its shuffle and its examples), from config.seed."""
+  return seed + 2
 
 
 def _fit(ids: list[int], length: int, field: str, text: str) -> list[int]:
@@ -89,8 +95,8 @@ def encode_example(example: Example, tokenizer: Tokenizer, shapes: Shapes, *,
 
 def make_dataset(source, tokenizer: Tokenizer, shapes: Shapes, batch_size: int, *,
                  seed: int, shuffle: bool = True, repeat: bool = True,
-                 with_demo: bool = True, rows: tuple[int, int] | None = None
-                 ) -> grain.MapDataset:
+                 with_demo: bool = True, with_index: bool = False,
+                 rows: tuple[int, int] | None = None) -> grain.MapDataset:
   """source -> (shuffled, repeated) -> encoded -> batched grain MapDataset.
 
   `rows=(start, stop)` keeps only those rows of every global batch of `batch_size` (one
@@ -99,6 +105,8 @@ def make_dataset(source, tokenizer: Tokenizer, shapes: Shapes, batch_size: int, 
   row order, are the single-process batches.
   """
   ds = grain.MapDataset.source(source)
+  if with_index:  # the row in `source` (later datasets index past its end: it wraps around)
+    ds = ds.map_with_index(lambda i, ex: (i % len(source), ex))
   if shuffle:
     ds = ds.shuffle(seed=seed)
   if repeat:
@@ -106,7 +114,15 @@ def make_dataset(source, tokenizer: Tokenizer, shapes: Shapes, batch_size: int, 
   if rows is not None and rows != (0, batch_size):
     ds = _rows_of_each_batch(ds, batch_size, *rows)
     batch_size = rows[1] - rows[0]
-  ds = ds.map(lambda ex: encode_example(ex, tokenizer, shapes, with_demo=with_demo))
+
+  def encode(element) -> dict[str, Any]:
+    if not with_index:
+      return encode_example(element, tokenizer, shapes, with_demo=with_demo)
+    index, example = element
+    return dict(encode_example(example, tokenizer, shapes, with_demo=with_demo),
+                index=np.int32(index))
+
+  ds = ds.map(encode)
   return ds.batch(batch_size, drop_remainder=True)
 
 

@@ -24,7 +24,7 @@ from absl import logging
 from rlvr_jax import configs_base, models, parallel
 from rlvr_jax.checkpoints import extras
 from rlvr_jax.checkpoints.manager import Checkpointer, StateMismatchError, abstract_like
-from rlvr_jax.data import pipeline, synthetic
+from rlvr_jax.data import one_shot, pipeline, synthetic
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import finite
 from rlvr_jax.training import metrics as metrics_lib
@@ -111,13 +111,30 @@ class Run:
     return parallel.global_batch(self.mesh, batch)
 
   def dataset(self, split: str, batch_size: int, *, seed: int, shuffle: bool, size: int,
-              with_demo: bool = False):
-    """Encoded batches of the task; demonstrations only where `with_demo` (the SFT phase).
-    Each process gets only its rows of every batch (`parallel.process_rows`)."""
-    source = pipeline.TaskSource(self.task, split, seed, size)
+              with_demo: bool = False, with_index: bool = False, source=None):
+    """Encoded batches of the task (or of `source`); demonstrations only where `with_demo` (the
+    SFT phase), source rows where `with_index`. Each process gets only its rows of every batch
+    (`parallel.process_rows`)."""
+    if source is None:
+      source = pipeline.TaskSource(self.task, split, seed, size)
     return pipeline.make_dataset(source, self.tokenizer, self.shapes, batch_size, seed=seed,
                                  shuffle=shuffle, repeat=shuffle, with_demo=with_demo,
+                                 with_index=with_index,
                                  rows=parallel.process_rows(self.mesh, batch_size))
+
+  def rl_dataset(self):
+    """The RL training stream: the task's train split, or with `data.one_shot_from` the one
+    example ranked `data.one_shot_rank` there by historical variance (1-shot RLVR), repeated to
+    fill every batch. Rows carry their source index with `data.record_example_accuracy`."""
+    c = self.config
+    source = (one_shot.one_shot_source(self.task, c.data.one_shot_from, c.data.one_shot_rank)
+              if c.data.one_shot_from else None)
+    if source is not None:
+      logging.info("1-shot RLVR: training on %r", source.example.prompt)
+    return self.dataset("train", self.rl_prompts_per_step, seed=pipeline.rl_stream_seed(c.seed),
+                        shuffle=True, size=c.data.rl_train_size or c.data.train_size,
+                        source=source,
+                        with_index=c.data.record_example_accuracy)
 
   def make_state(self, params, optimizer, *, with_reference: bool,
                  with_value: bool = False, prm_params=None) -> TrainState:
@@ -262,8 +279,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                               before_manifest=_sigkill_at(config.debug.sigkill_before_manifest))
   template = run.make_rl_state(run.init_params())
   rl_step = run.compile_step(run._rl_step, template, with_rng=True)
-  train_ds = run.dataset("train", run.rl_prompts_per_step, seed=config.seed + 2, shuffle=True,
-                         size=config.data.train_size)
+  train_ds = run.rl_dataset()
   train_it = iter(train_ds)
   summary: dict[str, Any] = {}
   # Step rngs are fold_in(base, step): the base key, saved with every checkpoint, is all the

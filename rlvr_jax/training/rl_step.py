@@ -307,6 +307,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
         adv_abs_mean=jnp.sum(jnp.abs(adv)) / jnp.maximum(comp.mask.sum(), 1),
         loss_tokens_frac=loss_mask.sum() / jnp.maximum(comp.mask.sum(), 1),
         **length_by_outcome(lengths, rewards.reshape(-1)))
+    if "index" in batch:  # data.record_example_accuracy (1-shot RLVR's historical variance)
+      metrics.update(example_index=batch["index"], example_accuracy=jnp.mean(rewards > 0, -1))
     if step_r is not None:
       n_steps = step_end.sum(-1)
       metrics.update(
