@@ -39,7 +39,8 @@ class RolloutBuffer:
 
   Attributes:
     prompt_ids, prompt_mask: int32 [c, p], left-padded prompts.
-    answer_ids: int32 [c, a]; meta: int32 [c, m] (what the reward reads).
+    answer_ids: int32 [c, a]; meta: int32 [c, m] (what the reward reads), None when m = 0
+      (orbax cannot save zero-size arrays).
     part: `sampling.PartialCompletions` [c * G, n], the group's rows consecutive.
     born: int32 [c]; `TrainState.step` when the group entered the pool (its policy lag is
       step - born).
@@ -48,7 +49,7 @@ class RolloutBuffer:
   prompt_ids: jax.Array
   prompt_mask: jax.Array
   answer_ids: jax.Array
-  meta: jax.Array
+  meta: jax.Array | None
   part: partial.PartialCompletions
   born: jax.Array
 
@@ -56,8 +57,16 @@ class RolloutBuffer:
     """The groups at int indices `groups` [k], in that order."""
     rows = group_rows(groups, group_size)
     return RolloutBuffer(prompt_ids=self.prompt_ids[groups], prompt_mask=self.prompt_mask[groups],
-                         answer_ids=self.answer_ids[groups], meta=self.meta[groups],
+                         answer_ids=self.answer_ids[groups],
+                         meta=None if self.meta is None else self.meta[groups],
                          part=jax.tree.map(lambda x: x[rows], self.part), born=self.born[groups])
+
+  def batch(self) -> dict[str, jax.Array]:
+    """The groups' prompts, answers and meta as a data batch."""
+    b = self.prompt_ids.shape[0]
+    return dict(prompt_ids=self.prompt_ids, prompt_mask=self.prompt_mask,
+                answer_ids=self.answer_ids,
+                meta=jnp.zeros((b, 0), jnp.int32) if self.meta is None else self.meta)
 
 
 def group_rows(groups: jax.Array, group_size: int) -> jax.Array:
@@ -73,7 +82,8 @@ def fresh_groups(batch: dict[str, jax.Array], rng: jax.Array, step: jax.Array, *
   uniforms = jax.random.uniform(rng, (max_new_tokens, b * group_size), jnp.float32).T
   return RolloutBuffer(prompt_ids=batch["prompt_ids"],
                        prompt_mask=batch["prompt_mask"].astype(jnp.int32),
-                       answer_ids=batch["answer_ids"], meta=batch["meta"],
+                       answer_ids=batch["answer_ids"],
+                       meta=batch["meta"] if batch["meta"].shape[-1] else None,
                        part=partial.fresh(uniforms, pad_id),
                        born=jnp.full((b,), step, jnp.int32))
 
@@ -96,8 +106,9 @@ def concat(a: RolloutBuffer, b: RolloutBuffer) -> RolloutBuffer:
 def split(done_g: jax.Array, b: int) -> tuple[jax.Array, jax.Array]:
   """Group indices (train [b]: the first b done groups in pool order; kept [k - b]: every other
   group in pool order), for a pool whose done groups `done_g` (bool [k]) number at least b."""
-  order = jnp.argsort(~done_g, stable=True)  # done groups first, each kind in pool order
-  return order[:b], order[b:]
+  train_g = done_g & (jnp.cumsum(done_g) <= b)
+  k = done_g.shape[0]
+  return (jnp.argsort(~train_g, stable=True)[:b], jnp.argsort(train_g, stable=True)[:k - b])
 
 
 def rollout(model_config: models.ModelConfig, params: models.Params, buffer: RolloutBuffer,

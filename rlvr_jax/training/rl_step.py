@@ -334,8 +334,7 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     train, buffer, stale, decode_steps = april.rollout(
         model_config, state.params, state.rollouts, batch, rng_sample, state.step, group_size=g,
         sample_kw=sample_kw)
-    train_batch = dict(prompt_ids=train.prompt_ids, prompt_mask=train.prompt_mask,
-                       answer_ids=train.answer_ids, meta=train.meta)
+    train_batch = train.batch()
     comp = sampling.Completions(tokens=train.part.tokens, logprobs=train.part.logprobs,
                                 entropies=train.part.entropies, mask=train.part.mask)
     rewards, _ = score(train_batch, comp, None)
