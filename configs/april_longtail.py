@@ -23,13 +23,12 @@ def get_config(arg=None):
   c.sft.batch_size = 64
   c.sft.target_accuracy = 0.5
   c.sft.eval_every = 50
-  c.rl.steps = 60
+  c.rl.steps = 200
   c.rl.batch_size = 16
   c.rl.group_size = 8
-  c.rl.optimizer.learning_rate = 3e-4
-  c.eval.every = 10
+  c.eval.every = 20
   c.eval.num_prompts = 256
-  c.checkpoint.every = 30
+  c.checkpoint.every = 50
   variant, _, size = (arg or "").partition(",")
   if "tiny" in (variant, size):
     c.model.update(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=64)

@@ -21,6 +21,12 @@ and lives in `TrainState.rollouts`, so it is checkpointed and a resume is exact.
 step 1 the outer loop fills it with (k - 1) batches of fresh prompts (`fresh_groups`); after
 that each step takes b fresh prompts and trains b groups, so the pool stays k x b groups and
 data is read at the same rate as without APRIL.
+
+Costs: every decode step runs k x b groups (k times the rows of a plain step); resumed rows are
+prefilled over prompt + n completion slots, and their KV cache holds p + 2n slots
+(`sampling.resume`). What falls is the number of decode steps: the loop no longer waits for the
+longest of the b groups. The last groups trained may have tokens up to a few updates old
+(metric `april_policy_lag_max`); the PPO ratio against their stored log-probs clips them.
 """
 
 from __future__ import annotations
