@@ -12,7 +12,7 @@
 5. `lax.scan` over ppo_epochs x minibatches (x micro-batches for gradient accumulation) applies
    `POLICY_LOSSES[config.algorithm.policy_loss]` with optax.
 
-With `rl.partial_rollouts` (APRIL, `training/april.py`) step 1 decodes an over-provisioned pool
+With `rl.partial_rollouts` (APRIL, `training/april.py`) phase 1 decodes an over-provisioned pool
 that also resumes the unfinished groups carried in `state.rollouts`, and stops once b groups are
 done; tokens of earlier steps keep their own behaviour log-probs in the importance ratio.
 
