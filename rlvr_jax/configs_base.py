@@ -83,9 +83,12 @@ def base_config() -> ml_collections.ConfigDict:
                                          target_accuracy=0.0, eval_every=50))
   # ignore_eos: every completion runs max_new_tokens (benchmarks that must do a fixed amount of
   # work); the EOS token is then an ordinary token.
+  # partial_rollouts: APRIL (training/april.py): decode partial_rollouts_factor x batch_size
+  # groups, stop once batch_size are done, carry the rest to the next step in the train state.
   c.rl = ml_collections.ConfigDict(dict(
       steps=100, batch_size=16, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0,
-      top_p=1.0, ignore_eos=False, ppo_epochs=1, minibatches=1, microbatches=1, optimizer=_optimizer(1e-3)))
+      top_p=1.0, ignore_eos=False, ppo_epochs=1, minibatches=1, microbatches=1,
+      partial_rollouts=False, partial_rollouts_factor=2, optimizer=_optimizer(1e-3)))
   c.algorithm = ml_collections.ConfigDict(dict(
       advantage="grpo", policy_loss="ppo", loss_agg="token-mean", eps=1e-6, clip_low=0.2,
       clip_high=0.2, dual_clip=ml_collections.FieldReference(None, field_type=float),
@@ -225,6 +228,8 @@ RULES: dict[str, config_rules.Rule] = {
     "rl.ppo_epochs": Int(ge=1),
     "rl.minibatches": Int(ge=1),
     "rl.microbatches": Int(ge=1),
+    "rl.partial_rollouts": Bool(),
+    "rl.partial_rollouts_factor": Int(ge=2),  # pool = factor x batch_size groups
     **_optimizer_rules("rl.optimizer"),
     "algorithm.advantage": Registered(registry.ADVANTAGES),
     "algorithm.policy_loss": Registered(registry.POLICY_LOSSES),
@@ -351,6 +356,18 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
        "leave model.vocab_size=0 and model.vocab_multiple=1")
   need(not c.logging.wandb or importlib.util.find_spec("wandb") is not None, "logging.wandb",
        "True needs the [wandb] extra: pip install 'rlvr_jax[wandb]'")
+  if c.rl.partial_rollouts:
+    need(c.data.prompt_bucket == 0, "data.prompt_bucket", "must be 0 with rl.partial_rollouts: "
+         "the carried rollout groups keep a fixed prompt width across steps")
+    need(c.algorithm.advantage != "remax", "algorithm.advantage", "'remax' needs a greedy "
+         "completion of every trained prompt in the same step, which rl.partial_rollouts "
+         "(APRIL) does not resume; use another estimator")
+    need(c.algorithm.dynamic_sampling != "fill", "algorithm.dynamic_sampling", "'fill' "
+         "over-samples fresh groups every step, which rl.partial_rollouts (APRIL) also does; "
+         "use one of them ('mask' filters zero-variance groups with APRIL)")
+    need(not c.data.record_example_accuracy, "data.record_example_accuracy", "carried "
+         "rollout groups do not keep their source index; turn rl.partial_rollouts off to "
+         "record per-example accuracy")
   max_len = c.algorithm.max_len or c.rl.max_new_tokens  # DAPO's L_max (0: not known yet)
   need(not max_len or c.algorithm.overlong_buffer_len <= max_len, "algorithm.overlong_buffer_len",
        f"{c.algorithm.overlong_buffer_len} is longer than the completion budget L_max = {max_len} "

@@ -19,6 +19,8 @@ CONFIGS = [
     ("countdown", {"num_numbers": 4, "max_number": 20}),
     ("sort", {}),
     ("sort", {"min_length": 1, "max_length": 4, "max_value": 30}),
+    ("longtail_reverse", {}),
+    ("longtail_reverse", {"max_length": 8, "alpha": 2.0}),
 ]
 CONFIG_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw in CONFIGS]
 

@@ -45,6 +45,7 @@ def test_rl_step_traced_once_without_host_transfers():
             "completion_tokens_correct", "completion_tokens_wrong", "correct_frac"):
     assert np.isfinite(m[k]), k
   assert m["grad_norm"] > 0  # NSR on an untrained model always has negative samples
+  assert m["decode_steps"] == m["completion_tokens_max"]  # the loop ends with the longest row
   changed = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)), before, state.params)
   assert all(jax.tree.leaves(changed))
 

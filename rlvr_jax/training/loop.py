@@ -29,7 +29,7 @@ from rlvr_jax.rewards import prm
 from rlvr_jax.training import finite
 from rlvr_jax.training import metrics as metrics_lib
 from rlvr_jax.training.finite import NonFiniteError  # noqa: F401 (main catches loop.NonFiniteError)
-from rlvr_jax.training import resume, warm_start
+from rlvr_jax.training import april, resume, warm_start
 from rlvr_jax.training import workdir as workdir_lib
 from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
 from rlvr_jax.training.sft import make_sft_step
@@ -137,23 +137,45 @@ class Run:
                         with_index=c.data.record_example_accuracy)
 
   def make_state(self, params, optimizer, *, with_reference: bool,
-                 with_value: bool = False, prm_params=None) -> TrainState:
+                 with_value: bool = False, prm_params=None, rollouts=None) -> TrainState:
     """A fresh train state, laid out by one jit so its shardings are those the steps keep."""
     value_optimizer = self.value_optimizer if with_value else None
     create = functools.partial(create_state, optimizer=optimizer, with_reference=with_reference,
                                value_optimizer=value_optimizer)
-    shardings = state_shardings(jax.eval_shape(create, params, prm_params=prm_params),
-                                self.model_config, self.mesh, optimizer, value_optimizer)
-    return jax.jit(create, out_shardings=shardings)(params, prm_params=prm_params)
+    shardings = state_shardings(
+        jax.eval_shape(create, params, prm_params=prm_params, rollouts=rollouts),
+        self.model_config, self.mesh, optimizer, value_optimizer)
+    return jax.jit(create, out_shardings=shardings)(params, prm_params=prm_params,
+                                                    rollouts=rollouts)
 
   def make_rl_state(self, params, prm_params=None) -> TrainState:
     """The RL state; with a PURE estimator it carries the PRM (`prm_params`, or an untrained
-    one from the policy trunk, e.g. as the template a checkpoint is restored into)."""
+    one from the policy trunk, e.g. as the template a checkpoint is restored into); with
+    rl.partial_rollouts an empty APRIL buffer (`prime_rollouts` fills it)."""
     if self.uses_prm and prm_params is None:
       prm_params = jax.jit(critic_from_policy)(params)
+    rollouts = None
+    if self.config.rl.partial_rollouts:
+      rl, s = self.config.rl, self.shapes
+      rollouts = april.empty((rl.partial_rollouts_factor - 1) * rl.batch_size, s.prompt_len,
+                             s.answer_len, s.meta_size, group_size=rl.group_size,
+                             max_new_tokens=rl.max_new_tokens, pad_id=self.tokenizer.pad_id)
     return self.make_state(params, self.rl_optimizer,
                            with_reference=self.config.algorithm.kl_coef > 0,
-                           with_value=self.value_optimizer is not None, prm_params=prm_params)
+                           with_value=self.value_optimizer is not None, prm_params=prm_params,
+                           rollouts=rollouts)
+
+  def prime_rollouts(self, state: TrainState, train_it) -> TrainState:
+    """`state` with its APRIL buffer filled by (partial_rollouts_factor - 1) batches of fresh
+    prompts from `train_it`, before RL step 1."""
+    rl = self.config.rl
+    batches = [self.device_batch(next(train_it)) for _ in range(rl.partial_rollouts_factor - 1)]
+    batch = {k: jnp.concatenate([b[k] for b in batches]) for k in batches[0]}
+    fill = lambda state, batch: state.replace(rollouts=april.fresh_groups(
+        batch, jax.random.fold_in(self.base_rng, 4), state.step, group_size=rl.group_size,
+        max_new_tokens=rl.max_new_tokens, pad_id=self.tokenizer.pad_id))
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    return jax.jit(fill, out_shardings=shardings, donate_argnums=0)(state, batch)
 
   def compile_step(self, step_fn, state: TrainState, *, with_rng: bool):
     """jit with the state's shardings pinned on input and output, so it is traced once; traced
@@ -319,6 +341,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
       prm_params, prm_metrics = warm_start.train_prm(run, params, progress)
       sft_metrics.update(prm_metrics, prm_time_s=time.time() - t0)
     state = run.make_rl_state(params, prm_params)
+    if config.rl.partial_rollouts:
+      state = run.prime_rollouts(state, train_it)
     acc = run.evaluate(state.params)
     writer.write(0, {"phase": "sft", "eval_accuracy": acc, **sft_metrics})
     logging.info("after SFT (%d steps): held-out greedy accuracy %.3f",

@@ -14,6 +14,10 @@
 5. `lax.scan` over ppo_epochs x minibatches (x micro-batches for gradient accumulation) applies
    `POLICY_LOSSES[config.algorithm.policy_loss]` with optax.
 
+With `rl.partial_rollouts` (APRIL, `training/april.py`) phase 1 decodes an over-provisioned pool
+that also resumes the unfinished groups carried in `state.rollouts`, and stops once b groups are
+done; tokens of earlier steps keep their own behaviour log-probs in the importance ratio.
+
 Nothing here leaves the device; the only Python is the trace.
 """
 
@@ -30,6 +34,7 @@ from rlvr_jax import models, parallel, sampling
 from rlvr_jax.algorithms import advantages as adv_lib
 from rlvr_jax.algorithms import filters, losses, registry
 from rlvr_jax.rewards import prm
+from rlvr_jax.training import april
 from rlvr_jax.training.state import TrainState
 
 RewardFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
@@ -142,6 +147,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                                              invert=bool(alg.get("high_entropy_invert", False)))
       normalizer = None  # the selected tokens of this micro-batch define its own mean
     old_logp = jax.lax.stop_gradient(logp) if on_policy else mb["old_logp"]
+    if "stale" in mb:  # APRIL: tokens of an earlier policy keep their behaviour log-probs
+      old_logp = jnp.where(mb["stale"] > 0, mb["old_logp"], old_logp)
     loss, metrics = loss_fn(logp, old_logp, mb["advantages"], mask, alg, normalizer=normalizer)
     if kl_coef:
       kl_t = losses.kl(logp, mb["ref_logp"], alg.get("kl_kind", "k3"))
@@ -215,9 +222,10 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     return rewards, greedy_rewards
 
   def learn(state: TrainState, batch: dict[str, jax.Array], comp, rewards, greedy_rewards,
-            rng: jax.Array):
+            rng: jax.Array, stale: jax.Array | None = None):
     """Phase 3: log-probs, advantages and the PPO epochs x minibatches update. `comp` must have
-    been sampled from `state.params` (on-policy)."""
+    been sampled from `state.params` (on-policy), except where `stale` [b * g, n] is 1: tokens
+    an earlier policy sampled (APRIL), whose behaviour log-probs are `comp.logprobs`."""
     b = batch["prompt_ids"].shape[0]
     # Forward passes over whole groups run each prompt once (see completion_logprobs).
     group_prompts = batch["prompt_ids"], batch["prompt_mask"]
@@ -229,6 +237,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       old_logp, _ = completion_logprobs(model_config, state.params, *group_prompts,
                                         comp.tokens, comp.mask, rl.temperature)
       old_logp = jax.lax.stop_gradient(old_logp) * comp.mask
+    if stale is not None:
+      old_logp = jnp.where(stale > 0, comp.logprobs, old_logp) * comp.mask
     ref_logp = None
     if state.ref_params is not None:
       ref_logp, _ = completion_logprobs(model_config, state.ref_params, *group_prompts,
@@ -279,8 +289,10 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     else:  # minibatches draw rows at random across groups: one prompt row per completion
       rollout = dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask)
     rollout.update(tokens=comp.tokens, mask=comp.mask, loss_mask=loss_mask, advantages=adv)
-    if not on_policy:
+    if not on_policy or stale is not None:
       rollout["old_logp"] = old_logp
+    if stale is not None:
+      rollout["stale"] = stale
     if ref_logp is not None:
       rollout["ref_logp"] = ref_logp
     if values is not None:
@@ -330,12 +342,29 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     rng_sample, rng_learn = jax.random.split(rng)
     comp, greedy = sample(state, batch, rng_sample)
     rewards, greedy_rewards = score(batch, comp, greedy)
+    # the sampler's loop runs until its longest row ends (with "fill": of all k·B groups)
+    decode_steps = comp.mask.sum(-1).max()
     *kept, select_metrics = select(batch, comp, rewards, greedy_rewards)
     state, metrics = learn(state, *kept, rng_learn)
-    return state, {**metrics, **select_metrics}
+    return state, {**metrics, **select_metrics, "decode_steps": decode_steps}
 
-  rl_step.phases = RLPhases(sample=sample, score=score, learn=learn, select=select)
-  return rl_step
+  def april_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+    """APRIL rollout (resume the buffer + fresh groups until b are done) -> score -> learn."""
+    rng_sample, rng_learn = jax.random.split(rng)
+    train, buffer, stale, decode_steps = april.rollout(
+        model_config, state.params, state.rollouts, batch, rng_sample, state.step, group_size=g,
+        sample_kw=sample_kw)
+    train_batch = train.batch()
+    comp = sampling.Completions(tokens=train.part.tokens, logprobs=train.part.logprobs,
+                                entropies=train.part.entropies, mask=train.part.mask)
+    rewards, _ = score(train_batch, comp, None)
+    new_state, metrics = learn(state.replace(rollouts=buffer), train_batch, comp, rewards, None,
+                               rng_learn, stale=stale)
+    return new_state, metrics | april.metrics(train, buffer, stale, state.step, decode_steps)
+
+  step_fn = april_step if rl.get("partial_rollouts", False) else rl_step
+  step_fn.phases = RLPhases(sample=sample, score=score, learn=learn, select=select)
+  return step_fn
 
 
 def select_groups(batch: dict[str, jax.Array], comp: sampling.Completions, rewards: jax.Array,

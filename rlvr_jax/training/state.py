@@ -25,6 +25,8 @@ class TrainState:
     value_params: PPO critic (same trunk code with a scalar head), or None.
     value_opt_state: optax state of the critic optimizer, or None.
     prm_params: frozen process reward model (policy trunk + scalar head) for PURE, or None.
+    rollouts: APRIL's buffer of unfinished rollout groups (`april.RolloutBuffer`), or None
+      without rl.partial_rollouts.
   """
 
   step: jax.Array
@@ -34,6 +36,7 @@ class TrainState:
   value_params: models.Params | None = None
   value_opt_state: optax.OptState | None = None
   prm_params: models.Params | None = None
+  rollouts: Any = None
 
 
 def float32_moments(inner: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -89,21 +92,21 @@ def critic_from_policy(params: models.Params) -> models.Params:
 def create_state(params: models.Params, optimizer: optax.GradientTransformation, *,
                  with_reference: bool,
                  value_optimizer: optax.GradientTransformation | None = None,
-                 prm_params: models.Params | None = None) -> TrainState:
+                 prm_params: models.Params | None = None, rollouts: Any = None) -> TrainState:
   """A fresh state at step 0; the reference policy and the critic start from `params`."""
   ref = jax.tree.map(jnp.copy, params) if with_reference else None
   value = critic_from_policy(params) if value_optimizer is not None else None
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=optimizer.init(params), ref_params=ref, value_params=value,
                     value_opt_state=value_optimizer.init(value) if value is not None else None,
-                    prm_params=prm_params)
+                    prm_params=prm_params, rollouts=rollouts)
 
 
 def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: jax.sharding.Mesh,
                     optimizer: optax.GradientTransformation,
                     value_optimizer: optax.GradientTransformation | None = None) -> TrainState:
   """NamedShardings for (an abstract) `state`: parameters by their logical axes, optimizer
-  moments like the parameters they track, counters replicated.
+  moments like the parameters they track, counters and APRIL's rollout buffer replicated.
 
   Left to the compiler, the moments (fresh zeros, tied to no input) come out replicated, which
   costs 8 bytes a parameter on every device under FSDP.
@@ -126,7 +129,8 @@ def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: j
       value_params=value,
       value_opt_state=(None if value is None
                        else opt(value_optimizer, state.value_opt_state, value)),
-      prm_params=None if state.prm_params is None else scalar(state.prm_params))
+      prm_params=None if state.prm_params is None else scalar(state.prm_params),
+      rollouts=jax.tree.map(lambda _: replicated, state.rollouts))
 
 
 def tree_size(tree: Any) -> int:
