@@ -407,9 +407,10 @@ def prime(rewards: Array, process_rewards: Array, mask: Array, *, process_coef: 
   The baseline form (G/(G−1) scaling, the sum over all G samples' token means) and the
   whitening are the authors' released code (verl `recipe/prime`, `compute_rloo_advantage_return`);
   the paper writes the process baseline as the mean over the other samples' rewards and does not
-  whiten; for the outcome source the two agree exactly. verl's options are left out: its "token"
+  whiten; for the outcome source the two agree exactly. Two verl options are left out: its "token"
   granularity zeroes the last token's process reward (kept here, as the paper defines r_φ on every
-  token) and its `prime_norm` rescaling is off by default.
+  token), and its `prime_norm: batch_norm` (its yaml default, not in the paper) divides r_φ by
+  the batch's largest |Σ_{t'≥t} r_φ| before the baseline.
 
   Args: rewards [..., G] outcome rewards; process_rewards [..., G, T] r_φ (already × β, 0 on
   padding); mask [..., G, T]. Returns [..., G, T] float32, 0 on masked tokens.

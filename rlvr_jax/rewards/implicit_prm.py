@@ -6,7 +6,9 @@ The implicit PRM π_φ is a causal LM (initialised from the policy) beside the f
 score R_φ(y) = Σ_t r_φ(y_t). It is trained on outcome labels r_o ∈ {0, 1} alone, with the
 cross-entropy on σ(R_φ):  L = −[r_o·log σ(R_φ) + (1 − r_o)·log(1 − σ(R_φ))]  (paper eq. 4).
 The compiled RL step (`training.rl_step`) scores each rollout with the current π_φ, takes one
-optimizer step on L over the same rollouts and hands the pre-update rewards to the advantage.
+optimizer step on L over the same rollouts and hands the pre-update rewards to the advantage
+(verl's `update: after`, "single forward"; verl's yaml default
+`update: before` re-scores with the updated PRM, a second forward pass).
 
 Shapes: n completions, t completion tokens.
 """
