@@ -14,6 +14,7 @@ from rlvr_jax.algorithms import registry
 from rlvr_jax.rewards import implicit_prm
 from rlvr_jax.training import loop
 from rlvr_jax.training import rl_step as rl_step_lib
+from rlvr_jax.training.state import create_state
 from tests.helpers import ROOT, load_config
 
 
@@ -204,44 +205,49 @@ def test_prime_step_traced_once_without_host_transfers():
 
 def test_advantage_uses_the_scores_from_before_the_prm_update():
   """One on-policy learn phase, checked against an independent recomputation: the PRM takes
-  one optimizer step on CE(sigma(R_phi), r_o), and the policy's REINFORCE update uses the PRIME
-  advantage of the PRM rewards of the parameters *before* that step (not after)."""
+  one step on CE(sigma(R_phi), r_o), and the policy's REINFORCE update uses the PRIME advantage
+  of the PRM rewards of the parameters *before* that step (not after). Plain SGD (lr 1) for
+  both, so each update is minus its gradient: Adam's first step, lr * g / (|g| + eps), would
+  turn rounding in near-zero gradients into lr-sized differences."""
   run = _prime_run(**{"algorithm.prime_outcome_coef": 1.0})
-  state = run.make_rl_state(run.init_params())
+  cfg, g = run.config, run.config.rl.group_size
+  sgd = optax.sgd(1.0)
+  phases = rl_step_lib.make_rl_step(cfg, run.model_config, run.reward_fn, sgd,
+                                    eos_id=run.tokenizer.eos_id, pad_id=run.tokenizer.pad_id,
+                                    prime_optimizer=sgd).phases
+  state = create_state(run.init_params(), sgd, with_reference=True, prime_optimizer=sgd)
   noise = jax.tree.map(lambda x: 0.3 * jax.random.normal(jax.random.key(7), x.shape, x.dtype),
                        state.prime_params)  # a PRM that already differs from the reference
   state = state.replace(prime_params=jax.tree.map(jnp.add, state.prime_params, noise))
   batch = _batches(run, 1)[0]
-  phases = run._rl_step.phases
   comp, _ = jax.jit(phases.sample)(state, batch, jax.random.key(0))
   rewards, _ = jax.jit(phases.score)(batch, comp, None)
   new_state, metrics = jax.jit(phases.learn)(state, batch, comp, rewards, None,
                                              jax.random.key(1))
-  cfg, g = run.config, run.config.rl.group_size
   b, t = rewards.shape[0], comp.tokens.shape[1]
-  prompts = (np.repeat(batch["prompt_ids"], g, 0), np.repeat(batch["prompt_mask"], g, 0))
   mask = np.asarray(comp.mask)
   labels = np.asarray(rewards).reshape(-1)
 
   def logp(params):
+    prompts = (np.repeat(batch["prompt_ids"], g, 0), np.repeat(batch["prompt_mask"], g, 0))
     return rl_step_lib.completion_logprobs(run.model_config, params, *prompts, comp.tokens,
                                            comp.mask, cfg.rl.temperature)[0]
 
   ref = logp(state.ref_params)
-
-  def prm_rewards(params):
-    return cfg.prime.beta * (logp(params) - ref) * mask
+  prm_rewards = jax.jit(lambda params: cfg.prime.beta * (logp(params) - ref) * mask)
 
   def ce(params):
     s = prm_rewards(params).sum(-1)
     return -jnp.mean(labels * jnp.log(jax.nn.sigmoid(s))
                      + (1 - labels) * jnp.log(1 - jax.nn.sigmoid(s)))
 
-  grads = jax.grad(ce)(state.prime_params)
-  upd, _ = run.prime_optimizer.update(grads, state.prime_opt_state, state.prime_params)
-  prime_after = optax.apply_updates(state.prime_params, upd)
-  for a, c in zip(jax.tree.leaves(new_state.prime_params), jax.tree.leaves(prime_after)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(c), atol=1e-6)
+  def assert_step(new, old, grads):
+    for a, o, d in zip(*map(jax.tree.leaves, (new, old, grads))):
+      np.testing.assert_allclose(np.asarray(a) - np.asarray(o), -np.asarray(d), atol=2e-6)
+
+  grads = jax.jit(jax.grad(ce))(state.prime_params)
+  assert_step(new_state.prime_params, state.prime_params, grads)
+  prime_after = jax.tree.map(jnp.subtract, state.prime_params, grads)
 
   r_before = np.asarray(prm_rewards(state.prime_params))
   r_after = np.asarray(prm_rewards(prime_after))
@@ -251,20 +257,15 @@ def test_advantage_uses_the_scores_from_before_the_prm_update():
   assert float(metrics["prime_accuracy"]) == pytest.approx(
       np.mean((scores > 0) == (labels > 0.5)))
 
-  def policy_after(process_r):
+  def policy_grad(process_r):
     adv = np.asarray(adv_lib.prime(np.asarray(rewards), process_r.reshape(b, g, t),
                                    mask.reshape(b, g, t), process_coef=5.0,
                                    outcome_coef=1.0)).reshape(b * g, t)
-    pg = jax.grad(lambda p: -(adv * logp(p) * mask).sum() / mask.sum())(state.params)
-    upd, _ = run.rl_optimizer.update(pg, state.opt_state, state.params)
-    return optax.apply_updates(state.params, upd)
+    return jax.jit(jax.grad(lambda p: -(adv * logp(p) * mask).sum() / mask.sum()))(state.params)
 
-  def max_diff(x, y):
-    return max(float(np.abs(np.asarray(a) - np.asarray(c)).max())
-               for a, c in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
-
-  assert max_diff(new_state.params, policy_after(r_before)) < 1e-6
-  assert max_diff(new_state.params, policy_after(r_after)) > 1e-5
+  assert_step(new_state.params, state.params, policy_grad(r_before))
+  with pytest.raises(AssertionError):
+    assert_step(new_state.params, state.params, policy_grad(r_after))
 
 
 # --- Config ---------------------------------------------------------------------------------
