@@ -11,8 +11,9 @@ r_φ = β·log(π_φ/π_ref), takes one AdamW step of π_φ on the verifier's 0/
 returns, whitened) from the pre-update rewards. β = 0.05; the PRM's learning rate is a tenth
 of the policy's: at the recipe's ratio (PRM twice the policy, 1e-6 / 5e-7 there; 6e-4 here) the
 PRM drifted within 25 steps and the policy collapsed (held-out 0.592 -> 0.000), at 3e-5 it
-stayed within 0.03 of GRPO (0.781 vs 0.811 at step 150; experiments/results/prime_vs_grpo/). Variants: `smollm2` = the same on
-SmolLM2-135M-Instruct and `gsm_arith` (configs/smollm2_arithmetic.py's setup, no SFT);
+stayed within 0.03 of GRPO (0.781 vs 0.811 at step 150; experiments/results/prime_vs_grpo/).
+Variants: `smollm2` = the same on SmolLM2-135M-Instruct and `gsm_arith`
+(configs/smollm2_arithmetic.py's setup, no SFT);
 `tiny` = seconds, for tests.
 """
 
