@@ -20,7 +20,7 @@ from rlvr_jax.models.config import DECODE_WEIGHT_GATHER, REMAT_POLICIES
 
 # Estimators whose baseline comes from the other members of the group.
 GROUP_BASELINE_ESTIMATORS = ("grpo", "dr_grpo", "dapo", "rloo", "tempo", "reinforce_pp_baseline",
-                             "pure_min", "pure_min_strict", "pure_sum")
+                             "pure_min", "pure_min_strict", "pure_sum", "prime")
 # Group-mean baselines scaled by a batch statistic: an all-equal group still gets 0, but its
 # rewards move the other groups' scale.
 BATCH_SCALED_ESTIMATORS = ("lite_ppo",)
@@ -104,7 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
       gspo_clip_low=3e-4, gspo_clip_high=4e-4,
       # CISPO clips the IS weight to [1 - low, 1 + high]: low = 1 leaves it open below (MiniMax-M1),
       # high = 4 is ScaleRL's bound 5
-      cispo_clip_low=1.0, cispo_clip_high=4.0))
+      cispo_clip_low=1.0, cispo_clip_high=4.0,
+      # PRIME: weights of the implicit-PRM (process) and verifier (outcome) RLOO returns
+      prime_process_coef=5.0, prime_outcome_coef=5.0))
   # PPO critic, built when algorithm.advantage == "gae" (initialised from the policy trunk).
   c.value = ml_collections.ConfigDict(dict(optimizer=_optimizer(1e-3)))
   # Process reward model for PURE (algorithm.advantage in PRM_ESTIMATORS): the policy trunk after
@@ -114,6 +116,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.prm = ml_collections.ConfigDict(dict(
       step_delimiter="\n\n", steps=100, batch_size=16, group_size=4, temperature=1.0,
       eval_prompts=64, optimizer=_optimizer(1e-3)))
+  # PRIME's implicit PRM (algorithm.advantage == "prime"): a copy of the policy after SFT, its
+  # token reward beta * log(pi_phi / pi_ref), trained every RL step on the outcome labels with
+  # this optimizer (one update per rollout batch).
+  c.prime = ml_collections.ConfigDict(dict(beta=0.05, optimizer=_optimizer(1e-3)))
   c.eval = ml_collections.ConfigDict(dict(every=25, num_prompts=256, batch_size=128))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.checkpoint = ml_collections.ConfigDict(dict(every=25, keep=3, use_async=True))
@@ -263,6 +269,8 @@ RULES: dict[str, config_rules.Rule] = {
     "algorithm.gspo_clip_high": Float(ge=0),
     "algorithm.cispo_clip_low": Float(ge=0, le=1),  # 1: no lower bound on the IS weight
     "algorithm.cispo_clip_high": Float(ge=0),
+    "algorithm.prime_process_coef": Float(ge=0),  # 0: outcome RLOO only
+    "algorithm.prime_outcome_coef": Float(ge=0),  # 0: implicit process rewards only
     **_optimizer_rules("value.optimizer"),
     "prm.step_delimiter": Str(),  # non-empty when a PRM is used (cross-field check below)
     "prm.steps": Int(ge=0),
@@ -271,6 +279,8 @@ RULES: dict[str, config_rules.Rule] = {
     "prm.temperature": Float(ge=0),
     "prm.eval_prompts": Int(ge=1),
     **_optimizer_rules("prm.optimizer"),
+    "prime.beta": Float(gt=0),  # r_phi = beta * log-ratio; the CE reads sigma(sum_t r_phi)
+    **_optimizer_rules("prime.optimizer"),
     "eval.every": Int(ge=1),
     "eval.num_prompts": Int(ge=1),
     "eval.batch_size": Int(ge=1),
@@ -351,6 +361,10 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
     need(bool(c.prm.step_delimiter), "prm.step_delimiter", "must be a non-empty string")
     need(c.prm.batch_size % batch_divisor == 0, "prm.batch_size",
          f"{c.prm.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
+  if c.algorithm.advantage == "prime":
+    need(c.algorithm.prime_process_coef + c.algorithm.prime_outcome_coef > 0,
+         "algorithm.prime_process_coef", "advantage 'prime' needs a reward source: "
+         "prime_process_coef and prime_outcome_coef are both 0")
   need(c.init.kind == "scratch" or (c.model.vocab_size == 0 and c.model.vocab_multiple == 1),
        "model.vocab_size", f"init.kind={c.init.kind!r} takes the vocabulary from the checkpoint; "
        "leave model.vocab_size=0 and model.vocab_multiple=1")

@@ -390,6 +390,58 @@ def pure_token_returns(process_rewards: Array, step_end: Array, mask: Array, *,
 
 
 # ---------------------------------------------------------------------------------------------
+# PRIME: implicit process rewards.
+# ---------------------------------------------------------------------------------------------
+
+
+def token_rloo(token_rewards: Array, reward_mask: Array) -> Array:
+  """Leave-one-out over the group for token rewards (verl's PRIME recipe, `masked_rloo`).
+
+  With m_j = mean of sample j's rewards over its `reward_mask` tokens (0 when it has none):
+  r'_{i,t} = r_{i,t} · G/(G−1) − (Σ_j m_j)/(G−1) on masked tokens, 0 elsewhere. With one
+  reward per sample (the outcome on its last token) this is RLOO, r_i − mean_{j≠i} r_j.
+
+  Args: token_rewards, reward_mask [..., G, T]. Returns [..., G, T] float32; G = 1 gives 0.
+  """
+  r_gt, m_gt = _f32(token_rewards), _f32(reward_mask)
+  g = r_gt.shape[-2]
+  if g < 2:
+    return jnp.zeros_like(r_gt)
+  mean_g = _safe_div(jnp.sum(r_gt * m_gt, -1), jnp.sum(m_gt, -1))
+  baseline = jnp.sum(mean_g, -1)[..., None, None] / (g - 1)
+  return (r_gt * (g / (g - 1)) - baseline) * m_gt
+
+
+def prime(rewards: Array, process_rewards: Array, mask: Array, *, process_coef: float = 5.0,
+          outcome_coef: float = 5.0, eps: float = 1e-8) -> Array:
+  """PRIME token advantages (Cui et al. 2025, "Process Reinforcement through Implicit Rewards",
+  §3.3; the authors' code, verl's `recipe/prime`).
+
+  Each reward source gets its own leave-one-out baseline inside the group (`token_rloo`): the
+  implicit process rewards r_φ(y_t) = β·log(π_φ(y_t|y<t) / π_ref(y_t|y<t)) on every valid token,
+  and the outcome reward r_o on the last valid token. Then
+  r_t = process_coef · rloo(r_φ)_t + outcome_coef · rloo(r_o)_t, returns G_t = Σ_{t'≥t} r_{t'}
+  (γ = 1), and advantages = whiten(G) over every valid token of the batch (all leading axes).
+
+  The baseline form (G/(G−1) scaling, the sum over all G samples' token means) and the
+  whitening are the authors' released code (verl `recipe/prime`, `compute_rloo_advantage_return`);
+  the paper writes the process baseline as the mean over the other samples' rewards and does not
+  whiten; for the outcome source the two agree exactly. Two verl options are left out: its "token"
+  granularity zeroes the last token's process reward (kept here, as the paper defines r_φ on every
+  token), and its `prime_norm: batch_norm` (its yaml default, not in the paper) divides r_φ by
+  the batch's largest |Σ_{t'≥t} r_φ| before the baseline.
+
+  Args: rewards [..., G] outcome rewards; process_rewards [..., G, T] r_φ (already × β, 0 on
+  padding); mask [..., G, T]. Returns [..., G, T] float32, 0 on masked tokens.
+  """
+  mask_gt = _f32(mask)
+  outcome_gt = outcome_token_rewards(rewards, mask_gt)
+  token_r = (process_coef * token_rloo(process_rewards, mask_gt)
+             + outcome_coef * token_rloo(outcome_gt, last_token_onehot(mask_gt)))
+  return whiten(discounted_returns(token_r, mask_gt), mask_gt, eps=eps)
+
+
+# ---------------------------------------------------------------------------------------------
 # DAPO helpers.
 # ---------------------------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class AdvantageInputs:
   greedy_rewards: Array | None = None   # [B] reward of the greedy completion (ReMax)
   step_rewards: Array | None = None     # [B, G, T] PRM score at step-end tokens, 0 elsewhere
   step_end: Array | None = None         # [B, G, T] 1 at step-end tokens (EOS included)
+  process_rewards: Array | None = None  # [B, G, T] PRIME's implicit PRM token rewards r_φ
 
 
 class Registry(dict):
@@ -205,6 +206,13 @@ def _pure_min_strict(x, cfg):
 @register_advantage("pure_sum")
 def _pure_sum(x, cfg):
   return _pure(x, cfg, "pure_sum", lambda r, m: r * m)
+
+
+@register_advantage("prime")
+def _prime(x, cfg):
+  return adv_lib.prime(x.rewards, _require(x, "process_rewards", "prime"), x.mask,
+                       process_coef=cfg.get("prime_process_coef", 5.0),
+                       outcome_coef=cfg.get("prime_outcome_coef", 5.0))
 
 
 # --- Policy losses ---------------------------------------------------------------------------

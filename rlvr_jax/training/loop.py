@@ -63,6 +63,8 @@ class Run:
     self.rl_optimizer = make_optimizer(config.rl.optimizer, config.rl.steps)
     self.value_optimizer = (make_optimizer(config.value.optimizer, config.rl.steps)
                             if config.algorithm.advantage == "gae" else None)
+    self.prime_optimizer = (make_optimizer(config.prime.optimizer, config.rl.steps)
+                            if config.algorithm.advantage == "prime" else None)
     self.uses_prm = config.algorithm.advantage in configs_base.PRM_ESTIMATORS
     self.step_end_table = (prm.step_end_table(self.tokenizer, config.prm.step_delimiter,
                                               self.model_config.vocab_size)
@@ -75,7 +77,8 @@ class Run:
     ids = dict(eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id)
     self._rl_step = make_rl_step(config, self.model_config, self.reward_fn, self.rl_optimizer,
                                  value_optimizer=self.value_optimizer,
-                                 step_end_table=self.step_end_table, **ids)
+                                 step_end_table=self.step_end_table,
+                                 prime_optimizer=self.prime_optimizer, **ids)
     self._sft_step = make_sft_step(self.model_config, self.sft_optimizer)
     self._eval_step = make_eval_step(config, self.model_config, self.reward_fn, **ids)
 
@@ -137,20 +140,23 @@ class Run:
                         with_index=c.data.record_example_accuracy)
 
   def make_state(self, params, optimizer, *, with_reference: bool,
-                 with_value: bool = False, prm_params=None, rollouts=None) -> TrainState:
+                 with_value: bool = False, prm_params=None, with_prime: bool = False,
+                 rollouts=None) -> TrainState:
     """A fresh train state, laid out by one jit so its shardings are those the steps keep."""
     value_optimizer = self.value_optimizer if with_value else None
+    prime_optimizer = self.prime_optimizer if with_prime else None
     create = functools.partial(create_state, optimizer=optimizer, with_reference=with_reference,
-                               value_optimizer=value_optimizer)
+                               value_optimizer=value_optimizer, prime_optimizer=prime_optimizer)
     shardings = state_shardings(
         jax.eval_shape(create, params, prm_params=prm_params, rollouts=rollouts),
-        self.model_config, self.mesh, optimizer, value_optimizer)
+        self.model_config, self.mesh, optimizer, value_optimizer, prime_optimizer)
     return jax.jit(create, out_shardings=shardings)(params, prm_params=prm_params,
                                                     rollouts=rollouts)
 
   def make_rl_state(self, params, prm_params=None) -> TrainState:
     """The RL state; with a PURE estimator it carries the PRM (`prm_params`, or an untrained
-    one from the policy trunk, e.g. as the template a checkpoint is restored into); with
+    one from the policy trunk, e.g. as the template a checkpoint is restored into); with PRIME
+    the implicit PRM and the reference it is measured against, both copies of `params`; with
     rl.partial_rollouts an empty APRIL buffer (`prime_rollouts` fills it)."""
     if self.uses_prm and prm_params is None:
       prm_params = jax.jit(critic_from_policy)(params)
@@ -160,10 +166,11 @@ class Run:
       rollouts = april.empty((rl.partial_rollouts_factor - 1) * rl.batch_size, s.prompt_len,
                              s.answer_len, s.meta_size, group_size=rl.group_size,
                              max_new_tokens=rl.max_new_tokens, pad_id=self.tokenizer.pad_id)
+    with_prime = self.prime_optimizer is not None
     return self.make_state(params, self.rl_optimizer,
-                           with_reference=self.config.algorithm.kl_coef > 0,
+                           with_reference=self.config.algorithm.kl_coef > 0 or with_prime,
                            with_value=self.value_optimizer is not None, prm_params=prm_params,
-                           rollouts=rollouts)
+                           with_prime=with_prime, rollouts=rollouts)
 
   def prime_rollouts(self, state: TrainState, train_it) -> TrainState:
     """`state` with its APRIL buffer filled by (partial_rollouts_factor - 1) batches of fresh

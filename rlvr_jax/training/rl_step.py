@@ -10,7 +10,8 @@
    With DAPO's dynamic sampling "fill" the batch holds k·B prompts and `select` keeps B groups
    whose rewards differ (algorithms/filters.py); everything after learns on those B.
 4. `ADVANTAGES[config.algorithm.advantage]` turns rewards into token advantages [B, G, T]
-   (PURE estimators also get step ends and the frozen PRM's step rewards).
+   (PURE estimators also get step ends and the frozen PRM's step rewards; PRIME the implicit
+   PRM's token rewards, scored before that PRM takes its own update on the outcomes).
 5. `lax.scan` over ppo_epochs x minibatches (x micro-batches for gradient accumulation) applies
    `POLICY_LOSSES[config.algorithm.policy_loss]` with optax.
 
@@ -23,6 +24,7 @@ Nothing here leaves the device; the only Python is the trace.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -33,7 +35,7 @@ import optax
 from rlvr_jax import models, parallel, sampling
 from rlvr_jax.algorithms import advantages as adv_lib
 from rlvr_jax.algorithms import filters, losses, registry
-from rlvr_jax.rewards import prm
+from rlvr_jax.rewards import implicit_prm, prm
 from rlvr_jax.training import april
 from rlvr_jax.training.state import TrainState
 
@@ -96,11 +98,24 @@ def _repeat(x: jax.Array, g: int) -> jax.Array:
   return jnp.repeat(x, g, axis=0)
 
 
+def implicit_prm_loss(prime_params: models.Params, mb: dict[str, jax.Array], normalizer, *,
+                      model_config: models.ModelConfig, beta: float, temperature: float):
+  """PRIME's PRM loss on one micro-batch, Σ_n CE(σ(R_φ), r_o) / normalizer, and (aux) the token
+  rewards r_φ [n, t] it was computed from, i.e. those of the parameters before the update.
+  `mb`: prompt rows (one per completion or per group), tokens, mask, ref_logp [n, t] and the
+  outcome labels [n]. Log-probs at the sampling temperature, like the reference's."""
+  logp, _ = completion_logprobs(model_config, prime_params, mb["prompt_ids"], mb["prompt_mask"],
+                                mb["tokens"], mb["mask"], temperature)
+  r_nt = implicit_prm.token_rewards(logp, mb["ref_logp"], mb["mask"], beta)
+  return jnp.sum(implicit_prm.ce_loss(r_nt.sum(-1), mb["labels"])) / normalizer, r_nt
+
+
 def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelConfig,
                  reward_fn: RewardFn, optimizer: optax.GradientTransformation, *,
                  eos_id: int, pad_id: int,
                  value_optimizer: optax.GradientTransformation | None = None,
-                 step_end_table: Any = None
+                 step_end_table: Any = None,
+                 prime_optimizer: optax.GradientTransformation | None = None
                  ) -> Callable[..., tuple[TrainState, dict[str, Any]]]:
   """Builds `rl_step(state, batch, rng) -> (state, metrics)` (not yet jitted); its three
   phases are also available as `rl_step.phases` (an `RLPhases`).
@@ -115,6 +130,7 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     value_optimizer: the critic optimizer when the state carries a value model (PPO / GAE).
     step_end_table: `prm.step_end_table`, the matcher that finds reasoning-step ends;
       needed when the state carries a PRM (PURE estimators).
+    prime_optimizer: the implicit PRM's optimizer when the state carries one (PRIME).
   """
   rl, alg = config.rl, config.algorithm
   g = rl.group_size
@@ -201,6 +217,26 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                      value_grad_norm=optax.tree.norm(v_grads))
     return (params, opt_state, value_params, value_opt_state), metrics
 
+  def update_implicit_prm(state: TrainState, rows, ref_logp, rewards):
+    """PRIME: the implicit PRM's token rewards on the rollouts [n, t] (stop-gradient), then one
+    optimizer step of it on the outcome labels; the rewards are those from before that step."""
+    if prime_optimizer is None or ref_logp is None:
+      raise ValueError("the state carries PRIME's implicit PRM: make_rl_step needs "
+                       "prime_optimizer and the state a reference policy (ref_params)")
+    n = rows["tokens"].shape[0]
+    loss_fn = functools.partial(implicit_prm_loss, model_config=model_config,
+                                beta=float(config.prime.beta), temperature=rl.temperature)
+    mb = dict(rows, ref_logp=ref_logp, labels=rewards.reshape(n))
+    grads, (loss, r_nt) = accumulated_grads(loss_fn, state.prime_params, mb, n)
+    updates, opt_state = prime_optimizer.update(grads, state.prime_opt_state, state.prime_params)
+    params = optax.apply_updates(state.prime_params, updates)
+    r_nt = jax.lax.stop_gradient(r_nt.reshape(n, -1))
+    scores = r_nt.sum(-1)
+    metrics = dict(prime_loss=loss.sum(), prime_grad_norm=optax.tree.norm(grads),
+                   prime_accuracy=implicit_prm.outcome_accuracy(scores, mb["labels"]),
+                   prime_score_mean=scores.mean())
+    return params, opt_state, r_nt, metrics
+
   def sample(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     """Phase 1: G completions per prompt (and the greedy one for ReMax's baseline)."""
     comp = sampling.generate(model_config, state.params, batch["prompt_ids"],
@@ -259,11 +295,27 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
           model_config, state.prm_params, prompt_ids, prompt_mask, comp.tokens, comp.mask,
           step_end))
 
+    n_mb = rl.get("minibatches", 1)
+    if n_mb == 1 and b % rl.get("microbatches", 1) == 0 and parallel.batch_shards() == 1:
+      # Whole groups stay together in every micro-batch: the loss forward shares prompts too.
+      # Not with a sharded batch: there XLA:CPU's schedule of the two streams raised the
+      # per-device peak (tests/test_memory.py, 25.1 vs 22.6 MB); unmeasured on accelerators.
+      rollout = dict(prompt_ids=batch["prompt_ids"], prompt_mask=batch["prompt_mask"])
+    else:  # minibatches draw rows at random across groups: one prompt row per completion
+      rollout = dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask)
+    rollout.update(tokens=comp.tokens, mask=comp.mask)
+
+    prime_params, prime_opt_state, process_r, prime_metrics = (
+        state.prime_params, state.prime_opt_state, None, {})
+    if state.prime_params is not None:
+      prime_params, prime_opt_state, process_r, prime_metrics = update_implicit_prm(
+          state, rollout, ref_logp, rewards)
+
     bgn = lambda x: None if x is None else x.reshape(b, g, n)
     inputs = registry.AdvantageInputs(
         rewards=rewards, tokens=bgn(comp.tokens), mask=bgn(comp.mask), logp=bgn(old_logp),
         ref_logp=bgn(ref_logp), values=bgn(values), greedy_rewards=greedy_rewards,
-        step_rewards=bgn(step_r), step_end=bgn(step_end))
+        step_rewards=bgn(step_r), step_end=bgn(step_end), process_rewards=bgn(process_r))
     adv = advantage_fn(inputs, alg).reshape(b * g, n)
     returns = None
     if values is not None:  # critic targets: GAE advantages + values; the policy sees them whitened
@@ -280,15 +332,7 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       loss_mask = loss_mask * finished_n[:, None]
       filter_metrics["overlong_filtered_frac"] = 1.0 - finished_n.mean()
 
-    n_mb = rl.get("minibatches", 1)
-    if n_mb == 1 and b % rl.get("microbatches", 1) == 0 and parallel.batch_shards() == 1:
-      # Whole groups stay together in every micro-batch: the loss forward shares prompts too.
-      # Not with a sharded batch: there XLA:CPU's schedule of the two streams raised the
-      # per-device peak (tests/test_memory.py, 25.1 vs 22.6 MB); unmeasured on accelerators.
-      rollout = dict(prompt_ids=batch["prompt_ids"], prompt_mask=batch["prompt_mask"])
-    else:  # minibatches draw rows at random across groups: one prompt row per completion
-      rollout = dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask)
-    rollout.update(tokens=comp.tokens, mask=comp.mask, loss_mask=loss_mask, advantages=adv)
+    rollout.update(loss_mask=loss_mask, advantages=adv)
     if not on_policy or stale is not None:
       rollout["old_logp"] = old_logp
     if stale is not None:
@@ -318,7 +362,7 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
         sample_entropy=jnp.sum(comp.entropies) / jnp.maximum(comp.mask.sum(), 1),
         adv_abs_mean=jnp.sum(jnp.abs(adv)) / jnp.maximum(comp.mask.sum(), 1),
         loss_tokens_frac=loss_mask.sum() / jnp.maximum(comp.mask.sum(), 1),
-        **length_by_outcome(lengths, rewards.reshape(-1)))
+        **length_by_outcome(lengths, rewards.reshape(-1)), **prime_metrics)
     if "index" in batch:  # data.record_example_accuracy (1-shot RLVR's historical variance)
       metrics.update(example_index=batch["index"], example_accuracy=jnp.mean(rewards > 0, -1))
     if step_r is not None:
@@ -328,7 +372,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
           prm_step_reward_mean=step_r.sum() / jnp.maximum(step_end.sum(), 1),
           prm_min_step_reward_mean=jnp.min(jnp.where(step_end > 0, step_r, 1.0), -1).mean())
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              value_params=value_params, value_opt_state=value_opt_state)
+                              value_params=value_params, value_opt_state=value_opt_state,
+                              prime_params=prime_params, prime_opt_state=prime_opt_state)
     return new_state, metrics
 
   def select(batch: dict[str, jax.Array], comp, rewards, greedy_rewards):

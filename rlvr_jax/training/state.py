@@ -27,6 +27,9 @@ class TrainState:
     prm_params: frozen process reward model (policy trunk + scalar head) for PURE, or None.
     rollouts: APRIL's buffer of unfinished rollout groups (`april.RolloutBuffer`), or None
       without rl.partial_rollouts.
+    prime_params: PRIME's implicit PRM π_φ, a causal LM of the policy's shape trained online
+      (its rewards are β·log π_φ/π_ref against `ref_params`), or None.
+    prime_opt_state: optax state of the implicit PRM's optimizer, or None.
   """
 
   step: jax.Array
@@ -37,6 +40,8 @@ class TrainState:
   value_opt_state: optax.OptState | None = None
   prm_params: models.Params | None = None
   rollouts: Any = None
+  prime_params: models.Params | None = None
+  prime_opt_state: optax.OptState | None = None
 
 
 def float32_moments(inner: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -92,19 +97,26 @@ def critic_from_policy(params: models.Params) -> models.Params:
 def create_state(params: models.Params, optimizer: optax.GradientTransformation, *,
                  with_reference: bool,
                  value_optimizer: optax.GradientTransformation | None = None,
-                 prm_params: models.Params | None = None, rollouts: Any = None) -> TrainState:
-  """A fresh state at step 0; the reference policy and the critic start from `params`."""
+                 prm_params: models.Params | None = None,
+                 prime_optimizer: optax.GradientTransformation | None = None,
+                 rollouts: Any = None) -> TrainState:
+  """A fresh state at step 0; the reference policy, the critic and PRIME's implicit PRM (with
+  `prime_optimizer`) start from `params`."""
   ref = jax.tree.map(jnp.copy, params) if with_reference else None
   value = critic_from_policy(params) if value_optimizer is not None else None
+  prime = jax.tree.map(jnp.copy, params) if prime_optimizer is not None else None
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=optimizer.init(params), ref_params=ref, value_params=value,
                     value_opt_state=value_optimizer.init(value) if value is not None else None,
-                    prm_params=prm_params, rollouts=rollouts)
+                    prm_params=prm_params, prime_params=prime,
+                    prime_opt_state=prime_optimizer.init(prime) if prime is not None else None,
+                    rollouts=rollouts)
 
 
 def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: jax.sharding.Mesh,
                     optimizer: optax.GradientTransformation,
-                    value_optimizer: optax.GradientTransformation | None = None) -> TrainState:
+                    value_optimizer: optax.GradientTransformation | None = None,
+                    prime_optimizer: optax.GradientTransformation | None = None) -> TrainState:
   """NamedShardings for (an abstract) `state`: parameters by their logical axes, optimizer
   moments like the parameters they track, counters and APRIL's rollout buffer replicated.
 
@@ -123,6 +135,7 @@ def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: j
 
   params = policy(state.params)
   value = None if state.value_params is None else scalar(state.value_params)
+  prime = None if state.prime_params is None else policy(state.prime_params)
   return TrainState(
       step=replicated, params=params, opt_state=opt(optimizer, state.opt_state, params),
       ref_params=None if state.ref_params is None else policy(state.ref_params),
@@ -130,6 +143,9 @@ def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: j
       value_opt_state=(None if value is None
                        else opt(value_optimizer, state.value_opt_state, value)),
       prm_params=None if state.prm_params is None else scalar(state.prm_params),
+      prime_params=prime,
+      prime_opt_state=(None if prime is None
+                       else opt(prime_optimizer, state.prime_opt_state, prime)),
       rollouts=jax.tree.map(lambda _: replicated, state.rollouts))
 
 
