@@ -4,6 +4,7 @@
 import json
 import os
 
+import flax.struct
 import jax
 import numpy as np
 import pytest
@@ -149,6 +150,42 @@ def test_a_differently_shaped_state_is_refused_and_nothing_moves(tmp_path):
       ckpt.restore_latest({"w": jax.ShapeDtypeStruct((32,), np.float32)}, check=CHECK)
     assert ckpt.all_steps() == [0, 1]
     assert not os.path.exists(tmp_path / "checkpoints" / "quarantine")
+  finally:
+    ckpt.close()
+
+
+@flax.struct.dataclass
+class _OldState:
+  step: jax.Array
+  params: dict
+  extra: dict | None = None
+
+
+@flax.struct.dataclass
+class _NewState:  # a field added since _OldState's checkpoints were written
+  step: jax.Array
+  params: dict
+  extra: dict | None = None
+  added: dict | None = None
+
+
+def test_a_checkpoint_from_before_a_new_none_field_restores_it_as_none(tmp_path):
+  old = _OldState(step=np.int32(3), params={"w": np.arange(8, dtype=np.float32)})
+  ckpt = Checkpointer(str(tmp_path / "checkpoints"), use_async=False)
+  try:
+    ckpt.save(3, old, {"next_index": 3}, dict(RNG_META))
+    ckpt.wait()
+    abstract = _NewState(step=jax.ShapeDtypeStruct((), np.int32),
+                         params={"w": jax.ShapeDtypeStruct((8,), np.float32)})
+    step, state, _, _ = ckpt.restore_latest(abstract, check=CHECK)
+    assert step == 3 and isinstance(state, _NewState)
+    assert state.added is None and state.extra is None and int(state.step) == 3
+    np.testing.assert_array_equal(state.params["w"], old.params["w"])
+    # the added field is restored as None only while it holds no arrays: one that does is a
+    # differently shaped state, refused by the signature check
+    with pytest.raises(StateMismatchError):
+      ckpt.restore_latest(abstract.replace(added={"v": jax.ShapeDtypeStruct((2,), np.float32)}),
+                          check=CHECK)
   finally:
     ckpt.close()
 

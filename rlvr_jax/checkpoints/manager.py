@@ -9,12 +9,14 @@ step is trained and saved again. A save that orbax declines is an error.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from absl import logging
 
 from rlvr_jax.checkpoints import integrity
@@ -156,10 +158,33 @@ class Checkpointer:
                                            integrity.signature(abstract_state))
     if differences:
       raise StateMismatchError(self.step_dir(step), differences)
+    target, rebuild = self._restore_target(step, abstract_state)
     state = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))["state"]
+        state=ocp.args.StandardRestore(target)))["state"]
     jax.block_until_ready(state)
-    return state, data_state, meta
+    return rebuild(state), data_state, meta
+
+  def _restore_target(self, step: int, abstract_state: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """(target, rebuild): the orbax restore target for `abstract_state` and the function that
+    turns what orbax returns back into its type.
+
+    orbax requires the target's tree structure to equal the saved one. A state field added
+    after a checkpoint was written (e.g. TrainState.rollouts) is absent from it, so when the
+    state is a dataclass whose fields the checkpoint lacks, the target is a dict of the saved
+    fields and the missing ones come back as None. They can only be None here: the signature
+    check before this has matched every array of `abstract_state` to the checkpoint's.
+    """
+    if not dataclasses.is_dataclass(abstract_state):
+      return abstract_state, lambda state: state
+    saved = ocp.StandardCheckpointHandler().metadata(epath.Path(self.step_dir(step), "state"))
+    saved_keys = set(getattr(saved, "tree", saved))
+    fields = {f.name: getattr(abstract_state, f.name)
+              for f in dataclasses.fields(abstract_state)}
+    if set(fields) <= saved_keys:
+      return abstract_state, lambda state: state
+    missing = set(fields) - saved_keys
+    return ({k: v for k, v in fields.items() if k not in missing},
+            lambda state: type(abstract_state)(**state, **dict.fromkeys(missing)))
 
   def restore(self, step: int, abstract_state: Any, *, check: Check | None = None
               ) -> tuple[Any, dict, dict]:
