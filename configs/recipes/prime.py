@@ -14,9 +14,11 @@ batch (ppo_mini_batch_size = train_batch_size = 64 prompts), the PRM initialised
 SFT model as the policy and the reference.
 
 Deviations, all forced by this codebase or the budget, none hidden:
-* verl filters prompts to group accuracy in [0.2, 0.8] from a 4x over-sampled batch; here the
-  mask-only `algorithm.dynamic_sampling` drops all-right and all-wrong groups (with 4 rollouts
-  that is the same set of groups) from the loss, without re-filling the batch.
+* verl filters prompts to group accuracy in [0.2, 0.8] from a 4x over-sampled batch; here
+  `algorithm.dynamic_sampling="fill"` with `oversample_factor=4` samples 4 x 64 groups and
+  learns on the first 64 that are neither all right nor all wrong (with 4 rollouts that is the
+  same set of groups). A shortfall is masked and reported (`dynamic_sampling_shortfall`) rather
+  than re-sampled.
 * verl's `prime_norm: batch_norm` and its "token" granularity (last token's process reward
   zeroed) are not implemented (see `advantages.prime`); its default `update: before` re-scores
   with the updated PRM, this step uses the scores from before the update (issue 12).
@@ -54,7 +56,8 @@ def get_config(arg=None):
                         max_grad_norm=1.0, weight_decay=0.0)
   c.algorithm.update(advantage="prime", policy_loss="ppo", loss_agg="token-mean",
                      clip_low=0.2, clip_high=0.2, kl_coef=0.0, entropy_coef=0.001,
-                     dynamic_sampling="mask", prime_process_coef=5.0, prime_outcome_coef=5.0)
+                     dynamic_sampling="fill", oversample_factor=4, prime_process_coef=5.0,
+                     prime_outcome_coef=5.0)
   c.prime.beta = 0.05
   c.prime.optimizer.update(learning_rate=1e-6, warmup_steps=0, schedule="constant",
                            max_grad_norm=1.0, weight_decay=0.0)
