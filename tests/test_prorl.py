@@ -17,7 +17,7 @@ import pytest
 from rlvr_jax import configs_base
 from rlvr_jax.training import loop, prorl
 from rlvr_jax.training.state import create_state, make_optimizer
-from tests.helpers import load_config
+from tests.helpers import ROOT, load_config
 
 
 def _equal(a, b) -> bool:
@@ -172,3 +172,13 @@ def test_plateau_reset_resumes_exactly(tmp_path, caplog):
   assert _rows(workdir) == straight
   resumed, resumed_ref = _params(workdir, 6)
   assert _equal(resumed, final) and _equal(resumed_ref, final_ref)
+
+
+@pytest.mark.parametrize("variant", ["", ":cpu"])
+def test_recipe_variants_validate(variant):
+  """configs/recipes/prorl.py: every leaf passes its rule; the ProRL pieces are switched on."""
+  c = configs_base.load_config(os.path.join(ROOT, "configs", "recipes", "prorl.py") + variant)
+  configs_base.validate(c)
+  assert c.algorithm.kl_coef > 0 and c.algorithm.kl_kind == "k3"
+  assert c.algorithm.ref_reset_patience > 0 and c.algorithm.dynamic_sampling
+  assert (c.algorithm.clip_low, c.algorithm.clip_high) == (0.2, 0.4)
