@@ -12,7 +12,9 @@ Reinforcement Learning via Dynamic Weighting" (arXiv 2508.11408), with its refer
   under stop-gradient (the reference detaches it), with a constant μ = 0.1.
 L_SFT is the token mean over every valid expert token of the batch (the reference's
 `use_token_level_loss_in_sft`). Only the policy loss is scaled by 1 − μ; KL and entropy terms are
-added unscaled, as in the reference, where they are added after the mixed loss.
+added unscaled: the reference's mixed loss is a verl policy-loss function, and verl's actor adds
+the entropy and KL terms to its result. Expert log-probs use the sampling temperature, as verl's
+actor computes every log-prob.
 """
 
 from __future__ import annotations
