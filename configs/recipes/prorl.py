@@ -27,8 +27,11 @@ sampling. Deviations:
 
 `cpu` variant: the same algorithm on 3-digit addition with a scratchpad and the quickstart's
 tiny model trained from scratch (SFT warm start to 50% held-out accuracy first); the learning
-rate (3e-4) and KL coefficient (1e-3) are scaled to that model, the reference also resets every
-20 steps on a schedule, and evaluations are every 10 steps. Minutes on a 2-core CPU.
+rate (1e-4) and KL coefficient (1e-3) are scaled to that model, the reference also resets every
+20 steps on a schedule, and evaluations are every 10 steps (256 held-out prompts). One run on a
+shared 2-core CPU (seed 0): SFT 450 steps to 0.602 greedy accuracy, then 80 ProRL steps (1.5 s
+each, 5 resets: 3 scheduled, 2 on a plateau) to 0.688; the same run without KL and resets reached
+0.734, and with learning rate 3e-4 ProRL fell to 0.488 (single seeds: no ranking is implied).
 """
 
 import os
@@ -57,7 +60,7 @@ def get_config(arg=None):
   elif arg == "cpu":
     c = _prorl(load_config(os.path.join(_CONFIGS, "quickstart.py")))
     c.rl.update(steps=80, batch_size=16, group_size=8, minibatches=2)
-    c.rl.optimizer.learning_rate = 3e-4
+    c.rl.optimizer.learning_rate = 1e-4
     c.algorithm.update(kl_coef=1e-3, ref_reset_every=20, ref_reset_patience=2)
     c.eval.update(every=10, num_prompts=256, batch_size=128)
     c.checkpoint.every = 20
