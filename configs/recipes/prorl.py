@@ -13,7 +13,9 @@ Default variant (an accelerator; Qwen2.5-0.5B-Instruct on GSM8K, the mesh and pr
 configs/gsm8k_qwen25_05b.py), paper values: AdamW at a constant 2e-6, 256 prompts x 16 samples a
 step, 4 updates a step (mini-batches of 64 prompts), sampling temperature 1.2, clip
 ε_low 0.2 / ε_high 0.4, token-mean loss, KL (k3, as a loss term) coefficient 1e-4, dynamic
-sampling. Deviations:
+sampling (the clip values and the reset of reference + optimizer were checked against the paper
+while writing this; the other numbers are from its training-details section and were not
+re-checked). Deviations:
 - Resets: the paper resets by hand when validation stalls or degrades (its runs 1-8); here the
   rule is automatic: after 3 evaluations (every 50 steps) without a gain of more than 0.005 in
   held-out greedy accuracy (`algorithm.ref_reset_patience` / `ref_reset_min_delta`).
