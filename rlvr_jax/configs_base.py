@@ -106,7 +106,16 @@ def base_config() -> ml_collections.ConfigDict:
       # high = 4 is ScaleRL's bound 5
       cispo_clip_low=1.0, cispo_clip_high=4.0,
       # PRIME: weights of the implicit-PRM (process) and verifier (outcome) RLOO returns
-      prime_process_coef=5.0, prime_outcome_coef=5.0))
+      prime_process_coef=5.0, prime_outcome_coef=5.0,
+      # ProRL (training/prorl.py): reset the reference (KL anchor) and Adam's moments to the
+      # current policy every N steps (0: never) and/or when held-out accuracy has not beaten its
+      # best by more than min_delta for `patience` evaluations in a row (0: never)
+      ref_reset_every=0, ref_reset_patience=0, ref_reset_min_delta=0.0,
+      # CHORD (algorithms/chord.py): L = (1 - mu) L_RL + mu L_SFT on the tasks' demonstrations,
+      # mu warmed up 0 -> start over warmup_steps, then cosine-decayed start -> end over
+      # decay_steps (paper's CHORD-mu: 0.9 -> 0.05 over 200); chord_phi: CHORD-phi token weights
+      chord=False, chord_mu_start=0.9, chord_mu_end=0.05, chord_mu_decay_steps=200,
+      chord_mu_warmup_steps=0, chord_phi=False))
   # PPO critic, built when algorithm.advantage == "gae" (initialised from the policy trunk).
   c.value = ml_collections.ConfigDict(dict(optimizer=_optimizer(1e-3)))
   # Process reward model for PURE (algorithm.advantage in PRM_ESTIMATORS): the policy trunk after
@@ -271,6 +280,15 @@ RULES: dict[str, config_rules.Rule] = {
     "algorithm.cispo_clip_high": Float(ge=0),
     "algorithm.prime_process_coef": Float(ge=0),  # 0: outcome RLOO only
     "algorithm.prime_outcome_coef": Float(ge=0),  # 0: implicit process rewards only
+    "algorithm.ref_reset_every": Int(ge=0),  # 0: no scheduled reset
+    "algorithm.ref_reset_patience": Int(ge=0),  # evaluations; 0: no plateau reset
+    "algorithm.ref_reset_min_delta": Float(ge=0),
+    "algorithm.chord": Bool(),
+    "algorithm.chord_mu_start": Float(ge=0, le=1),
+    "algorithm.chord_mu_end": Float(ge=0, le=1),
+    "algorithm.chord_mu_decay_steps": Int(ge=0),
+    "algorithm.chord_mu_warmup_steps": Int(ge=0),
+    "algorithm.chord_phi": Bool(),
     **_optimizer_rules("value.optimizer"),
     "prm.step_delimiter": Str(),  # non-empty when a PRM is used (cross-field check below)
     "prm.steps": Int(ge=0),
@@ -342,6 +360,19 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(not c.algorithm.high_entropy_invert or c.algorithm.high_entropy_frac is not None,
        "algorithm.high_entropy_invert", "inverts the top-ρ entropy mask and needs "
        "algorithm.high_entropy_frac = ρ (e.g. 0.2 trains on the 80% lowest-entropy tokens)")
+  for field in ("ref_reset_every", "ref_reset_patience"):
+    need(not c.algorithm[field] or c.algorithm.kl_coef > 0, f"algorithm.{field}",
+         "resets the reference policy of the KL term (ProRL) and needs algorithm.kl_coef > 0")
+  need(c.algorithm.chord or not c.algorithm.chord_phi, "algorithm.chord_phi",
+       "weights CHORD's SFT term and needs algorithm.chord=True")
+  need(c.algorithm.chord_mu_end <= c.algorithm.chord_mu_start, "algorithm.chord_mu_end",
+       f"CHORD's mu decays: chord_mu_end ({c.algorithm.chord_mu_end}) must not exceed "
+       f"chord_mu_start ({c.algorithm.chord_mu_start})")
+  demo_shares = c.rl.minibatches * c.rl.microbatches
+  need(not c.algorithm.chord or c.rl.batch_size % demo_shares == 0, "rl.batch_size",
+       f"with algorithm.chord each of the rl.minibatches * rl.microbatches = {demo_shares} "
+       f"updates takes an equal share of the {c.rl.batch_size} demonstrations; make "
+       "rl.batch_size a multiple of it")
   for phase in ("sft", "rl"):
     need(c[phase].batch_size % batch_divisor == 0, f"{phase}.batch_size",
          f"{c[phase].batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
@@ -379,6 +410,8 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
     need(c.algorithm.dynamic_sampling != "fill", "algorithm.dynamic_sampling", "'fill' "
          "over-samples fresh groups every step, which rl.partial_rollouts (APRIL) also does; "
          "use one of them ('mask' filters zero-variance groups with APRIL)")
+    need(not c.algorithm.chord, "algorithm.chord", "carried rollout groups do not keep their "
+         "demonstrations; turn rl.partial_rollouts off to mix SFT into the RL loss")
     need(not c.data.record_example_accuracy, "data.record_example_accuracy", "carried "
          "rollout groups do not keep their source index; turn rl.partial_rollouts off to "
          "record per-example accuracy")

@@ -29,7 +29,7 @@ from rlvr_jax.rewards import prm
 from rlvr_jax.training import finite
 from rlvr_jax.training import metrics as metrics_lib
 from rlvr_jax.training.finite import NonFiniteError  # noqa: F401 (main catches loop.NonFiniteError)
-from rlvr_jax.training import april, resume, warm_start
+from rlvr_jax.training import april, prorl, resume, warm_start
 from rlvr_jax.training import workdir as workdir_lib
 from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
 from rlvr_jax.training.sft import make_sft_step
@@ -116,8 +116,8 @@ class Run:
   def dataset(self, split: str, batch_size: int, *, seed: int, shuffle: bool, size: int,
               with_demo: bool = False, with_index: bool = False, source=None):
     """Encoded batches of the task (or of `source`); demonstrations only where `with_demo` (the
-    SFT phase), source rows where `with_index`. Each process gets only its rows of every batch
-    (`parallel.process_rows`)."""
+    SFT phase, and the RL phase with CHORD), source rows where `with_index`. Each process gets
+    only its rows of every batch (`parallel.process_rows`)."""
     if source is None:
       source = pipeline.TaskSource(self.task, split, seed, size)
     return pipeline.make_dataset(source, self.tokenizer, self.shapes, batch_size, seed=seed,
@@ -136,7 +136,7 @@ class Run:
       logging.info("1-shot RLVR: training on %r", source.example.prompt)
     return self.dataset("train", self.rl_prompts_per_step, seed=pipeline.rl_stream_seed(c.seed),
                         shuffle=True, size=c.data.rl_train_size or c.data.train_size,
-                        source=source,
+                        source=source, with_demo=c.algorithm.chord,
                         with_index=c.data.record_example_accuracy)
 
   def make_state(self, params, optimizer, *, with_reference: bool,
@@ -192,6 +192,12 @@ class Run:
     in_shardings = (shardings, batch) + ((parallel.replicated(self.mesh),) if with_rng else ())
     return jax.jit(parallel.traced_under_mesh(step_fn, self.mesh), in_shardings=in_shardings,
                    out_shardings=(shardings, parallel.replicated(self.mesh)), donate_argnums=0)
+
+  def compile_reset(self, state: TrainState):
+    """jit of ProRL's `reset_reference` (a plateau reset between steps), shardings pinned."""
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    reset = functools.partial(prorl.reset_reference, optimizer=self.rl_optimizer)
+    return jax.jit(reset, in_shardings=(shardings,), out_shardings=shardings, donate_argnums=0)
 
   @functools.cached_property
   def eval_step(self):
@@ -354,10 +360,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     writer.write(0, {"phase": "sft", "eval_accuracy": acc, **sft_metrics})
     logging.info("after SFT (%d steps): held-out greedy accuracy %.3f",
                  sft_metrics.get("sft_steps", 0), acc)
-    checkpointer.save(0, state, train_it.get_state(), {"eval_accuracy": acc, **rng_meta})
+    plateau = prorl.PlateauTracker.from_config(config.algorithm)
+    if plateau is not None:  # the starting accuracy is the first best
+      plateau.observe(acc)
+    checkpointer.save(0, state, train_it.get_state(),
+                      {"eval_accuracy": acc, **rng_meta, **_plateau_meta(plateau)})
     start = 0
   else:
-    start, state, data_state, _ = restored
+    start, state, data_state, meta = restored
+    plateau = prorl.PlateauTracker.from_config(config.algorithm, meta)
     train_it.set_state(data_state)
     writer = metrics_lib.make_writer(workdir, resume_step=start, active=primary,
                                     config=config)
@@ -366,7 +377,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   bar = tqdm.tqdm(total=config.rl.steps, initial=start, desc="rl", disable=not progress,
                   mininterval=2)
   try:
-    _rl_phase(run, rl_step, state, start, train_it, writer, checkpointer, bar, rng_meta)
+    _rl_phase(run, rl_step, state, start, train_it, writer, checkpointer, bar, rng_meta, plateau)
     summary = _summary(os.path.join(workdir, "metrics.jsonl")) if primary else {}
   finally:
     bar.close()
@@ -375,17 +386,23 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   return summary
 
 
+def _plateau_meta(plateau: prorl.PlateauTracker | None) -> dict:
+  return {} if plateau is None else plateau.to_meta()
+
+
 def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer, checkpointer,
-              bar, rng_meta: dict) -> None:
+              bar, rng_meta: dict, plateau: prorl.PlateauTracker | None) -> None:
   """RL steps start+1 .. rl.steps, pipelined: step k+1 is dispatched (its batch built and put on
   the devices while step k runs) before step k's metrics are fetched, so the host never leaves
   the devices idle. Steps that evaluate, save or end the run fetch their metrics first: a
   checkpoint is only written after every earlier step's metrics and the state itself (one
-  reduction) were checked finite, and the state is read before the next step takes (donates) it."""
+  reduction) were checked finite, and the state is read before the next step takes (donates) it.
+  With a ProRL plateau tracker, each evaluation may reset the reference before the save."""
   config = run.config
   rl_rng = jax.random.fold_in(run.base_rng, 1)
   last_done = time.time()
   lagging = None  # (step, device metrics) dispatched but not yet fetched
+  reset = run.compile_reset(state) if plateau is not None else None
 
   def fetch(step, m_dev, saving: TrainState | None = None) -> dict[str, Any]:
     nonlocal last_done
@@ -397,6 +414,10 @@ def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer
     return m
 
   def record(step, m) -> None:
+    if m.get("ref_reset"):
+      logging.info("ProRL: step %d reset the reference policy and the optimizer moments to the "
+                   "current policy (%s)", step, "plateau" if m.get("ref_reset_plateau") else
+                   f"every {config.algorithm.ref_reset_every} steps")
     writer.write(step, {"phase": "rl", **m})
     bar.set_postfix(reward=f"{m['reward_mean']:.3f}", acc=m.get("eval_accuracy", "-"))
     bar.update()
@@ -416,10 +437,16 @@ def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer
     m = fetch(step, m_dev, saving=state if save else None)
     if evaluate:
       m["eval_accuracy"] = run.evaluate(state.params)
+      if plateau is not None:
+        m["ref_reset_plateau"] = float(plateau.observe(m["eval_accuracy"]))
+        if m["ref_reset_plateau"]:
+          state = reset(state)
+          m["ref_reset"] = 1.0
     record(step, m)
     if save:
       checkpointer.save(step, state, train_it.get_state(),
-                        {"eval_accuracy": m.get("eval_accuracy"), **rng_meta})
+                        {"eval_accuracy": m.get("eval_accuracy"), **rng_meta,
+                         **_plateau_meta(plateau)})
     if kill:
       os.kill(os.getpid(), signal.SIGKILL)
 

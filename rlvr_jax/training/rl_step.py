@@ -13,7 +13,10 @@
    (PURE estimators also get step ends and the frozen PRM's step rewards; PRIME the implicit
    PRM's token rewards, scored before that PRM takes its own update on the outcomes).
 5. `lax.scan` over ppo_epochs x minibatches (x micro-batches for gradient accumulation) applies
-   `POLICY_LOSSES[config.algorithm.policy_loss]` with optax.
+   `POLICY_LOSSES[config.algorithm.policy_loss]` with optax; with CHORD each update mixes in
+   μ x the SFT loss on the batch's expert demonstrations (`algorithms.chord`).
+6. ProRL: every `algorithm.ref_reset_every` steps the reference and Adam's moments reset to the
+   current policy (`training.prorl`).
 
 With `rl.partial_rollouts` (APRIL, `training/april.py`) phase 1 decodes an over-provisioned pool
 that also resumes the unfinished groups carried in `state.rollouts`, and stops once b groups are
@@ -34,9 +37,9 @@ import optax
 
 from rlvr_jax import models, parallel, sampling
 from rlvr_jax.algorithms import advantages as adv_lib
-from rlvr_jax.algorithms import filters, losses, registry
+from rlvr_jax.algorithms import chord, filters, losses, registry
 from rlvr_jax.rewards import implicit_prm, prm
-from rlvr_jax.training import april
+from rlvr_jax.training import april, prorl
 from rlvr_jax.training.state import TrainState
 
 RewardFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
@@ -142,6 +145,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
   top_entropy_frac = alg.get("high_entropy_frac", None)
   dynamic_sampling = alg.get("dynamic_sampling", "none")
   overlong_filter = bool(alg.get("overlong_filter", False))
+  use_chord = bool(alg.get("chord", False))
+  ref_reset_every = int(alg.get("ref_reset_every", 0))
   # One optimizer update per rollout: the policy being updated is the one that sampled, so the
   # behaviour log-probs equal the loss's own forward (stop-gradient; ratio == 1, the gradient is
   # the same) and the separate teacher-forced forward that would compute them is skipped.
@@ -151,8 +156,9 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                    eos_id=None if rl.get("ignore_eos", False) else eos_id,
                    pad_id=pad_id)
 
-  def token_loss(params, mb, normalizer):
-    """Loss of one micro-batch; `normalizer` comes from the whole mini-batch (exact accum.)."""
+  def token_loss(params, mb, normalizer, policy_weight):
+    """Loss of one micro-batch; `normalizer` comes from the whole mini-batch (exact accum.);
+    the policy loss (not KL / entropy) is scaled by `policy_weight` (CHORD's 1 − μ)."""
     logp, entropy = completion_logprobs(model_config, params, mb["prompt_ids"],
                                         mb["prompt_mask"], mb["tokens"], mb["mask"],
                                         rl.temperature)
@@ -166,6 +172,7 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     if "stale" in mb:  # APRIL: tokens of an earlier policy keep their behaviour log-probs
       old_logp = jnp.where(mb["stale"] > 0, mb["old_logp"], old_logp)
     loss, metrics = loss_fn(logp, old_logp, mb["advantages"], mask, alg, normalizer=normalizer)
+    loss = policy_weight * loss
     if kl_coef:
       kl_t = losses.kl(logp, mb["ref_logp"], alg.get("kl_kind", "k3"))
       kl_term = losses.aggregate(kl_t, mask, agg, alg.get("max_len", None), normalizer)
@@ -184,30 +191,48 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                              clip=float(alg.get("value_clip", 0.2)), agg=agg,
                              max_len=alg.get("max_len", None), normalizer=normalizer)
 
-  def accumulated_grads(loss_fn, params, mb, normalizer):
+  def sft_loss(params, demo, normalizer):
+    """CHORD's SFT loss of one micro-batch of expert demonstrations (see `chord.sft_loss`)."""
+    logp, _ = completion_logprobs(model_config, params, demo["prompt_ids"], demo["prompt_mask"],
+                                  demo["tokens"], demo["mask"], rl.temperature)
+    return chord.sft_loss(logp, demo["mask"], use_phi=bool(alg.get("chord_phi", False)),
+                          normalizer=normalizer)
+
+  def accumulated_grads(loss_fn, params, mb, normalizer, *args):
     """Sum of micro-batch gradients; with the mini-batch normaliser it is the full gradient."""
     n_micro = rl.get("microbatches", 1)
     micro = jax.tree.map(lambda x: x.reshape((n_micro, -1) + x.shape[1:]), mb)
 
     def accumulate(grads, m):
-      (loss, metrics), grad = jax.value_and_grad(loss_fn, has_aux=True)(params, m, normalizer)
+      (loss, metrics), grad = jax.value_and_grad(loss_fn, has_aux=True)(params, m, normalizer,
+                                                                        *args)
       return jax.tree.map(jnp.add, grads, grad), (loss, metrics)
 
     zeros = jax.tree.map(jnp.zeros_like, params)
     return jax.lax.scan(accumulate, zeros, micro)
 
-  def minibatch_update(carry, mb):
+  def minibatch_update(carry, xs, mu):
+    """One optimizer update on a minibatch of rollouts `mb` (and, with CHORD, its share of the
+    expert demonstrations `demo`, mixed in with weight `mu`)."""
     params, opt_state, value_params, value_opt_state = carry
+    mb, demo = xs
     normalizer = losses.aggregate_normalizer(mb["loss_mask"], agg)
-    grads, (loss, metrics) = accumulated_grads(token_loss, params, mb, normalizer)
+    policy_weight = 1.0 if mu is None else 1.0 - mu
+    grads, (loss, metrics) = accumulated_grads(token_loss, params, mb, normalizer, policy_weight)
+    loss = loss.sum()
     if top_entropy_frac is not None:  # each micro-batch loss is a mean: average them
       n_micro = rl.get("microbatches", 1)
       grads = jax.tree.map(lambda x: x / n_micro, grads)
-      loss = loss.mean() * n_micro
+    metrics = jax.tree.map(jnp.mean, metrics)
+    if demo is not None:  # CHORD: grad of (1 − μ) L_RL + μ L_SFT
+      sft_normalizer = losses.aggregate_normalizer(demo["mask"], "token-mean")
+      sft_grads, (sft, sft_metrics) = accumulated_grads(sft_loss, params, demo, sft_normalizer)
+      grads = jax.tree.map(lambda g, s: g + mu * s, grads, sft_grads)
+      loss = loss + mu * sft.sum()
+      metrics.update(jax.tree.map(jnp.sum, sft_metrics), chord_mu=mu)  # micro-batch partial sums
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    metrics = jax.tree.map(jnp.mean, metrics)
-    metrics.update(loss=loss.sum(), grad_norm=optax.tree.norm(grads))
+    metrics.update(loss=loss, grad_norm=optax.tree.norm(grads))
     if value_params is not None:
       v_normalizer = losses.aggregate_normalizer(mb["mask"], agg)
       v_grads, (v_loss, v_metrics) = accumulated_grads(value_loss, value_params, mb, v_normalizer)
@@ -342,13 +367,21 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     if values is not None:
       rollout.update(old_values=values, returns=returns)
 
+    demos = mu = None
+    if use_chord:
+      demos = demo_minibatches(batch, n_mb)
+      mu = chord.mu_schedule(state.step, start=alg.chord_mu_start, end=alg.chord_mu_end,
+                             decay_steps=alg.chord_mu_decay_steps,
+                             warmup_steps=alg.chord_mu_warmup_steps)
+    update = functools.partial(minibatch_update, mu=mu)
+
     def epoch(carry, key):
       if n_mb == 1:  # one minibatch holds every row: the order does not matter
         minibatches = jax.tree.map(lambda x: x[None], rollout)
       else:
         perm = jax.random.permutation(key, b * g).reshape(n_mb, -1)
         minibatches = jax.tree.map(lambda x: x[perm], rollout)
-      return jax.lax.scan(minibatch_update, carry, minibatches)
+      return jax.lax.scan(update, carry, (minibatches, demos))
 
     keys = jax.random.split(rng, rl.get("ppo_epochs", 1))
     carry = (state.params, state.opt_state, state.value_params, state.value_opt_state)
@@ -374,6 +407,9 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               value_params=value_params, value_opt_state=value_opt_state,
                               prime_params=prime_params, prime_opt_state=prime_opt_state)
+    if ref_reset_every:
+      new_state, metrics["ref_reset"] = prorl.scheduled_reset(new_state, optimizer,
+                                                              ref_reset_every)
     return new_state, metrics
 
   def select(batch: dict[str, jax.Array], comp, rewards, greedy_rewards):
@@ -439,6 +475,14 @@ def outcome_metrics(rewards_bg: jax.Array) -> dict[str, jax.Array]:
   return dict(reward_mean=rewards_bg.mean(), reward_std=rewards_bg.std(),
               solve_all_frac=jnp.mean(jnp.all(rewards_bg > 0, -1)),
               solve_none_frac=jnp.mean(jnp.all(rewards_bg <= 0, -1)))
+
+
+def demo_minibatches(batch: dict[str, jax.Array], n_mb: int) -> dict[str, jax.Array]:
+  """The batch's expert demonstrations (CHORD) in `n_mb` consecutive shares, one per minibatch
+  update: prompt_ids / prompt_mask [n_mb, b / n_mb, p], tokens / mask [n_mb, b / n_mb, n]."""
+  demos = dict(prompt_ids=batch["prompt_ids"], prompt_mask=batch["prompt_mask"],
+               tokens=batch["demo_ids"], mask=batch["demo_mask"])
+  return jax.tree.map(lambda x: x.reshape((n_mb, -1) + x.shape[1:]), demos)
 
 
 def length_by_outcome(lengths_n: jax.Array, rewards_n: jax.Array) -> dict[str, jax.Array]:
