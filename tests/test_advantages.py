@@ -406,7 +406,8 @@ def test_a_group_of_equal_rewards_carries_no_signal(name, g):
   """Every group-baseline estimator: a group of equal rewards [v] × G gives exactly the same
   advantages as [0] × G, for the whole batch. For outcome estimators without a KL penalty those
   advantages are exactly 0. PURE's PRM baseline is a per-token rate, not a group mean, so a PURE
-  row is not 0; its group baseline on the verifiable reward (leave-one-out) must cancel."""
+  row is not 0; its group baseline on the verifiable reward (leave-one-out) must cancel. PRIME's
+  implicit process rewards do not depend on the outcome: its outcome source must cancel."""
   x = _inputs(seed=g, b=2, g=g)
   cfg = ml_collections.ConfigDict({"kl_penalty_coef": 0.01, "verifiable_coef": 1.0})
   run = jax.jit(lambda x: registry.ADVANTAGES[name](x, cfg))
@@ -414,7 +415,7 @@ def test_a_group_of_equal_rewards_carries_no_signal(name, g):
   want = np.asarray(run(first_group(0.0)))
   for v in _EQUAL_VALUES:
     np.testing.assert_array_equal(run(first_group(v)), want, err_msg=f"{v}")
-  if name not in configs_base.PRM_ESTIMATORS:
+  if name not in configs_base.PRM_ESTIMATORS and name != "prime":
     no_kl = x.replace(ref_logp=None)
     for v in _EQUAL_VALUES:
       got = run(no_kl.replace(rewards=jnp.full((2, g), v, jnp.float32)))
@@ -444,7 +445,8 @@ def _inputs(seed=11, b=2, g=4, t=6):
   return registry.AdvantageInputs(
       rewards=jnp.asarray(rewards), tokens=jnp.asarray(tokens), mask=jnp.asarray(mask),
       logp=f(b, g, t), ref_logp=f(b, g, t), values=f(b, g, t), greedy_rewards=f(b),
-      step_rewards=jnp.asarray(step_end) * f(b, g, t), step_end=jnp.asarray(step_end * mask))
+      step_rewards=jnp.asarray(step_end) * f(b, g, t), step_end=jnp.asarray(step_end * mask),
+      process_rewards=f(b, g, t) * jnp.asarray(mask))
 
 
 @pytest.mark.parametrize("name", sorted(registry.ADVANTAGES))

@@ -408,8 +408,12 @@ def token_rloo(token_rewards: Array, reward_mask: Array) -> Array:
   if g < 2:
     return jnp.zeros_like(r_gt)
   mean_g = _safe_div(jnp.sum(r_gt * m_gt, -1), jnp.sum(m_gt, -1))
-  baseline = jnp.sum(mean_g, -1)[..., None, None] / (g - 1)
-  return (r_gt * (g / (g - 1)) - baseline) * m_gt
+  # Shift-invariant (the G/(G−1) and (Σ_j m_j)/(G−1) terms of a constant cancel): measured from
+  # the first sample's mean, a group whose samples all carry one reward gets exactly 0, as in
+  # `_relative_to_first`.
+  first = mean_g[..., :1]
+  baseline = jnp.sum(mean_g - first, -1)[..., None, None] / (g - 1)
+  return ((r_gt - first[..., None]) * (g / (g - 1)) - baseline) * m_gt
 
 
 def prime(rewards: Array, process_rewards: Array, mask: Array, *, process_coef: float = 5.0,
@@ -435,9 +439,11 @@ def prime(rewards: Array, process_rewards: Array, mask: Array, *, process_coef: 
   padding); mask [..., G, T]. Returns [..., G, T] float32, 0 on masked tokens.
   """
   mask_gt = _f32(mask)
-  outcome_gt = outcome_token_rewards(rewards, mask_gt)
-  token_r = (process_coef * token_rloo(process_rewards, mask_gt)
-             + outcome_coef * token_rloo(outcome_gt, last_token_onehot(mask_gt)))
+  # The outcome source is RLOO of the sequence rewards on each last valid token: `token_rloo`
+  # of r_o on that token alone, except that a sample without valid tokens still counts in the
+  # others' baseline with its r_o (verl's token mean would count it as 0).
+  outcome_gt = rloo(rewards)[..., None] * last_token_onehot(mask_gt)
+  token_r = (process_coef * token_rloo(process_rewards, mask_gt) + outcome_coef * outcome_gt)
   return whiten(discounted_returns(token_r, mask_gt), mask_gt, eps=eps)
 
 
