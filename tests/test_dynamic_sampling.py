@@ -8,8 +8,7 @@ import pytest
 
 from rlvr_jax import configs_base
 from rlvr_jax.algorithms import filters
-from rlvr_jax.training import loop
-from tests.helpers import load_config
+from tests.helpers import device_batches, load_config, rl_run
 
 
 def ref_fill(rewards, b):
@@ -62,29 +61,17 @@ def test_finished_is_eos_within_the_budget():
   assert got[0, 0] == 1 and got[0, 1] == 0
 
 
-def _run(**overrides):
-  config = load_config()
-  for path, value in overrides.items():
-    node = config
-    *parents, leaf = path.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return loop.Run(config)
 
 
-def _batches(run, n):
-  it = iter(run.dataset("train", run.rl_prompts_per_step, seed=0, shuffle=True, size=1000))
-  return [run.device_batch(next(it)) for _ in range(n)]
 
 
 def test_fill_inside_the_compiled_step_learns_on_b_kept_groups():
-  run = _run(**{"algorithm.dynamic_sampling": "fill", "algorithm.oversample_factor": 3,
+  run = rl_run(**{"algorithm.dynamic_sampling": "fill", "algorithm.oversample_factor": 3,
                 "algorithm.overlong_filter": True, "rl.temperature": 2.0})
   b, g = run.config.rl.batch_size, run.config.rl.group_size
   assert run.rl_prompts_per_step == 3 * b
   state = run.make_rl_state(run.init_params())
-  batches = _batches(run, 3)
+  batches = device_batches(run, 3)
   assert batches[0]["prompt_ids"].shape[0] == 3 * b
   rngs = [jax.device_put(jax.random.key(i)) for i in range(3)]
 
@@ -134,10 +121,10 @@ def test_fill_inside_the_compiled_step_learns_on_b_kept_groups():
     {"algorithm.advantage": "lite_ppo", "algorithm.policy_loss": "cispo", "rl.minibatches": 2},
 ])
 def test_new_estimators_run_inside_the_compiled_step(overrides):
-  run = _run(**overrides)
+  run = rl_run(**overrides)
   state = run.make_rl_state(run.init_params())
   step = run.compile_step(run._rl_step, state, with_rng=True)
-  for i, b in enumerate(_batches(run, 2)):
+  for i, b in enumerate(device_batches(run, 2)):
     state, metrics = step(state, b, jax.random.key(i))
   assert step._cache_size() == 1
   m = jax.device_get(metrics)

@@ -12,10 +12,9 @@ from rlvr_jax import configs_base, models
 from rlvr_jax.algorithms import advantages as adv_lib
 from rlvr_jax.algorithms import registry
 from rlvr_jax.rewards import implicit_prm
-from rlvr_jax.training import loop
 from rlvr_jax.training import rl_step as rl_step_lib
 from rlvr_jax.training.state import create_state
-from tests.helpers import ROOT, load_config
+from tests.helpers import ROOT, device_batches, load_config, rl_run
 
 
 # --- The advantage ---------------------------------------------------------------------------
@@ -167,18 +166,9 @@ def _prime_run(**overrides):
   config = configs_base.load_config(f"{ROOT}/configs/prime_addition.py:tiny")
   config.rl.optimizer.warmup_steps = 0
   config.prime.optimizer.warmup_steps = 0
-  for path, value in overrides.items():
-    node = config
-    *parents, leaf = path.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return loop.Run(config)
+  return rl_run(config, **overrides)
 
 
-def _batches(run, n):
-  it = iter(run.dataset("train", run.config.rl.batch_size, seed=0, shuffle=True, size=1000))
-  return [run.device_batch(next(it)) for _ in range(n)]
 
 
 def test_prime_step_traced_once_without_host_transfers():
@@ -186,7 +176,7 @@ def test_prime_step_traced_once_without_host_transfers():
   state = run.make_rl_state(run.init_params())
   assert state.ref_params is not None and state.prime_opt_state is not None
   step = run.compile_step(chex.assert_max_traces(run._rl_step, n=1), state, with_rng=True)
-  batches = _batches(run, 3)
+  batches = device_batches(run, 3)
   rngs = [jax.device_put(jax.random.key(i)) for i in range(3)]
   before = jax.tree.map(np.asarray, state.prime_params)
   state, metrics = step(state, batches[0], rngs[0])
@@ -219,7 +209,7 @@ def test_advantage_uses_the_scores_from_before_the_prm_update():
   noise = jax.tree.map(lambda x: 0.3 * jax.random.normal(jax.random.key(7), x.shape, x.dtype),
                        state.prime_params)  # a PRM that already differs from the reference
   state = state.replace(prime_params=jax.tree.map(jnp.add, state.prime_params, noise))
-  batch = _batches(run, 1)[0]
+  batch = device_batches(run, 1)[0]
   comp, _ = jax.jit(phases.sample)(state, batch, jax.random.key(0))
   rewards, _ = jax.jit(phases.score)(batch, comp, None)
   new_state, metrics = jax.jit(phases.learn)(state, batch, comp, rewards, None,

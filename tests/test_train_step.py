@@ -6,32 +6,20 @@ import jax
 import numpy as np
 import pytest
 
-from rlvr_jax.training import loop, rl_step, warm_start
-from tests.helpers import load_config
+from rlvr_jax.training import rl_step, warm_start
+from tests.helpers import device_batches, rl_run
 
 
-def _run(**overrides):
-  config = load_config()
-  for path, value in overrides.items():
-    node = config
-    *parents, leaf = path.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return loop.Run(config)
 
 
-def _batches(run, n):
-  it = iter(run.dataset("train", run.config.rl.batch_size, seed=0, shuffle=True, size=1000))
-  return [run.device_batch(next(it)) for _ in range(n)]
 
 
 def test_rl_step_traced_once_without_host_transfers():
-  run = _run(**{"algorithm.advantage": "nsr", "algorithm.kl_coef": 0.01})
+  run = rl_run(**{"algorithm.advantage": "nsr", "algorithm.kl_coef": 0.01})
   state = run.make_state(run.init_params(), run.rl_optimizer, with_reference=True)
   step_fn = chex.assert_max_traces(run._rl_step, n=1)
   step = run.compile_step(step_fn, state, with_rng=True)
-  batches = _batches(run, 3)
+  batches = device_batches(run, 3)
   rngs = [jax.device_put(jax.random.key(i)) for i in range(3)]
   before = jax.tree.map(np.asarray, state.params)
   state, metrics = step(state, batches[0], rngs[0])
@@ -62,11 +50,11 @@ def test_rl_step_traced_once_without_host_transfers():
     ("grpo", {"algorithm.policy_loss": "gspo", "algorithm.loss_agg": "seq-mean-token-mean"}),
 ])
 def test_every_estimator_runs_inside_the_compiled_step(advantage, extra):
-  run = _run(**{"algorithm.advantage": advantage, **extra})
+  run = rl_run(**{"algorithm.advantage": advantage, **extra})
   state = run.make_rl_state(run.init_params())
   assert (state.value_params is not None) == (advantage == "gae")
   step = run.compile_step(run._rl_step, state, with_rng=True)
-  for i, b in enumerate(_batches(run, 2)):
+  for i, b in enumerate(device_batches(run, 2)):
     state, metrics = step(state, b, jax.random.key(i))
   assert step._cache_size() == 1
   for k, v in jax.device_get(metrics).items():
@@ -74,13 +62,13 @@ def test_every_estimator_runs_inside_the_compiled_step(advantage, extra):
 
 
 def test_sft_step_reduces_loss_and_rl_step_sees_rewards():
-  run = _run(**{"sft.steps": 60, "sft.batch_size": 32, "model.d_model": 64, "model.d_ff": 128,
+  run = rl_run(**{"sft.steps": 60, "sft.batch_size": 32, "model.d_model": 64, "model.d_ff": 128,
                 "model.n_layers": 2, "model.n_heads": 4, "model.n_kv_heads": 2})
   params, first = warm_start.sft(run, run.init_params(), progress=False)
   assert first["sft_loss"] < 1.5  # from ~ln(vocab) = 2.8 at init
   state = run.make_state(params, run.rl_optimizer, with_reference=False)
   step = run.compile_step(run._rl_step, state, with_rng=True)
-  state, m = step(state, _batches(run, 1)[0], jax.random.key(0))
+  state, m = step(state, device_batches(run, 1)[0], jax.random.key(0))
   assert np.isfinite(float(m["loss"]))
 
 
@@ -90,10 +78,10 @@ def test_one_update_per_rollout_is_the_policy_gradient_without_an_old_logp_forwa
   through an independent teacher-forced forward, then the same optimizer."""
   import optax
   from rlvr_jax.training import rl_step as rl_step_lib
-  run = _run(**{"algorithm.advantage": "nsr", "rl.minibatches": 1, "rl.ppo_epochs": 1,
+  run = rl_run(**{"algorithm.advantage": "nsr", "rl.minibatches": 1, "rl.ppo_epochs": 1,
                 "rl.optimizer.warmup_steps": 0, "rl.optimizer.schedule": "constant"})
   state = run.make_rl_state(run.init_params())
-  batch = _batches(run, 1)[0]
+  batch = device_batches(run, 1)[0]
   phases = run._rl_step.phases
   comp, greedy = jax.jit(phases.sample)(state, batch, jax.random.key(0))
   rewards, _ = jax.jit(phases.score)(batch, comp, greedy)

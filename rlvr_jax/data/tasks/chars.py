@@ -96,3 +96,15 @@ def make_reward_fn(tokenizer: Tokenizer, rule: Rule) -> Callable:
     return (eos_nt.any(-1) & correct_n).astype(jnp.float32)
 
   return reward_fn
+
+
+def exact_answer_reward_fn(tokenizer: Tokenizer) -> Callable:
+  """Jittable reward (signature in `make_reward_fn`): 1 iff the whole completion, EOS aside, is
+  the answer string, character for character."""
+
+  def rule(chars_nl, length_n, answer_nl, answer_length_n, meta_nm):
+    del meta_nm
+    return segment_equals(chars_nl, jnp.zeros_like(length_n), length_n, answer_nl,
+                          answer_length_n)
+
+  return make_reward_fn(tokenizer, rule)

@@ -5,8 +5,6 @@ import dataclasses
 import random
 from typing import ClassVar
 
-import jax.numpy as jnp
-
 from rlvr_jax.data.tasks import chars
 from rlvr_jax.data.tasks.base import Example, sample_in_split
 from rlvr_jax.tokenizers import Tokenizer
@@ -62,11 +60,5 @@ class SortTask:
     return completion == example.answer
 
   def reward_fn(self, tokenizer: Tokenizer) -> Callable:
-    """Jittable reward: signature in `chars.make_reward_fn`, rule in the class doc."""
-
-    def rule(chars_nl, length_n, answer_nl, answer_length_n, meta_nm):
-      del meta_nm
-      start_n = jnp.zeros_like(length_n)
-      return chars.segment_equals(chars_nl, start_n, length_n, answer_nl, answer_length_n)
-
-    return chars.make_reward_fn(tokenizer, rule)
+    """Jittable reward: the completion is exactly the answer (`chars.exact_answer_reward_fn`)."""
+    return chars.exact_answer_reward_fn(tokenizer)
