@@ -2,25 +2,19 @@
 
     state, metrics = rl_step(state, batch, rng)
 
-1. Each prompt is repeated G times and completed by the KV-cache sampler.
-2. The task's jittable reward (or a `jax.pure_callback` verifier) scores every completion.
-3. Reference log-probabilities (with a KL term) come from one teacher-forced forward pass; so do
-   behaviour log-probabilities when a rollout feeds several updates (with one update they are
-   the loss's own forward under stop-gradient: ratio 1, no extra pass).
-   With DAPO's dynamic sampling "fill" the batch holds k·B prompts and `select` keeps B groups
-   whose rewards differ (algorithms/filters.py); everything after learns on those B.
+1. Each prompt is repeated G times and completed by the KV-cache sampler (with APRIL,
+   `rl.partial_rollouts`, unfinished groups of earlier steps are resumed from the state's buffer).
+2. The task's jittable reward (or a `jax.pure_callback` verifier) scores every completion; with
+   DAPO's `dynamic_sampling="fill"` the first B groups that are not all-equal are selected.
+3. Reference log-probs (KL term, PRIME) come from one teacher-forced forward pass; so do
+   behaviour log-probs when a rollout feeds several updates (with one update they are the
+   loss's own forward under stop-gradient: ratio 1, no extra pass). PRIME's implicit PRM scores
+   the rollouts and takes its own update here.
 4. `ADVANTAGES[config.algorithm.advantage]` turns rewards into token advantages [B, G, T]
-   (PURE estimators also get step ends and the frozen PRM's step rewards; PRIME the implicit
-   PRM's token rewards, scored before that PRM takes its own update on the outcomes).
+   (PURE estimators also get step ends and the frozen PRM's step rewards).
 5. `lax.scan` over ppo_epochs x minibatches (x micro-batches for gradient accumulation) applies
-   `POLICY_LOSSES[config.algorithm.policy_loss]` with optax; with CHORD each update mixes in
-   μ x the SFT loss on the batch's expert demonstrations (`algorithms.chord`).
-6. ProRL: every `algorithm.ref_reset_every` steps the reference and Adam's moments reset to the
-   current policy (`training.prorl`).
-
-With `rl.partial_rollouts` (APRIL, `training/april.py`) phase 1 decodes an over-provisioned pool
-that also resumes the unfinished groups carried in `state.rollouts`, and stops once b groups are
-done; tokens of earlier steps keep their own behaviour log-probs in the importance ratio.
+   `POLICY_LOSSES[config.algorithm.policy_loss]` with optax (mixed with CHORD's SFT loss on the
+   tasks' demonstrations when `algorithm.chord`); ProRL's scheduled reference reset follows.
 
 Nothing here leaves the device; the only Python is the trace.
 """
@@ -120,8 +114,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                  step_end_table: Any = None,
                  prime_optimizer: optax.GradientTransformation | None = None
                  ) -> Callable[..., tuple[TrainState, dict[str, Any]]]:
-  """Builds `rl_step(state, batch, rng) -> (state, metrics)` (not yet jitted); its three
-  phases are also available as `rl_step.phases` (an `RLPhases`).
+  """Builds `rl_step(state, batch, rng) -> (state, metrics)` (not yet jitted); its phases are
+  also available as `rl_step.phases` (an `RLPhases`).
 
   Args:
     config: the full run config (reads `rl` and `algorithm`).
