@@ -1,6 +1,6 @@
 """PURE ablation: min-form vs sum-form (vs strict min, vs outcome-only GRPO) credit assignment.
 
-    python experiments/pure_min_vs_sum.py [--seeds 0,1] [--variants grpo,min,sum,strict,min-vr1,...]
+    python experiments/pure_min_vs_sum.py [--seeds 0,1,2] [--variants grpo,min,sum,strict,min-vr1,...]
         [--workdir /tmp/pure_min_vs_sum] [--rl_steps N] [--eval_prompts 512]
 
 Task: the quickstart's 3-digit addition with a scratchpad (configs/quickstart.py); the
@@ -140,7 +140,7 @@ def _plot(results: list[dict], path: str) -> None:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--seeds", default="0,1")
+  parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--variants", default=",".join(VARIANTS))
   parser.add_argument("--workdir", default="/tmp/pure_min_vs_sum")
   parser.add_argument("--rl_steps", type=int, default=0, help="0 = the config's")
