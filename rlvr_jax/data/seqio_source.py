@@ -24,14 +24,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from rlvr_jax.data.math_datasets import Record
-from rlvr_jax.data.tasks.base import SPLITS, Example
-from rlvr_jax.data.tasks.math_task import _MathTask
+from rlvr_jax.data.tasks.base import SPLITS
+from rlvr_jax.data.tasks.math_task import RowTask
 
 
 def _seqio():
@@ -123,7 +122,7 @@ def _source(module: str, task: str, split: str, question_key: str, answer_key: s
 
 
 @dataclasses.dataclass(frozen=True)
-class SeqioTask(_MathTask):
+class SeqioTask(RowTask):
   """A seqio task of math questions with gold answers, trained and scored like GSM8K.
 
   `example(i, split, seed)` is row ``i mod len(split)`` of the seqio split named by
@@ -151,16 +150,6 @@ class SeqioTask(_MathTask):
                    self.test_split, self.question_key, self.answer_key, self.solution_key,
                    self.max_examples)
 
-  def num_examples(self, split: str) -> int:
-    return len(self._source(split))
-
-  def _questions(self) -> Sequence[str]:
-    return [self._source(s)[i]["question"] for s in SPLITS for i in range(len(self._source(s)))]
-
-  def example(self, index: int, *, split: str, seed: int) -> Example:
-    del seed
-    source = self._source(split)
-    row = source[index % len(source)]
-    demo = (row["solution"] if self.solution_key
+  def _demo(self, row: dict[str, str]) -> str:
+    return (row["solution"] if self.solution_key
             else f"The final answer is \\boxed{{{row['answer']}}}.")
-    return Example(prompt=self.render(row["question"]), answer=row["answer"], demo=demo, meta=())

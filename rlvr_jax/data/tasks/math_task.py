@@ -201,7 +201,34 @@ def _math500(path: str) -> Math500Source:
 # Datasets
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class Gsm8kTask(_MathTask):
+class RowTask(_MathTask):
+  """A math task over a row source per split (rows of "question", "answer", "solution"):
+  `example(i, split, seed)` is row ``i mod len(split)`` (the seed is unused: the input pipeline
+  shuffles). Subclasses give `_source(split)` and the demonstration `_demo(row)`."""
+
+  def _source(self, split: str) -> Sequence[dict[str, str]]:
+    raise NotImplementedError
+
+  def _demo(self, row: dict[str, str]) -> str:
+    raise NotImplementedError
+
+  def num_examples(self, split: str) -> int:
+    return len(self._source(split))
+
+  def _questions(self) -> Sequence[str]:
+    sources = [self._source(s) for s in SPLITS]
+    return [source[i]["question"] for source in sources for i in range(len(source))]
+
+  def example(self, index: int, *, split: str, seed: int) -> Example:
+    del seed
+    source = self._source(split)
+    row = source[index % len(source)]
+    return Example(prompt=self.render(row["question"]), answer=row["answer"],
+                   demo=self._demo(row), meta=())
+
+
+@dataclasses.dataclass(frozen=True)
+class Gsm8kTask(RowTask):
   """GSM8K grade-school word problems (Cobbe et al., 2021); splits are GSM8K's train / test.
 
   `example(i, split, seed)` is row ``i mod len(split)`` (the seed is unused: the input pipeline
@@ -219,18 +246,8 @@ class Gsm8kTask(_MathTask):
     _check_split(split)
     return _gsm8k(split, self.train_path if split == "train" else self.test_path)
 
-  def num_examples(self, split: str) -> int:
-    return len(self._source(split))
-
-  def _questions(self) -> Sequence[str]:
-    return [self._source(s)[i]["question"] for s in SPLITS for i in range(len(self._source(s)))]
-
-  def example(self, index: int, *, split: str, seed: int) -> Example:
-    del seed
-    source = self._source(split)
-    row = source[index % len(source)]
-    return Example(prompt=self.render(row["question"]), answer=row["answer"],
-                   demo=_gsm8k_demo(row["solution"], row["answer"]), meta=())
+  def _demo(self, row: dict[str, str]) -> str:
+    return _gsm8k_demo(row["solution"], row["answer"])
 
 
 @dataclasses.dataclass(frozen=True)
