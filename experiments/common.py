@@ -138,6 +138,23 @@ def fmt(values, digits: int = 3) -> str:
   return f"{m:.{digits}f}" + (f" ± {se:.{digits}f}" if n > 1 else "")
 
 
+def curve_table(records: list[dict], variants: list[str], metric: str, figure: str) -> list[str]:
+  """Markdown lines: `metric` per evaluation step, mean ± SE over seeds, one column per variant
+  (the numbers behind `figure`); steps are those of the first variant."""
+  curves = {v: curve(records, v, metric) for v in variants}
+  lines = ["", f"Held-out greedy accuracy curve (mean ± SE over seeds; the numbers behind "
+           f"{figure}):", "", "| step | " + " | ".join(variants) + " |",
+           "|---|" + "---|" * len(variants)]
+  for t in curves[variants[0]][0]:
+    cells = []
+    for v in variants:
+      s, m, se = curves[v]
+      j = np.flatnonzero(s == t)
+      cells.append(f"{m[j[0]]:.3f} ± {se[j[0]]:.3f}" if j.size else "–")
+    lines.append(f"| {t} | " + " | ".join(cells) + " |")
+  return lines
+
+
 def save_results(out: str, records: list[dict], extra: dict | None = None) -> str:
   """Writes results.json (every record, rows included); merges with earlier (variant, seed)
   pairs in the file so runs of subsets add up."""

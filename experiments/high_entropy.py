@@ -199,18 +199,7 @@ def training_tables(records, variants) -> str:
     diffs = [final[(v, s)] - final[("grpo", s)] for (vv, s) in final
              if vv == v and ("grpo", s) in final]
     lines.append(f"| {v} | {common.fmt(diffs)} |")
-  curves = {v: common.curve(records, v, "eval_accuracy") for v in variants}
-  steps = curves[variants[0]][0]
-  lines += ["", "Held-out greedy accuracy curve (mean ± SE over seeds; the numbers behind "
-            "curves.png):", "", "| step | " + " | ".join(variants) + " |",
-            "|---|" + "---|" * len(variants)]
-  for t in steps:
-    cells = []
-    for v in variants:
-      s, m, se = curves[v]
-      j = np.flatnonzero(s == t)
-      cells.append(f"{m[j[0]]:.3f} ± {se[j[0]]:.3f}" if j.size else "–")
-    lines.append(f"| {t} | " + " | ".join(cells) + " |")
+  lines += common.curve_table(records, variants, "eval_accuracy", "curves.png")
   return "\n".join(lines)
 
 

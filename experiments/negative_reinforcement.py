@@ -154,18 +154,7 @@ def tables(records, variants) -> str:
         f"{common.fmt([r['summary']['final_reward_mean'] for r in rs])} | "
         f"{common.fmt(ent)} | "
         f"{common.fmt([max(common.wall_clock(r).values(), default=0) for r in rs], 0)} |")
-  steps, _, _ = common.curve(records, variants[0], "eval_accuracy")
-  lines += ["", "Held-out greedy accuracy curve (mean ± SE over seeds; the numbers behind "
-            "accuracy.png):", "", "| step | " + " | ".join(variants) + " |",
-            "|---|" + "---|" * len(variants)]
-  curves = {v: common.curve(records, v, "eval_accuracy") for v in variants}
-  for i, t in enumerate(steps):
-    cells = []
-    for v in variants:
-      s, m, se = curves[v]
-      j = np.flatnonzero(s == t)
-      cells.append(f"{m[j[0]]:.3f} ± {se[j[0]]:.3f}" if j.size else "–")
-    lines.append(f"| {t} | " + " | ".join(cells) + " |")
+  lines += common.curve_table(records, variants, "eval_accuracy", "accuracy.png")
   return "\n".join(lines)
 
 
