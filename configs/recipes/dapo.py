@@ -36,7 +36,7 @@ import os
 
 from rlvr_jax.configs_base import load_config
 
-_CONFIGS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _dapo(c, *, max_len: int, buffer_len: int):
@@ -49,15 +49,13 @@ def _dapo(c, *, max_len: int, buffer_len: int):
 
 def get_config(arg=None):
   if arg == "cpu":
-    c = load_config(os.path.join(_CONFIGS, "quickstart.py"))
-    c.rl.update(steps=100, batch_size=16, group_size=8, minibatches=4)
-    c.eval.update(every=25, num_prompts=256)
+    c = load_config(os.path.join(_HERE, "_base.py:cpu"))
     # A scratchpad answer is at most 32 tokens (EOS included): the 8-token ramp only punishes
     # completions that could not be right anyway, and truncation only happens past 40.
     return _dapo(c, max_len=40, buffer_len=8)
   if arg is not None:
     raise ValueError(f"configs/recipes/dapo.py: unknown variant {arg!r}; known: cpu")
-  c = load_config(os.path.join(_CONFIGS, "gsm8k_qwen25_05b.py"))
+  c = load_config(os.path.join(_HERE, "_base.py"))
   c.data.completion_len = 1280
   c.rl.update(steps=500, batch_size=512, group_size=16, minibatches=16, microbatches=8)
   c.rl.optimizer.update(learning_rate=1e-6, warmup_steps=20)

@@ -30,7 +30,7 @@ import os
 
 from rlvr_jax.configs_base import load_config
 
-_CONFIGS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _lite_ppo(c):
@@ -43,12 +43,10 @@ def _lite_ppo(c):
 
 def get_config(arg=None):
   if arg == "cpu":
-    c = load_config(os.path.join(_CONFIGS, "quickstart.py"))
-    c.rl.update(steps=100, batch_size=16, group_size=8, minibatches=4)
-    c.eval.update(every=25, num_prompts=256)
+    c = load_config(os.path.join(_HERE, "_base.py:cpu"))
     return _lite_ppo(c)
   if arg is not None:
     raise ValueError(f"configs/recipes/lite_ppo.py: unknown variant {arg!r}; known: cpu")
-  c = load_config(os.path.join(_CONFIGS, "gsm8k_qwen25_05b.py"))
+  c = load_config(os.path.join(_HERE, "_base.py"))
   c.rl.update(batch_size=512, group_size=8, minibatches=4, microbatches=8)
   return _lite_ppo(c)
