@@ -2,6 +2,7 @@
 against this machine's matmul peak measured in the same process.
 
     python benchmarks/phases.py --config configs/bench.py:larger [--steps 10] [--trace DIR]
+        [--set FIELD=VALUE ...]
 
 Phases (the same code the fused step runs, from `rl_step.phases`): sample (prefill + KV-cache
 decode), score (jittable reward), learn (log-probs, advantages, one PPO update). FLOPs are counted
@@ -95,8 +96,18 @@ def main():
   ap.add_argument("--steps", type=int, default=10)
   ap.add_argument("--trace", default="", help="also profile 2 fused steps into this directory "
                   "and print the XLA ops that took longest")
+  ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                  help="override a config field, e.g. --set model.decode_cache_segments=4")
   args = ap.parse_args()
-  run = loop.Run(load_config(args.config))
+  config = load_config(args.config)
+  for item in args.set:
+    field, _, value = item.partition("=")
+    parent, _, leaf = field.rpartition(".")
+    node = config
+    for part in filter(None, parent.split(".")):
+      node = node[part]
+    node[leaf] = type(node[leaf])(value) if node[leaf] is not None else value
+  run = loop.Run(config)
   phases = run._rl_step.phases
   it = iter(run.dataset("train", run.config.rl.batch_size, seed=0, shuffle=True, size=10_000))
   batch = run.device_batch(next(it))

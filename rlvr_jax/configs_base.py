@@ -67,13 +67,15 @@ def base_config() -> ml_collections.ConfigDict:
   # sampler's KV cache (None: dtype); unroll_layers: a Python loop over layers instead of a scan
   # (faster steps on CPU, compile time grows with depth); decode_weight_gather: with sharded
   # weights, "once" gathers all layers before the decode loop (fastest, one copy of the weights
-  # per device while sampling), "per_layer" one layer at a time each token (least memory).
+  # per device while sampling), "per_layer" one layer at a time each token (least memory);
+  # decode_cache_segments: the decode loop runs in this many segments whose KV cache ends where
+  # the segment ends, so attention reads fewer empty slots (0: one per 32 new tokens, at most 8).
   c.model = ml_collections.ConfigDict(dict(
       vocab_size=0, vocab_multiple=1, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
       head_dim=None, rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False,
       tie_embeddings=True, dtype="float32", param_dtype="float32", remat="none",
       cache_dtype=ml_collections.FieldReference(None, field_type=str), unroll_layers=False,
-      decode_weight_gather="once"))
+      decode_weight_gather="once", decode_cache_segments=0))
   # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
   # init_from: an earlier run's workdir whose checkpoint 0 becomes this run's warm start (its SFT
   # policy; no SFT here). Ablations start every variant of a seed from one SFT this way; the
@@ -226,6 +228,7 @@ RULES: dict[str, config_rules.Rule] = {
     "model.cache_dtype": Choice(None, *_DTYPES),  # None: model.dtype
     "model.unroll_layers": Bool(),
     "model.decode_weight_gather": Choice(*DECODE_WEIGHT_GATHER),
+    "model.decode_cache_segments": Int(ge=0),  # 0: automatic (see ModelConfig)
     "sft.steps": Int(ge=0),
     "sft.batch_size": Int(ge=1),
     **_optimizer_rules("sft.optimizer"),

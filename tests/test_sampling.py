@@ -207,3 +207,51 @@ def test_bfloat16_kv_cache_halves_the_cache_in_compiled_memory():
   # 2 layers x {k, v} x 16 rows x 4 heads x 256 slots x 16 dims: 2 MiB in f32, 1 MiB in bf16
   cache_f32 = 2 * 2 * 16 * 4 * 256 * 16 * 4
   assert f32 - b16 >= 0.9 * cache_f32 / 2, (f32, b16)
+
+
+@pytest.mark.parametrize("gather", ["once", "per_layer"])
+def test_cache_segments_sample_what_one_segment_samples(gather):
+  """decode_cache_segments splits the decode loop into while_loops over a growing cache; the
+  samples, log-probs, entropies and masks are those of one loop over the full cache, with rows
+  stopping inside every segment, and each loop's cache ends where its segment ends."""
+  c, params, prompts, mask = _setup()
+  first = sampling.generate(c, params, prompts, mask, jax.random.key(3), max_new_tokens=10,
+                            temperature=1.0, num_samples=2)
+  stop = int(first.tokens[0, 4])  # some row stops mid-way, others run to the end
+  out, loops = {}, {}
+  for segments in (1, 3, 10):
+    cs = dataclasses.replace(c, decode_weight_gather=gather, decode_cache_segments=segments)
+    gen = functools.partial(sampling.generate, cs, max_new_tokens=10, temperature=1.0,
+                            num_samples=2, eos_id=stop)
+    out[segments] = jax.jit(gen)(params, prompts, mask, jax.random.key(3))
+    jaxpr = jax.make_jaxpr(gen)(params, prompts, mask, jax.random.key(3))
+    loops[segments] = [e for e in jaxpr.eqns if e.primitive.name == "while"]
+  lengths = np.asarray(out[1].mask.sum(-1))
+  assert lengths.min() < 4 and lengths.max() == 10  # rows end in different segments
+  for segments in (3, 10):
+    np.testing.assert_array_equal(np.asarray(out[1].tokens), np.asarray(out[segments].tokens))
+    for field in ("logprobs", "entropies", "mask"):
+      np.testing.assert_allclose(np.asarray(getattr(out[1], field)),
+                                 np.asarray(getattr(out[segments], field)), atol=1e-5)
+  p = prompts.shape[1]
+  n_cache = 2 if gather == "per_layer" else 2 * c.n_layers  # the carry's leading leaves
+  for segments, found in loops.items():
+    ends = sampling.segment_ends(10, segments)
+    assert len(found) == segments
+    for loop, end in zip(found, ends):
+      shapes = [v.aval.shape for v in loop.outvars[:n_cache]]  # k [.., s], v [.., s, e] per layer
+      slots = {shape[-1] if i % 2 == 0 else shape[-2] for i, shape in enumerate(shapes)}
+      assert slots == {p + end}, (segments, shapes, p + end)
+
+
+def test_segment_ends_split_the_steps_evenly():
+  for n in range(1, 40):
+    for segments in range(1, 12):
+      ends = sampling.segment_ends(n, segments)
+      assert ends[-1] == n and len(ends) == min(segments, n)
+      sizes = np.diff([0] + ends)
+      assert sizes.min() >= 1 and sizes.max() - sizes.min() <= 1
+  auto = lambda n: models.tiny(V).cache_segments(n)
+  assert [auto(n) for n in (8, 31, 32, 64, 128, 255, 256, 4096)] == [1, 1, 1, 2, 4, 7, 8, 8]
+  with pytest.raises(ValueError, match="decode_cache_segments"):
+    models.tiny(V, decode_cache_segments=-1)

@@ -72,6 +72,16 @@ def repeat_cache(c: ModelConfig, cache, n: int):
   return jax.tree.map(lambda x: jnp.repeat(x, n, axis=axis), cache)
 
 
+def grow_cache(c: ModelConfig, cache, extra: int):
+  """The cache with `extra` zeroed slots appended (the sampler's next segment, see
+  `ModelConfig.decode_cache_segments`): one copy per segment, so every decode step of the segment
+  reads a buffer no longer than the tokens it can hold."""
+  lead = 1 if _scans_layers(c) else 0
+  pad = lambda x, axis: jnp.pad(x, [(0, extra if a == axis else 0) for a in range(x.ndim)])
+  grow = lambda layer: {"k": pad(layer["k"], lead + 3), "v": pad(layer["v"], lead + 2)}
+  return grow(cache) if _scans_layers(c) else [grow(layer) for layer in cache]
+
+
 def _scans_layers(c: ModelConfig) -> bool:
   """Whether decode steps scan over the stacked layers (see ModelConfig.decode_weight_gather):
   each layer's weights are then sliced, and under a sharded mesh gathered, inside the loop, one

@@ -143,24 +143,22 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
   p = prompts.shape[1]
   stops = ([eos_id] if eos_id is not None else []) + list(stop_ids)
   prompt_mask = prompt_mask.astype(jnp.int32)
-  logits, cache = models.prefill(model_config, params, prompts, prompt_mask, p + n)
+  ends = segment_ends(n, model_config.cache_segments(n))
+  logits, cache = models.prefill(model_config, params, prompts, prompt_mask, p + ends[0])
   if num_samples > 1:
     expand = lambda x: jnp.repeat(x, num_samples, axis=0)
     logits, prompt_mask = expand(logits), expand(prompt_mask)
     cache = models.repeat_cache(model_config, cache, num_samples)
   params = models.unstack_layers(model_config, params)
   b = logits.shape[0]
-  valid_bs = jnp.concatenate([prompt_mask, jnp.zeros((b, n), jnp.int32)], axis=1)
   next_position_b = prompt_mask.sum(-1)
 
   uniforms_nb = jax.random.uniform(rng, (n, b), jnp.float32)
   zeros_f = jnp.zeros((b, n), jnp.float32)
-  init = dict(i=jnp.int32(0), logits=logits, cache=cache, valid=valid_bs,
-              done=jnp.zeros((b,), bool), tokens=jnp.full((b, n), pad_id, jnp.int32),
-              logprobs=zeros_f, entropies=zeros_f, mask=zeros_f)
-
-  def cond(s):
-    return (s["i"] < n) & ~jnp.all(s["done"]) if stops else s["i"] < n
+  state = dict(i=jnp.int32(0), logits=logits, cache=cache,
+               valid=jnp.concatenate([prompt_mask, jnp.zeros((b, ends[0]), jnp.int32)], axis=1),
+               done=jnp.zeros((b,), bool), tokens=jnp.full((b, n), pad_id, jnp.int32),
+               logprobs=zeros_f, entropies=zeros_f, mask=zeros_f)
 
   def body(s):
     i = s["i"]
@@ -178,6 +176,20 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
                 entropies=s["entropies"].at[:, i].set(entropy * live_f),
                 mask=s["mask"].at[:, i].set(live_f))
 
-  out = jax.lax.while_loop(cond, body, init)
-  return Completions(tokens=out["tokens"], logprobs=out["logprobs"],
-                     entropies=out["entropies"], mask=out["mask"])
+  for j, end in enumerate(ends):
+    if j:  # the next segment: the cache grows to hold its tokens
+      extra = end - ends[j - 1]
+      state = dict(state, cache=models.grow_cache(model_config, state["cache"], extra),
+                   valid=jnp.pad(state["valid"], ((0, 0), (0, extra))))
+    cond = ((lambda s, end=end: (s["i"] < end) & ~jnp.all(s["done"])) if stops
+            else (lambda s, end=end: s["i"] < end))
+    state = jax.lax.while_loop(cond, body, state)
+  return Completions(tokens=state["tokens"], logprobs=state["logprobs"],
+                     entropies=state["entropies"], mask=state["mask"])
+
+
+def segment_ends(n: int, segments: int) -> list[int]:
+  """The decode steps at which each of `segments` cache segments ends (see
+  `ModelConfig.decode_cache_segments`): as equal as possible, never empty, the last at n."""
+  segments = max(1, min(segments, n))
+  return [round(n * (j + 1) / segments) for j in range(segments)]

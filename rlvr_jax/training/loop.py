@@ -257,7 +257,8 @@ def _model_and_tokenizer(config, task):
                                      dtype=config.model.dtype,
                                      unroll_layers=config.model.unroll_layers,
                                      cache_dtype=config.model.cache_dtype,
-                                     decode_weight_gather=config.model.decode_weight_gather)
+                                     decode_weight_gather=config.model.decode_weight_gather,
+                                     decode_cache_segments=config.model.decode_cache_segments)
   return model_config, params, tokenizer
 
 
