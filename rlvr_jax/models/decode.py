@@ -14,10 +14,10 @@ import jax.numpy as jnp
 from rlvr_jax.models.config import ModelConfig
 from rlvr_jax.models.transformer import (_MASKED, Params, _layer, _mlp_block, _qkv,
                                          linear, logits_from_hidden, positions_from_mask,
-                                         rms_norm)
+                                         rms_norm, rope_table)
 
 
-def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, cache: dict[str, jax.Array],
+def _decode_layer(c: ModelConfig, p: Params, x_bd, rope, cache: dict[str, jax.Array],
                   slot, valid_bs):
   """One block for one new token per row: writes its key/value into this layer's cache (in
   place: the cache is this layer's own loop-carried buffer) at `slot`, then attends to the cache.
@@ -26,7 +26,7 @@ def _decode_layer(c: ModelConfig, p: Params, x_bd, position_b, cache: dict[str, 
   b, d = x_bd.shape
   kv, e = c.n_kv_heads, c.resolved_head_dim
   y = rms_norm(x_bd, p["attn_norm"], c.norm_eps)[:, None]
-  q, k, v = _qkv(c, p, y, position_b[:, None])
+  q, k, v = _qkv(c, p, y, rope)
   write = lambda buf, new, axis: jax.lax.dynamic_update_slice_in_dim(
       buf, jnp.expand_dims(new, axis).astype(buf.dtype), slot, axis=axis)
   cache = {"k": write(cache["k"], k[:, 0], 3), "v": write(cache["v"], v[:, 0], 2)}
@@ -110,12 +110,12 @@ def prefill(c: ModelConfig, params: Params, tokens_bt: jax.Array, mask_bt: jax.A
     `cache_len` slots).
   """
   b, t = tokens_bt.shape
-  positions_bt = positions_from_mask(mask_bt)
+  rope = rope_table(c, positions_from_mask(mask_bt), t)
   mask_bts = jnp.tril(jnp.ones((t, t), bool))[None] & (mask_bt[:, None, :] > 0)
   x = params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt]
 
   def body(x, layer_params):
-    x, (k, v) = _layer(c, layer_params, x, positions_bt, mask_bts)
+    x, (k, v) = _layer(c, layer_params, x, rope, mask_bts)
     return x, (k, v)
 
   x, (k_lbtke, v_lbtke) = jax.lax.scan(body, x, params["layers"], unroll=c.scan_unroll)
@@ -151,21 +151,21 @@ def decode_step(c: ModelConfig, params: Params, token_b: jax.Array, position_b: 
     (float32 logits [b, v], the cache with the new keys/values at `slot`).
   """
   x = params["embed"].astype(jnp.dtype(c.dtype))[token_b]
+  rope = rope_table(c, position_b[:, None], valid_bs.shape[-1])  # positions < cache slots
   if _scans_layers(c):
-    x, new_cache = _decode_scanned_layers(c, params["layers"], x, position_b, cache, slot,
-                                          valid_bs)
+    x, new_cache = _decode_scanned_layers(c, params["layers"], x, rope, cache, slot, valid_bs)
   else:
     if not isinstance(params["layers"], (list, tuple)):
       raise ValueError("decode_step needs per-layer weights: pass unstack_layers(c, params)")
     new_cache = []
     for layer_params, layer_cache in zip(params["layers"], cache):
-      x, layer_cache = _decode_layer(c, layer_params, x, position_b, layer_cache, slot, valid_bs)
+      x, layer_cache = _decode_layer(c, layer_params, x, rope, layer_cache, slot, valid_bs)
       new_cache.append(layer_cache)
   h = rms_norm(x[:, None], params["final_norm"], c.norm_eps)
   return logits_from_hidden(c, params, h)[:, 0], new_cache
 
 
-def _decode_scanned_layers(c: ModelConfig, layers: Params, x_bd, position_b, cache: dict, slot,
+def _decode_scanned_layers(c: ModelConfig, layers: Params, x_bd, rope, cache: dict, slot,
                            valid_bs):
   """The layers as a scan over the stacked weights and the stacked [l, ...] cache: only the new
   token's key and value are written back into the (loop-carried) cache."""
@@ -174,7 +174,7 @@ def _decode_scanned_layers(c: ModelConfig, layers: Params, x_bd, position_b, cac
     x, cache, i = carry
     view = {name: jax.lax.dynamic_index_in_dim(buf, i, keepdims=False)
             for name, buf in cache.items()}
-    x, view = _decode_layer(c, layer, x, position_b, view, slot, valid_bs)
+    x, view = _decode_layer(c, layer, x, rope, view, slot, valid_bs)
     new_k = jax.lax.dynamic_slice_in_dim(view["k"], slot, 1, axis=3)[None]
     new_v = jax.lax.dynamic_slice_in_dim(view["v"], slot, 1, axis=2)[None]
     zero = jnp.zeros((), jnp.int32)
