@@ -147,14 +147,24 @@ def leaves(config: ml_collections.ConfigDict | Mapping, rules: Mapping[str, Rule
       yield path, value
 
 
+# A config file sets a string field to this when the user must supply it on the command line
+# (e.g. the 1-shot RLVR recipe's data.one_shot_from). ml_collections' required placeholders
+# cannot be used: config_flags reads every value while it locks the config, before overrides.
+REQUIRED = "<required>"
+
+
 def violations(config: ml_collections.ConfigDict | Mapping, rules: Mapping[str, Rule]
                ) -> list[str]:
-  """'config.<path>: <reason>' for each leaf that breaks its rule or has no rule, in order."""
+  """'config.<path>: <reason>' for each leaf that breaks its rule or has no rule, or is still
+  `REQUIRED`, in order."""
   out = []
   for path, value in leaves(config, rules):
     rule = rules.get(path)
-    why = (rule.check(value) if rule is not None
-           else "has no validation rule; add one to configs_base.RULES")
+    if isinstance(value, str) and value == REQUIRED:
+      why = f"this config needs a value: pass --config.{path}=..."
+    else:
+      why = (rule.check(value) if rule is not None
+             else "has no validation rule; add one to configs_base.RULES")
     if why is not None:
       out.append(f"config.{path}: {why}")
   return out

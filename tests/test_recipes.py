@@ -30,11 +30,30 @@ def test_the_recipes_are_found():
 
 
 @pytest.mark.parametrize("name,variant", _CASES, ids=[f"{n}:{v}" for n, v in _CASES])
-def test_every_variant_passes_the_config_checks(name, variant):
+def test_every_variant_passes_the_config_checks(name, variant, tmp_path):
+  """A field the recipe marks `config_rules.REQUIRED` (the 1-shot runs' data.one_shot_from) stops
+  the checks, naming the field, until it is given: here a stand-in earlier run's workdir."""
   path = os.path.join(_DIR, name)
   config = configs_base.load_config(path if variant is None else f"{path}:{variant}")
-  assert config_rules.violations(config, configs_base.RULES) == []
+  required = [p for p, v in config_rules.leaves(config, configs_base.RULES)
+              if v == config_rules.REQUIRED]
+  assert config_rules.violations(config, configs_base.RULES) == [
+      f"config.{p}: this config needs a value: pass --config.{p}=..." for p in required]
+  if required:
+    with pytest.raises(ValueError, match=rf"config\.{required[0]}: this config needs a value"):
+      configs_base.validate(config)
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    for p in required:
+      parent, _, leaf = p.rpartition(".")
+      config[parent][leaf] = str(tmp_path)
   configs_base.validate(config)
+
+
+def test_the_one_shot_runs_require_the_history_run():
+  config = configs_base.load_config(os.path.join(_DIR, "one_shot_rlvr.py:cpu"))
+  assert config.data.one_shot_from == config_rules.REQUIRED
+  history = configs_base.load_config(os.path.join(_DIR, "one_shot_rlvr.py:cpu_history"))
+  assert history.data.one_shot_from == ""
 
 
 @pytest.mark.parametrize("path", _FILES, ids=os.path.basename)

@@ -13,7 +13,8 @@ epoch; then 1-shot training on pi_1, the example whose accuracy varied most acro
         --config.init.path=/path/to/Qwen2.5-Math-1.5B --config.data.one_shot_from=/tmp/hist
 
 On CPU (sized for minutes on an idle 2-core machine): the same with `:cpu_history` and `:cpu`
-(no init.path). Without `data.one_shot_from` the 1-shot variants train on the whole pool: pass it.
+(no init.path). The 1-shot variants require `data.one_shot_from`: without it the run stops before
+anything is compiled, naming the field (it would otherwise train on the whole pool).
 
 The paper's hyperparameters (Qwen2.5-Math-1.5B, verl): GRPO, 128 prompts a batch x 8 samples,
 one optimizer step per batch (PPO mini-batch 128), learning rate 1e-6, temperature 0.6, up to
@@ -36,6 +37,7 @@ problems, 16 prompts x 8 samples, 40 history steps (10 epochs), 60 1-shot steps,
 
 import os
 
+from rlvr_jax.config_rules import REQUIRED
 from rlvr_jax.configs_base import base_config, load_config
 
 _QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -84,4 +86,7 @@ def get_config(arg=None):
     raise ValueError(f"configs/recipes/one_shot_rlvr.py: unknown variant {arg!r}; known: "
                      f"{', '.join(v for v in VARIANTS if v)}")
   history = arg in ("history", "cpu_history")
-  return _cpu(history) if arg in ("cpu", "cpu_history") else _accelerator(history)
+  c = _cpu(history) if arg in ("cpu", "cpu_history") else _accelerator(history)
+  if not history:  # the 1-shot runs: the example comes from a history run's ranking
+    c.data.one_shot_from = REQUIRED
+  return c
