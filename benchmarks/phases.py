@@ -13,6 +13,7 @@ QK^T and PV), so the FLOP/s figures are comparable across frameworks doing the s
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import time
@@ -102,11 +103,11 @@ def main():
   config = load_config(args.config)
   for item in args.set:
     field, _, value = item.partition("=")
-    parent, _, leaf = field.rpartition(".")
-    node = config
-    for part in filter(None, parent.split(".")):
-      node = node[part]
-    node[leaf] = type(node[leaf])(value) if node[leaf] is not None else value
+    try:  # a Python literal (4, 1e-3, False, None), else the string itself
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass
+    config.update_from_flattened_dict({field: value})
   run = loop.Run(config)
   phases = run._rl_step.phases
   it = iter(run.dataset("train", run.config.rl.batch_size, seed=0, shuffle=True, size=10_000))

@@ -106,9 +106,7 @@ def lite_ppo(rewards: Array, *, eps: float = 1e-6) -> Array:
   rewards_g = _f32(rewards)
   if rewards_g.shape[-1] < 2:
     return jnp.zeros_like(rewards_g)
-  centred_g = _relative_to_first(rewards_g)
-  centred_g = centred_g - jnp.mean(centred_g, axis=-1, keepdims=True)
-  return centred_g / (jnp.std(rewards_g, ddof=1) + eps)
+  return grpo(rewards_g, scale_by_std=False) / (jnp.std(rewards_g, ddof=1) + eps)
 
 
 def rloo(rewards: Array) -> Array:
