@@ -12,7 +12,7 @@ from collections.abc import Callable
 import jax.numpy as jnp
 import numpy as np
 
-from rlvr_jax.data.tasks.base import INVALID_CHAR
+from rlvr_jax.data.tasks.base import INVALID_CHAR, Example, sample_in_split
 from rlvr_jax.tokenizers import Tokenizer
 
 NO_CHAR = -1
@@ -108,3 +108,20 @@ def exact_answer_reward_fn(tokenizer: Tokenizer) -> Callable:
                           answer_length_n)
 
   return make_reward_fn(tokenizer, rule)
+
+
+class ExactAnswer:
+  """The `Task` methods of a sampled task whose completion must equal its answer exactly: a
+  subclass gives `name` and `_draw(rng) -> Example`; `example` draws the index-th example of a
+  split with `sample_in_split`, and `verify` / `reward_fn` compare the whole completion with the
+  answer (a completion without EOS gets reward 0)."""
+
+  def example(self, index: int, *, split: str, seed: int) -> Example:
+    return sample_in_split(self.name, self._draw, index, split, seed)
+
+  def verify(self, completion: str, example: Example) -> bool:
+    return completion == example.answer
+
+  def reward_fn(self, tokenizer: Tokenizer) -> Callable:
+    """Jittable reward: the completion is exactly the answer (`exact_answer_reward_fn`)."""
+    return exact_answer_reward_fn(tokenizer)

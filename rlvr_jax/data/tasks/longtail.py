@@ -1,17 +1,15 @@
 """Reversing digit strings whose lengths are heavy-tailed: most answers are short, a few long."""
 
-from collections.abc import Callable
 import dataclasses
 import random
 from typing import ClassVar
 
 from rlvr_jax.data.tasks import chars
-from rlvr_jax.data.tasks.base import Example, sample_in_split
-from rlvr_jax.tokenizers import Tokenizer
+from rlvr_jax.data.tasks.base import Example
 
 
 @dataclasses.dataclass(frozen=True)
-class LongTailReverseTask:
+class LongTailReverseTask(chars.ExactAnswer):
   """Reversal with a heavy-tailed answer length: "rev 3051=" -> "1503".
 
   The string length L follows a truncated power law, P(L) ∝ L^-alpha on [1, max_length]
@@ -55,13 +53,3 @@ class LongTailReverseTask:
     length = rng.choices(range(1, self.max_length + 1), weights=self.length_probs())[0]
     digits = "".join(rng.choice("0123456789") for _ in range(length))
     return Example(prompt=f"rev {digits}=", answer=digits[::-1], demo=digits[::-1], meta=())
-
-  def example(self, index: int, *, split: str, seed: int) -> Example:
-    return sample_in_split(self.name, self._draw, index, split, seed)
-
-  def verify(self, completion: str, example: Example) -> bool:
-    return completion == example.answer
-
-  def reward_fn(self, tokenizer: Tokenizer) -> Callable:
-    """Jittable reward: the completion is exactly the answer (`chars.exact_answer_reward_fn`)."""
-    return chars.exact_answer_reward_fn(tokenizer)

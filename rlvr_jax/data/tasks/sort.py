@@ -1,17 +1,15 @@
 """Sorting a short list of small numbers."""
 
-from collections.abc import Callable
 import dataclasses
 import random
 from typing import ClassVar
 
 from rlvr_jax.data.tasks import chars
-from rlvr_jax.data.tasks.base import Example, sample_in_split
-from rlvr_jax.tokenizers import Tokenizer
+from rlvr_jax.data.tasks.base import Example
 
 
 @dataclasses.dataclass(frozen=True)
-class SortTask:
+class SortTask(chars.ExactAnswer):
   """Sorting: "sort 3,10,2=" -> "2,3,10" (ascending, comma-separated, duplicates kept).
 
   Lists have a uniform length in [min_length, max_length] and uniform values in [0, max_value]
@@ -52,13 +50,3 @@ class SortTask:
     answer = ",".join(map(str, sorted(values)))
     return Example(prompt=f"sort {','.join(map(str, values))}=", answer=answer, demo=answer,
                    meta=())
-
-  def example(self, index: int, *, split: str, seed: int) -> Example:
-    return sample_in_split(self.name, self._draw, index, split, seed)
-
-  def verify(self, completion: str, example: Example) -> bool:
-    return completion == example.answer
-
-  def reward_fn(self, tokenizer: Tokenizer) -> Callable:
-    """Jittable reward: the completion is exactly the answer (`chars.exact_answer_reward_fn`)."""
-    return chars.exact_answer_reward_fn(tokenizer)
