@@ -123,10 +123,12 @@ def base_config() -> ml_collections.ConfigDict:
   # Process reward model for PURE (algorithm.advantage in PRM_ESTIMATORS): the policy trunk after
   # SFT plus a scalar head, trained for `steps` on the policy's own samples (`group_size` per
   # prompt at `temperature`) with step labels, then frozen. A step ends at a token whose text
-  # ends with `step_delimiter`.
+  # ends with `step_delimiter`. init_from: an earlier PURE run's workdir whose checkpoint 0 holds
+  # the PRM to use instead of training one (ablations train one PRM a seed and share it; that
+  # run needs this run's model and state layout).
   c.prm = ml_collections.ConfigDict(dict(
       step_delimiter="\n\n", steps=100, batch_size=16, group_size=4, temperature=1.0,
-      eval_prompts=64, optimizer=_optimizer(1e-3)))
+      eval_prompts=64, optimizer=_optimizer(1e-3), init_from=""))
   # PRIME's implicit PRM (algorithm.advantage == "prime"): a copy of the policy after SFT, its
   # token reward beta * log(pi_phi / pi_ref), trained every RL step on the outcome labels with
   # this optimizer (one update per rollout batch).
@@ -299,6 +301,7 @@ RULES: dict[str, config_rules.Rule] = {
     "prm.group_size": Int(ge=1),
     "prm.temperature": Float(ge=0),
     "prm.eval_prompts": Int(ge=1),
+    "prm.init_from": Str(),  # "": train the PRM here
     **_optimizer_rules("prm.optimizer"),
     "prime.beta": Float(gt=0),  # r_phi = beta * log-ratio; the CE reads sigma(sum_t r_phi)
     **_optimizer_rules("prime.optimizer"),
@@ -340,6 +343,9 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(not c.sft.init_from or os.path.isdir(os.path.join(c.sft.init_from, "checkpoints")),
        "sft.init_from", f"{c.sft.init_from!r} holds no checkpoints/ directory (it must be the "
        "--workdir of an earlier run)")
+  need(not c.prm.init_from or os.path.isdir(os.path.join(c.prm.init_from, "checkpoints")),
+       "prm.init_from", f"{c.prm.init_from!r} holds no checkpoints/ directory (it must be the "
+       "--workdir of an earlier PURE run)")
   need(not c.data.one_shot_from
        or os.path.isfile(os.path.join(c.data.one_shot_from, "metrics.jsonl")),
        "data.one_shot_from", f"{c.data.one_shot_from!r} holds no metrics.jsonl (it must be the "
@@ -389,9 +395,13 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(c.eval.num_prompts % c.eval.batch_size == 0 or c.eval.num_prompts < c.eval.batch_size,
        "eval.num_prompts", f"{c.eval.num_prompts} must be a multiple of eval.batch_size "
        f"({c.eval.batch_size})")
+  need(not c.prm.init_from or c.algorithm.advantage in PRM_ESTIMATORS, "prm.init_from",
+       f"advantage '{c.algorithm.advantage}' uses no process reward model; prm.init_from is for "
+       f"{', '.join(PRM_ESTIMATORS)}")
   if c.algorithm.advantage in PRM_ESTIMATORS:
-    need(c.prm.steps > 0, "prm.steps", f"advantage '{c.algorithm.advantage}' needs a trained "
-         f"process reward model: prm.steps must be > 0, got {c.prm.steps}")
+    need(c.prm.steps > 0 or bool(c.prm.init_from), "prm.steps",
+         f"advantage '{c.algorithm.advantage}' needs a trained process reward model: prm.steps "
+         f"must be > 0 (or prm.init_from set), got {c.prm.steps}")
     need(bool(c.prm.step_delimiter), "prm.step_delimiter", "must be a non-empty string")
     need(c.prm.batch_size % batch_divisor == 0, "prm.batch_size",
          f"{c.prm.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")

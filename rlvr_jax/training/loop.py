@@ -352,7 +352,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     prm_params = None
     if run.uses_prm:
       t0 = time.time()
-      prm_params, prm_metrics = warm_start.train_prm(run, params, progress)
+      if config.prm.init_from:  # one PRM shared by the runs of one SFT policy (ablations)
+        prm_params, prm_metrics = warm_start.load_prm(run, config.prm.init_from, params)
+      else:
+        prm_params, prm_metrics = warm_start.train_prm(run, params, progress)
       sft_metrics.update(prm_metrics, prm_time_s=time.time() - t0)
     state = run.make_rl_state(params, prm_params)
     if config.rl.partial_rollouts:

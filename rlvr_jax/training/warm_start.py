@@ -51,6 +51,42 @@ def load_sft(run: Run, workdir: str) -> tuple[Any, dict[str, Any]]:
   return state.params, {**metrics, "sft_init_from": os.path.abspath(workdir)}
 
 
+def load_prm(run: Run, workdir: str, policy_params) -> tuple[Any, dict[str, Any]]:
+  """The frozen PRM in checkpoint 0 of the earlier PURE run in `workdir` (`prm.init_from`),
+  instead of training one, with that run's PRM metrics. Its state must have this run's layout
+  (same model, optimizer, KL and APRIL settings); anything else is refused, naming the
+  differences. `prm_same_policy` records whether that run's starting policy is this run's
+  (ablations share one PRM between the variants of one SFT policy); a different one is allowed,
+  with a warning: the PRM then scores samples of a policy it was not trained on."""
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  try:
+    state, _, _ = checkpointer.restore(0, abstract_like(run.make_rl_state(policy_params)))
+  except ValueError as e:
+    raise ValueError(f"config.prm.init_from: {e}") from None
+  finally:
+    checkpointer.close()
+  replicated = parallel.replicated(run.mesh)
+  finite.check_tree("prm", 0, state.prm_params, replicated=replicated)
+  same = bool(jax.jit(_trees_equal, out_shardings=replicated)(state.params, policy_params))
+  if not same:
+    logging.warning("prm.init_from: the PRM in %s was trained on the samples of a different "
+                    "policy than this run's starting policy", workdir)
+  metrics: dict[str, Any] = {}
+  path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      first = json.loads(f.readline() or "{}")
+    metrics = {k: v for k, v in first.items()
+               if k.startswith("prm_") and k not in ("prm_time_s", "prm_init_from")}
+  return state.prm_params, {**metrics, "prm_init_from": os.path.abspath(workdir),
+                            "prm_same_policy": same}
+
+
+def _trees_equal(a, b) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.array_equal(x, y) for x, y in
+                            zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)]))
+
+
 def sft(run: Run, params, progress: bool) -> tuple[Any, dict[str, Any]]:
   """Supervised warm start; with `sft.target_accuracy` > 0 it stops at the first evaluation
   (every `sft.eval_every` steps) whose held-out greedy accuracy reaches the target, so every
