@@ -84,6 +84,7 @@ def _has(config, dotted: str) -> bool:
 def run_ablation(args, *, base: str, variants: dict[str, dict[str, Any]],
                  variant_base: dict[str, str] | None = None,
                  after_run: Callable[[loop.Run, str, dict], dict] | None = None,
+                 prepare: Callable[[int, str], dict[str, dict[str, Any]]] | None = None,
                  name: str = "") -> list[dict[str, Any]]:
   """Trains every (seed, variant); returns one record a run.
 
@@ -93,6 +94,9 @@ def run_ablation(args, *, base: str, variants: dict[str, dict[str, Any]],
     variants: name -> flattened config overrides.
     after_run: (run, workdir, record) -> extra fields, e.g. a pass@k evaluation of the final
       policy; called once a variant's training is done.
+    prepare: (seed, sft_dir) -> {variant: extra overrides}, called once a seed after its SFT,
+      for more that the seed's variants share (PURE trains one PRM a seed and points each PRM
+      variant at it with prm.init_from). Its wall clock goes in each record as `prepare_wall_s`.
 
   Each record holds the variant, seed, wall-clock seconds, the run's summary and its metrics rows
   (`rows`), so tables and curves can be built from it without the workdir.
@@ -109,15 +113,20 @@ def run_ablation(args, *, base: str, variants: dict[str, dict[str, Any]],
     t0 = time.time()
     loop.train(config_for(base, {"rl.steps": 0}, seed, args.tiny), sft_dir, progress=False)
     sft_s = time.time() - t0
+    t0 = time.time()
+    shared = prepare(seed, sft_dir) if prepare is not None else {}
+    prepare_s = time.time() - t0
     for variant in chosen:
       spec = (variant_base or {}).get(variant, base)
-      overrides = {**variants[variant], "sft.init_from": sft_dir}
+      overrides = {**variants[variant], **shared.get(variant, {}), "sft.init_from": sft_dir}
       config = config_for(spec, overrides, seed, args.tiny)
       run_dir = os.path.join(workdir, f"seed{seed}", variant)
       t0 = time.time()
       summary = loop.train(config, run_dir, progress=False)
       record = {"variant": variant, "seed": seed, "wall_s": time.time() - t0,
                 "sft_wall_s": sft_s, "summary": summary, "rows": read_metrics(run_dir)}
+      if prepare is not None:
+        record["prepare_wall_s"] = prepare_s
       if after_run is not None:
         record.update(after_run(loop.Run(config_for(spec, overrides, seed, args.tiny)),
                                 run_dir, record))

@@ -1,12 +1,14 @@
 """PURE ablation: min-form vs sum-form (vs strict min, vs outcome-only GRPO) credit assignment.
 
-    python experiments/pure_min_vs_sum.py [--seeds 0,1,2] [--variants grpo,min,sum,strict,min-vr1,...]
-        [--workdir /tmp/pure_min_vs_sum] [--rl_steps N] [--eval_prompts 512]
+    python experiments/pure_min_vs_sum.py [--seeds 0,1,2] [--variants grpo,min,sum,strict,...]
+        [--workdir /tmp/pure_min_vs_sum] [--rl_steps N] [--eval_prompts 512] [--tiny] [--replot]
 
 Task: the quickstart's 3-digit addition with a scratchpad (configs/quickstart.py); the
-scratchpad's columns are the reasoning steps (configs/pure_addition.py). Every variant of a seed
-starts RL from the same SFT checkpoint (same seed, same warm start); the PURE variants add the
-same PRM training phase and differ only in `algorithm.advantage`:
+scratchpad's columns are the reasoning steps (configs/pure_addition.py). For each seed one SFT
+run (experiments/common.py) and one PRM run (`<workdir>/seed<s>/prm`: the PRM trained on that
+SFT policy's samples, then frozen) are shared: every variant starts RL from the SFT checkpoint
+(`sft.init_from`) and every PRM variant scores with the same PRM (`prm.init_from`), so variants
+differ only in `algorithm.advantage` and `algorithm.verifiable_coef`:
 
   grpo    outcome reward only (the quickstart)
   min     pure_min: min-form step rewards (softmax(-r/0.1) weights) + 5 x verifiable reward
@@ -14,53 +16,45 @@ same PRM training phase and differ only in `algorithm.advantage`:
   sum     pure_sum: summed step rewards + 5 x verifiable reward (the paper's hacked contrast)
   *-vr1   the same with the verifiable reward weighted 1 (algorithm.verifiable_coef=1)
 
-After RL each policy decodes the held-out prompts greedily; the table reports answer accuracy,
-scratchpad exact match (every column equals the gold one: the process is right), answers that
-are right with a wrong scratchpad, and mean steps per completion. Results go to
-experiments/results/pure_min_vs_sum/ (results.json, README.md table, curves.png).
+After RL each policy (and each seed's SFT policy) decodes the held-out prompts greedily; the
+tables report answer accuracy, scratchpad exact match (every column equals the gold one: the
+process is right), answers that are right with a wrong scratchpad, mean steps per completion, and
+the first evaluation at which a run fell below half its SFT accuracy (reward hacking). Outputs
+in --out: results.json (every run's metrics rows), table.md, curves.png.
 """
 
-import argparse
+from __future__ import annotations
+
 import json
 import os
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments import common  # noqa: E402
 from rlvr_jax.evaluation import evaluate  # noqa: E402
-from rlvr_jax.configs_base import load_config  # noqa: E402
 from rlvr_jax.rewards import prm  # noqa: E402
 from rlvr_jax.training import loop  # noqa: E402
 
-RESULTS = os.path.join(ROOT, "experiments", "results", "pure_min_vs_sum")
-# name -> (config, overrides). pure_addition.py defaults to verifiable_coef=5; the "-vr1" rows
-# weigh the verifiable reward 1:1 with the PRM returns.
+NAME = "pure_min_vs_sum"
+BASE = "configs/quickstart.py"
+PURE = "configs/pure_addition.py"  # verifiable_coef 5 by default; "-vr1" sets it to 1
+OUT = os.path.join(ROOT, "experiments", "results", NAME)
 _VR1 = {"algorithm.verifiable_coef": 1.0}
-VARIANTS = {"grpo": ("configs/quickstart.py", {}),
-            "min": ("configs/pure_addition.py", {}),
-            "strict": ("configs/pure_addition.py:strict", {}),
-            "sum": ("configs/pure_addition.py:sum", {}),
-            "min-vr1": ("configs/pure_addition.py", _VR1),
-            "strict-vr1": ("configs/pure_addition.py:strict", _VR1),
-            "sum-vr1": ("configs/pure_addition.py:sum", _VR1)}
+VARIANTS = {"grpo": {}, "min": {}, "strict": {}, "sum": {},
+            "min-vr1": _VR1, "strict-vr1": _VR1, "sum-vr1": _VR1}
+VARIANT_BASE = {"min": PURE, "strict": PURE + ":strict", "sum": PURE + ":sum",
+                "min-vr1": PURE, "strict-vr1": PURE + ":strict", "sum-vr1": PURE + ":sum"}
+# --tiny: the PRM phase of configs/pure_addition.py:tiny.
+TINY_PRM = {"prm.steps": 3, "prm.batch_size": 4, "prm.group_size": 2, "prm.eval_prompts": 8}
 
 
-def _config(variant: str, seed: int, rl_steps: int | None):
-  spec, overrides = VARIANTS[variant]
-  config = load_config(os.path.join(ROOT, spec))
-  config.update_from_flattened_dict(overrides)
-  config.seed = seed
-  config.checkpoint.use_async = False
-  if rl_steps:
-    config.rl.steps = rl_steps
-  return config
-
-
+# ---------------------------------------------------------------------------------------------
+# Held-out process metrics
+# ---------------------------------------------------------------------------------------------
 def process_metrics(run: loop.Run, params, num_prompts: int) -> dict[str, float]:
   """Greedy held-out decoding: answer accuracy, scratchpad exact match, steps per answer."""
   s = evaluate.sample_and_score(run, params, n=1, temperature=0.0, num_prompts=num_prompts,
@@ -77,107 +71,175 @@ def process_metrics(run: loop.Run, params, num_prompts: int) -> dict[str, float]
               [len(prm.split_steps(e.demo, ",")) for e in s["examples"]]))}
 
 
-def run_one(variant: str, seed: int, args) -> dict:
-  config = _config(variant, seed, args.rl_steps)
-  workdir = os.path.join(args.workdir, f"{variant}_seed{seed}")
-  t0 = time.time()
-  summary = loop.train(config, workdir, progress=False)
-  wall = time.time() - t0
-  run = loop.Run(_config(variant, seed, args.rl_steps))
-  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-  sft_params, _ = evaluate.restore_params(run, workdir, "0")
-  params, _ = evaluate.restore_params(run, workdir, "latest")
-  result = {"variant": variant, "seed": seed, "wall_s": wall, "summary": summary,
-            "sft": process_metrics(run, sft_params, args.eval_prompts),
-            "final": process_metrics(run, params, args.eval_prompts),
-            "curve": [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r],
-            "train_curve": [(r["step"], r["reward_mean"], r["completion_tokens"],
-                             r.get("steps_per_completion"), r.get("prm_step_reward_mean"))
-                            for r in rows if r.get("phase") == "rl"]}
-  result["prm"] = {k: v for k, v in rows[0].items() if k.startswith("prm_")}
-  print(json.dumps({k: result[k] for k in ("variant", "seed", "sft", "final", "prm")}),
-        flush=True)
-  return result
+def collapse_step(record: dict) -> int | None:
+  """The first evaluation step at which held-out accuracy fell below half the SFT policy's."""
+  curve = [(r["step"], r["eval_accuracy"]) for r in record["rows"] if "eval_accuracy" in r]
+  start = curve[0][1]
+  return next((step for step, acc in curve[1:] if acc < start / 2), None)
 
 
-def _table(results: list[dict]) -> str:
-  lines = ["| variant | seed | accuracy SFT → RL | scratchpad exact SFT → RL | right answer, "
-           "wrong scratchpad (RL) | steps/completion (RL; gold) | one-step answers (RL) | "
-           "PRM held-out balanced acc |",
-           "|---|---|---|---|---|---|---|---|"]
-  for r in results:
-    s, f = r["sft"], r["final"]
-    prm_acc = r["prm"].get("prm_eval_balanced_accuracy")
+# ---------------------------------------------------------------------------------------------
+# Tables and plots
+# ---------------------------------------------------------------------------------------------
+def _prm_acc(record: dict) -> float | None:
+  return record["rows"][0].get("prm_eval_balanced_accuracy")
+
+
+def _per_seed(values) -> str:
+  return " / ".join(f"{v:.3f}" for v in values)
+
+
+def table(records: list[dict]) -> str:
+  variants = [v for v in VARIANTS if any(r["variant"] == v for r in records)]
+  by = lambda v: [r for r in records if r["variant"] == v]  # noqa: E731
+  seeds = sorted({r["seed"] for r in records})
+  final = lambda r, k: r["final"][k]  # noqa: E731
+  lines = ["Final held-out greedy decoding (mean ± SE over seeds; every variant of a seed starts "
+           "from the same SFT policy, every PRM variant of a seed uses the same frozen PRM):", "",
+           "| variant | seeds | accuracy | per seed | scratchpad exact | right answer, wrong "
+           "scratchpad | steps/completion | one-step answers |", "|---|---|---|---|---|---|---|---|"]
+  for v in variants:
+    rs = by(v)
+    lines.append(
+        f"| {v} | {','.join(str(r['seed']) for r in rs)} | "
+        f"{common.fmt([final(r, 'accuracy') for r in rs])} | "
+        f"{_per_seed([final(r, 'accuracy') for r in rs])} | "
+        f"{common.fmt([final(r, 'scratchpad_exact') for r in rs])} | "
+        f"{common.fmt([final(r, 'right_answer_wrong_scratchpad') for r in rs])} | "
+        f"{common.fmt([final(r, 'steps_per_completion') for r in rs], 2)} | "
+        f"{common.fmt([final(r, 'single_step_frac') for r in rs])} |")
+  sft = {r["seed"]: r["sft"] for r in records}
+  lines.append(f"| (SFT start) | {','.join(map(str, sorted(sft)))} | "
+               f"{common.fmt([s['accuracy'] for s in sft.values()])} | "
+               f"{_per_seed([sft[s]['accuracy'] for s in sorted(sft)])} | "
+               f"{common.fmt([s['scratchpad_exact'] for s in sft.values()])} | "
+               f"{common.fmt([s['right_answer_wrong_scratchpad'] for s in sft.values()])} | "
+               f"{common.fmt([s['steps_per_completion'] for s in sft.values()], 2)} | "
+               f"{common.fmt([s['single_step_frac'] for s in sft.values()])} |")
+  if "grpo" in variants and len(variants) > 1:
+    base = {r["seed"]: r for r in by("grpo")}
+    lines += ["", "Paired by seed: variant minus grpo, final accuracy (mean ± SE over seeds):",
+              "", "| variant − grpo | seeds | accuracy | scratchpad exact |", "|---|---|---|---|"]
+    for v in variants[1:]:
+      pairs = [(r, base[r["seed"]]) for r in by(v) if r["seed"] in base]
+      diff = lambda k: [final(a, k) - final(b, k) for a, b in pairs]  # noqa: E731
+      lines.append(f"| {v} | {','.join(str(a['seed']) for a, _ in pairs)} | "
+                   f"{common.fmt(diff('accuracy'))} | {common.fmt(diff('scratchpad_exact'))} |")
+  lines += ["", "First evaluation step at which held-out accuracy fell below half the SFT "
+            "accuracy (reward hacking; – = never):", "",
+            "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+            "|---" * (len(seeds) + 1) + "|"]
+  for v in variants:
+    steps = {r["seed"]: collapse_step(r) for r in by(v)}
+    lines.append(f"| {v} | " + " | ".join(
+        "·" if s not in steps else ("–" if steps[s] is None else str(steps[s]))
+        for s in seeds) + " |")
+  lines += ["", "Per run:", "",
+            "| variant | seed | accuracy SFT → RL | scratchpad exact SFT → RL | right answer, "
+            "wrong scratchpad (RL) | steps/completion (RL; gold) | one-step answers (RL) | "
+            "PRM held-out balanced acc | wall clock (s) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+  for r in sorted(records, key=lambda r: (r["seed"], variants.index(r["variant"]))):
+    s, f, acc = r["sft"], r["final"], _prm_acc(r)
     lines.append(
         f"| {r['variant']} | {r['seed']} | {s['accuracy']:.3f} → {f['accuracy']:.3f} | "
         f"{s['scratchpad_exact']:.3f} → {f['scratchpad_exact']:.3f} | "
         f"{f['right_answer_wrong_scratchpad']:.3f} | {f['steps_per_completion']:.2f}; "
         f"{f['gold_steps_per_completion']:.2f} | {f['single_step_frac']:.3f} | "
-        f"{'–' if prm_acc is None else f'{prm_acc:.3f}'} |")
+        f"{'–' if acc is None else f'{acc:.3f}'} | {r['wall_s']:.0f} |")
+  lines += common.curve_table(records, variants, "eval_accuracy", "curves.png")
+  by_seed = {r["seed"]: r for r in records}
+  lines += ["", "Shared phases a seed (wall clock, s): " + "; ".join(
+      f"seed {s}: SFT {by_seed[s]['sft_wall_s']:.0f}, PRM "
+      f"{by_seed[s].get('prepare_wall_s', 0):.0f}" for s in seeds) + "."]
   return "\n".join(lines)
 
 
-def _plot(results: list[dict], path: str) -> None:
-  """Held-out accuracy over RL steps: one colour per variant, one line style per seed."""
+def plot(records: list[dict], path: str) -> None:
+  """Held-out accuracy (mean ± SE over seeds) with the verifiable reward at 5x and at 1x, and
+  the steps per RL sample, where a hacked policy's outputs shrink to one step."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  colours = dict(zip(VARIANTS, plt.get_cmap("tab10").colors))
-  styles = ["-", "--", ":", "-."]
-  seeds = sorted({r["seed"] for r in results})
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for r in results:
-    steps, acc = zip(*r["curve"])
-    ax.plot(steps, acc, marker=".", color=colours[r["variant"]],
-            linestyle=styles[seeds.index(r["seed"]) % len(styles)],
-            label=f"{r['variant']} seed {r['seed']}")
-  ax.set_xlabel("RL step")
-  ax.set_ylabel("held-out greedy accuracy")
-  ax.legend(fontsize=7, ncol=2)
+  present = [v for v in VARIANTS if any(r["variant"] == v for r in records)]
+  panels = [([v for v in present if not v.endswith("-vr1")], "eval_accuracy",
+             "held-out greedy accuracy", "verifiable reward 5x (grpo: outcome only)"),
+            ([v for v in present if v == "grpo" or v.endswith("-vr1")], "eval_accuracy",
+             "held-out greedy accuracy", "verifiable reward 1x"),
+            ([v for v in present if v != "grpo"], "steps_per_completion",
+             "steps per RL sample", "PRM variants: steps per completion")]
+  fig, axes = plt.subplots(1, len(panels), figsize=(16, 4.5))
+  for ax, (variants, key, ylabel, title) in zip(axes, panels):
+    common.plot_bands(ax, records, variants, key, colour_index={v: i for i, v in
+                                                                enumerate(VARIANTS)})
+    ax.set_xlabel("RL step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + ", mean ± SE over seeds", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
+  plt.close(fig)
 
 
+def write(out: str, records: list[dict]) -> None:
+  os.makedirs(out, exist_ok=True)
+  text = table(records)
+  with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:
+    f.write(text + "\n")
+  plot(records, os.path.join(out, "curves.png"))
+  print(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--variants", default=",".join(VARIANTS))
-  parser.add_argument("--workdir", default="/tmp/pure_min_vs_sum")
-  parser.add_argument("--rl_steps", type=int, default=0, help="0 = the config's")
-  parser.add_argument("--eval_prompts", type=int, default=512)
-  parser.add_argument("--out", default=RESULTS)
-  parser.add_argument("--replot", action="store_true",
-                      help="redraw curves.png and table.md from --out/results.json, no runs")
-  args = parser.parse_args()
+  p = common.parser(__doc__.splitlines()[0], out=OUT)
+  p.add_argument("--rl_steps", type=int, default=0, help="0 = the config's (400)")
+  p.add_argument("--eval_prompts", type=int, default=512,
+                 help="held-out prompts decoded greedily for the process metrics")
+  args = p.parse_args()
   if args.replot:
-    with open(os.path.join(args.out, "results.json")) as f:
-      results = json.load(f)
-    _plot(results, os.path.join(args.out, "curves.png"))
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-      f.write(_table(results) + "\n")
+    write(args.out, common.load_results(args.out))
     return
-  logging.set_verbosity(logging.WARNING)
-  results = []
-  for seed in [int(s) for s in args.seeds.split(",")]:
-    for variant in args.variants.split(","):
-      if variant not in VARIANTS:
-        parser.error(f"--variants: unknown {variant!r}; known: {', '.join(VARIANTS)}")
-      results.append(run_one(variant, seed, args))
-  os.makedirs(args.out, exist_ok=True)
-  path = os.path.join(args.out, "results.json")
-  if os.path.exists(path):  # keep earlier runs of other (variant, seed) pairs
-    done = {(r["variant"], r["seed"]) for r in results}
-    with open(path) as f:
-      results = [r for r in json.load(f) if (r["variant"], r["seed"]) not in done] + results
-  order = list(VARIANTS)
-  results.sort(key=lambda r: (r["seed"], order.index(r["variant"])))
-  with open(path, "w") as f:
-    json.dump(results, f, indent=1)
-  _plot(results, os.path.join(args.out, "curves.png"))
-  table = _table(results)
-  with open(os.path.join(args.out, "table.md"), "w") as f:
-    f.write(table + "\n")
-  print(table)
+  workdir = args.workdir or os.path.join("/tmp", NAME)
+  eval_prompts = 32 if args.tiny else args.eval_prompts
+  steps = {"rl.steps": args.rl_steps} if args.rl_steps and not args.tiny else {}
+  prm_phase = TINY_PRM if args.tiny else {}
+  variants = {k: {**v, **steps, **(prm_phase if k in VARIANT_BASE else {})}
+              for k, v in VARIANTS.items()}
+  chosen = args.variants.split(",") if args.variants else list(VARIANTS)
+
+  def prepare(seed: int, sft_dir: str) -> dict[str, dict]:
+    """Trains the seed's PRM once (on its SFT policy, no RL) for every PRM variant to share."""
+    if not any(v in VARIANT_BASE for v in chosen):
+      return {}
+    prm_dir = os.path.join(os.path.dirname(sft_dir), "prm")
+    loop.train(common.config_for(PURE, {"rl.steps": 0, "sft.init_from": sft_dir, **prm_phase},
+                                 seed, args.tiny), prm_dir, progress=False)
+    return {v: {"prm.init_from": prm_dir} for v in VARIANT_BASE}
+
+  sft = {}  # seed -> the SFT policy's process metrics, measured once
+
+  def after_run(run: loop.Run, run_dir: str, record: dict) -> dict:
+    seed = record["seed"]
+    if seed not in sft:
+      sft_dir = os.path.join(os.path.dirname(run_dir), "sft")
+      sft_run = loop.Run(common.config_for(BASE, {"rl.steps": 0}, seed, args.tiny))
+      sft[seed] = process_metrics(sft_run, evaluate.restore_params(sft_run, sft_dir, "0")[0],
+                                  eval_prompts)
+    final = process_metrics(run, evaluate.restore_params(run, run_dir, "latest")[0],
+                            eval_prompts)
+    print(json.dumps({"variant": record["variant"], "seed": seed, "sft": sft[seed],
+                      "final": final}), flush=True)
+    return {"sft": sft[seed], "final": final}
+
+  records = common.run_ablation(args, base=BASE, variants=variants, variant_base=VARIANT_BASE,
+                                after_run=after_run, prepare=prepare, name=NAME)
+  common.save_results(args.out, records, {"eval_prompts": eval_prompts, "tiny": args.tiny,
+                                          "machine": common.machine()})
+  write(args.out, common.load_results(args.out))
 
 
 if __name__ == "__main__":

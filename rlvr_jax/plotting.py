@@ -85,13 +85,15 @@ def wall_clock(record: dict, *, exclude_compile: bool = False) -> dict[int, floa
 
 
 def plot_bands(ax, records: list[dict], variants, key: str, *, label_fmt: str = "{}",
-               wall: bool = False) -> None:
-  """Mean over seeds as a line, ± one standard error as a shaded band, one colour a variant;
-  against RL steps, or with `wall` against RL wall-clock seconds (`wall_curve`, compilation
-  included)."""
+               wall: bool = False, colour_index: dict[str, int] | None = None) -> None:
+  """Mean over seeds as a line, ± one standard error as a shaded band, one colour a variant
+  (the variant's place in `variants`, or `colour_index[variant]` to keep colours across
+  panels); against RL steps, or with `wall` against RL wall-clock seconds (`wall_curve`,
+  compilation included)."""
   import matplotlib.pyplot as plt
   colours = plt.get_cmap("tab10").colors
   for i, v in enumerate(variants):
+    i = colour_index[v] if colour_index else i
     steps, mean, se = (wall_curve(records, v, key, exclude_compile=False) if wall
                        else curve(records, v, key))
     if steps.size == 0:
