@@ -427,8 +427,8 @@ def main():
   # 150 of the quickstart's 400 (cosine over 150): what fits the 2-core budget with 3 seeds
   p.add_argument("--rl_steps", type=int, default=150, help="synthetic RL steps; 0 = the config's")
   p.add_argument("--smollm2_prompts", type=int, default=4, help="SmolLM2 held-out prompts")
-  # one RL run a seed of --seeds; 15 steps: where 2 of 3 seeds had learned in an earlier run
-  # (results README), enough to tell learning from collapse
+  # one RL run a seed of --seeds; 15 steps: the checkpoint the SmolLM2 demonstration
+  # (experiments/results/smollm2_arithmetic/) was evaluated at
   p.add_argument("--smollm2_steps", type=int, default=15, help="SmolLM2 RL steps a seed")
   args = p.parse_args()
   if args.tiny:
