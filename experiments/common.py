@@ -44,11 +44,13 @@ TINY = {"sft.steps": 30, "sft.target_accuracy": 0.0, "rl.steps": 4, "rl.batch_si
         "eval.batch_size": 32, "checkpoint.every": 2}
 
 
-def parser(description: str, *, out: str, seeds: str = "0,1,2") -> argparse.ArgumentParser:
+def parser(description: str, *, out: str, seeds: str = "0,1,2",
+           variants: str = "") -> argparse.ArgumentParser:
   """The flags every ablation takes (scripts add their own)."""
   p = argparse.ArgumentParser(description=description)
   p.add_argument("--seeds", default=seeds)
-  p.add_argument("--variants", default="", help="comma-separated subset; default: all")
+  p.add_argument("--variants", default=variants,
+                 help=f"comma-separated subset; default: {variants or 'all'}")
   p.add_argument("--workdir", default="", help="default: /tmp/<ablation name>")
   p.add_argument("--out", default=out, help="where table.md, results.json and plots go")
   p.add_argument("--tiny", action="store_true", help="a ~1 minute smoke run (tests)")
