@@ -209,7 +209,6 @@ def main():
   if args.replot:
     write(args.out, common.load_results(args.out))
     return
-  workdir = args.workdir or os.path.join("/tmp", NAME)
   eval_prompts = 32 if args.tiny else args.eval_prompts
   steps = {"rl.steps": args.rl_steps} if args.rl_steps and not args.tiny else {}
   prm_phase = TINY_PRM if args.tiny else {}
