@@ -21,14 +21,19 @@ def _config(**overrides):
   return config
 
 
-def _params(workdir, config, step):
+def _state(workdir, config, step):
+  """The RL state `config` lays out, as saved at `step` in `workdir`."""
   run = loop.Run(config)
   ckpt = Checkpointer(str(workdir / "checkpoints"), read_only=True)
   try:
     state, _, _ = ckpt.restore(step, abstract_like(run.make_rl_state(run.init_params())))
   finally:
     ckpt.close()
-  return jax.device_get(state.params)
+  return jax.device_get(state)
+
+
+def _params(workdir, config, step):
+  return _state(workdir, config, step).params
 
 
 def test_variants_start_from_the_earlier_runs_sft_policy(tmp_path):
@@ -78,13 +83,7 @@ def _pure(**overrides):
 
 
 def _prm_params(workdir, config):
-  run = loop.Run(config)
-  ckpt = Checkpointer(str(workdir / "checkpoints"), read_only=True)
-  try:
-    state, _, _ = ckpt.restore(0, abstract_like(run.make_rl_state(run.init_params())))
-  finally:
-    ckpt.close()
-  return jax.device_get(state.prm_params)
+  return _state(workdir, config, 0).prm_params
 
 
 def test_pure_variants_share_the_prm_of_an_earlier_run(tmp_path):
