@@ -29,7 +29,7 @@ def get_config(arg=None):
   c = load_config(_QUICKSTART + (":tiny" if arg == "tiny" else ""))
   c.algorithm.advantage = VARIANTS[arg]
   # The verifiable reward at 5x the PRM returns: at 1x every PRM variant was reward-hacked
-  # within 25-175 steps (experiments/results/pure_min_vs_sum/).
+  # within 25-200 steps (experiments/results/pure_min_vs_sum/).
   c.algorithm.verifiable_coef = 5.0
   c.prm.update(step_delimiter=",", steps=150, batch_size=32, group_size=4, temperature=1.0,
                eval_prompts=128)
