@@ -79,7 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
   # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
   # init_from: an earlier run's workdir whose checkpoint 0 becomes this run's warm start (its SFT
   # policy; no SFT here). Ablations start every variant of a seed from one SFT this way; the
-  # earlier run needs the same model and a plain state (kl_coef 0, no critic, no PRM).
+  # earlier run needs the same model (only its policy parameters are read).
   c.sft = ml_collections.ConfigDict(dict(steps=100, batch_size=32, optimizer=_optimizer(3e-3),
                                          init_from="",
                                          target_accuracy=0.0, eval_every=50))
@@ -125,7 +125,7 @@ def base_config() -> ml_collections.ConfigDict:
   # prompt at `temperature`) with step labels, then frozen. A step ends at a token whose text
   # ends with `step_delimiter`. init_from: an earlier PURE run's workdir whose checkpoint 0 holds
   # the PRM to use instead of training one (ablations train one PRM a seed and share it; that
-  # run needs this run's model and state layout).
+  # run needs this run's model).
   c.prm = ml_collections.ConfigDict(dict(
       step_delimiter="\n\n", steps=100, batch_size=16, group_size=4, temperature=1.0,
       eval_prompts=64, optimizer=_optimizer(1e-3), init_from=""))

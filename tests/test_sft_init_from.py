@@ -58,6 +58,28 @@ def test_variants_start_from_the_earlier_runs_sft_policy(tmp_path):
                  _params(workdir, config, 0))
 
 
+def test_the_source_run_may_carry_more_state_than_a_plain_rl_run(tmp_path):
+  """Only the policy is read: an APRIL run (a rollout buffer in its state) or a run with a KL
+  reference can be the SFT source of a plain run, and a plain run of an APRIL one."""
+  sources = {"april": load_config("april_longtail", "april,tiny"),
+             "kl": load_config("april_longtail", "tiny")}
+  sources["kl"].algorithm.kl_coef = 0.01
+  for name, source_config in sources.items():
+    source_config.checkpoint.use_async = False
+    source_config.rl.steps = 1
+    source = tmp_path / name
+    loop.train(source_config, str(source), progress=False)
+    for dest in ("", "april,tiny"):
+      config = load_config("april_longtail", dest or "tiny")
+      config.checkpoint.use_async = False
+      config.rl.steps = 1
+      config.sft.init_from = str(source)
+      workdir = tmp_path / f"{name}_to_{dest or 'plain'}"
+      loop.train(config, str(workdir), progress=False)
+      jax.tree.map(np.testing.assert_array_equal, _state(source, source_config, 0).params,
+                   _params(workdir, config, 0))
+
+
 def test_a_different_model_is_refused_naming_the_differences(tmp_path):
   source = tmp_path / "sft"
   loop.train(_config(**{"rl.steps": 0}), str(source), progress=False)

@@ -197,6 +197,35 @@ class Checkpointer:
       raise ValueError(f"checkpoint {self.step_dir(step)} is unreadable: {problem}")
     return self._restore_state(step, abstract_state)
 
+  def restore_field(self, step: int, field: str, abstract: Any) -> Any:
+    """Field `field` of the state saved at `step` (e.g. the policy `params` of a run whose state
+    also holds a reference, critic, PRM or APRIL buffer), read alone with orbax's partial
+    restore: the rest of the state is neither read nor needed in `abstract`, the field's
+    ShapeDtypeStructs (with shardings). Its saved shapes must equal `abstract`'s: otherwise
+    StateMismatchError (a ValueError) naming the differences, before any array is read."""
+    if step not in self.all_steps():
+      raise ValueError(f"no checkpoint for step {step} in {self.directory}; saved steps: "
+                       f"{self.all_steps()}")
+    problem = self._problem(step, None)
+    if problem is not None:
+      raise ValueError(f"checkpoint {self.step_dir(step)} is unreadable: {problem}")
+    meta = self._manager.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"]
+    prefix = "." + field
+    saved = {k: v for k, v in meta[SIGNATURE_KEY].items()
+             if k == prefix or k.startswith((prefix + "[", prefix + "."))}
+    expected = {prefix + k: v for k, v in integrity.signature(abstract).items()}
+    differences = integrity.signature_diff(saved, expected)
+    if differences:
+      raise StateMismatchError(self.step_dir(step), differences)
+    restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), abstract)
+    restored = ocp.PyTreeCheckpointHandler().restore(
+        epath.Path(self.step_dir(step), "state"),
+        args=ocp.args.PyTreeRestore(item={field: abstract}, restore_args={field: restore_args},
+                                    partial_restore=True))[field]
+    jax.block_until_ready(restored)
+    return restored
+
   def newest_readable(self, check: Check | None = None) -> int | None:
     """The newest step that passes its manifest and `check`, or None. Newer steps are
     quarantined by the owner, skipped by other readers; each is named in a warning."""

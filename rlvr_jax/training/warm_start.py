@@ -30,44 +30,45 @@ if TYPE_CHECKING:
 
 def load_sft(run: Run, workdir: str) -> tuple[Any, dict[str, Any]]:
   """The policy in checkpoint 0 of the earlier run in `workdir` (`sft.init_from`), instead of an
-  SFT phase, with that run's SFT metrics. Its state must be this run's plain RL state (same
-  model and optimizer; no reference, critic or PRM): anything else is refused, naming the
-  differences."""
+  SFT phase, with that run's SFT metrics. Only the policy parameters are read, so that run may
+  have carried anything else (a reference, critic, PRM, APRIL buffer, another optimizer); a
+  policy of another shape is refused, naming the differences."""
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:
-    template = run.make_state(run.init_params(), run.rl_optimizer, with_reference=False)
-    state, _, _ = checkpointer.restore(0, abstract_like(template))
+    params = checkpointer.restore_field(0, "params", abstract_like(run.init_params()))
   except ValueError as e:
     raise ValueError(f"config.sft.init_from: {e}") from None
   finally:
     checkpointer.close()
-  finite.check_tree("sft", 0, state.params, replicated=parallel.replicated(run.mesh))
+  finite.check_tree("sft", 0, params, replicated=parallel.replicated(run.mesh))
   metrics: dict[str, Any] = {}
   path = os.path.join(workdir, "metrics.jsonl")
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
       first = json.loads(f.readline() or "{}")
     metrics = {k: v for k, v in first.items() if k.startswith("sft_")}
-  return state.params, {**metrics, "sft_init_from": os.path.abspath(workdir)}
+  return params, {**metrics, "sft_init_from": os.path.abspath(workdir)}
 
 
 def load_prm(run: Run, workdir: str, policy_params) -> tuple[Any, dict[str, Any]]:
   """The frozen PRM in checkpoint 0 of the earlier PURE run in `workdir` (`prm.init_from`),
-  instead of training one, with that run's PRM metrics. Its state must have this run's layout
-  (same model, optimizer, KL and APRIL settings); anything else is refused, naming the
-  differences. `prm_same_policy` records whether that run's starting policy is this run's
-  (ablations share one PRM between the variants of one SFT policy); a different one is allowed,
-  with a warning: the PRM then scores samples of a policy it was not trained on."""
+  instead of training one, with that run's PRM metrics. Only that run's PRM and policy are read;
+  a PRM of another shape is refused, naming the differences. `prm_same_policy` records whether
+  that run's starting policy is this run's (ablations share one PRM between the variants of one
+  SFT policy); a different one is allowed, with a warning: the PRM then scores samples of a
+  policy it was not trained on."""
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:
-    state, _, _ = checkpointer.restore(0, abstract_like(run.make_rl_state(policy_params)))
+    prm_params = checkpointer.restore_field(
+        0, "prm_params", abstract_like(jax.jit(critic_from_policy)(policy_params)))
+    source_policy = checkpointer.restore_field(0, "params", abstract_like(policy_params))
   except ValueError as e:
     raise ValueError(f"config.prm.init_from: {e}") from None
   finally:
     checkpointer.close()
   replicated = parallel.replicated(run.mesh)
-  finite.check_tree("prm", 0, state.prm_params, replicated=replicated)
-  same = bool(jax.jit(_trees_equal, out_shardings=replicated)(state.params, policy_params))
+  finite.check_tree("prm", 0, prm_params, replicated=replicated)
+  same = bool(jax.jit(_trees_equal, out_shardings=replicated)(source_policy, policy_params))
   if not same:
     logging.warning("prm.init_from: the PRM in %s was trained on the samples of a different "
                     "policy than this run's starting policy", workdir)
@@ -78,8 +79,8 @@ def load_prm(run: Run, workdir: str, policy_params) -> tuple[Any, dict[str, Any]
       first = json.loads(f.readline() or "{}")
     metrics = {k: v for k, v in first.items()
                if k.startswith("prm_") and k not in ("prm_time_s", "prm_init_from")}
-  return state.prm_params, {**metrics, "prm_init_from": os.path.abspath(workdir),
-                            "prm_same_policy": same}
+  return prm_params, {**metrics, "prm_init_from": os.path.abspath(workdir),
+                      "prm_same_policy": same}
 
 
 def _trees_equal(a, b) -> jax.Array:
