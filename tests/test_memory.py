@@ -30,7 +30,8 @@ FSDP_SCRIPT = textwrap.dedent("""
       # parameters and Adam moments dominate: wide layers, 16 short rollouts
       config.model.update(d_model=256, d_ff=1024, n_layers=2, n_heads=4, n_kv_heads=2,
                           decode_weight_gather=gather)
-      config.rl.update(batch_size=8, group_size=2)
+      # 96 new tokens: an automatic model.decode_cache_segments would be 3 on one device
+      config.rl.update(batch_size=8, group_size=2, max_new_tokens=96)
       config.eval.batch_size = 8
       run = loop.Run(config, devices)
       state = run.make_rl_state(run.init_params())

@@ -255,3 +255,14 @@ def test_segment_ends_split_the_steps_evenly():
   assert [auto(n) for n in (8, 31, 32, 64, 128, 255, 256, 4096)] == [1, 1, 1, 2, 4, 7, 8, 8]
   with pytest.raises(ValueError, match="decode_cache_segments"):
     models.tiny(V, decode_cache_segments=-1)
+
+
+def test_sharded_weights_decode_in_one_segment_unless_asked():
+  """An automatic segment count is 1 over sharded weights (each segment's decode loop would
+  hold its own gathered copy of them); an explicit one is kept; one device is unchanged."""
+  auto = models.tiny(V)
+  assert auto.cache_segments(256) == 8
+  assert auto.for_weight_shards(1) is auto
+  assert auto.for_weight_shards(8).cache_segments(256) == 1
+  explicit = dataclasses.replace(auto, decode_cache_segments=4)
+  assert explicit.for_weight_shards(8).cache_segments(256) == 4

@@ -53,8 +53,10 @@ class ModelConfig:
   # cache that ends where the segment ends: segment j of S attends to p + (j+1)n/S slots instead
   # of all p + n. Decode attention is bound by reading the cache, so this cuts its time by up to
   # half. Each segment costs one copy of the cache (when it grows) and one more compiled decode
-  # loop (~0.3 s of compile time on CPU). 0: automatic, one segment per 32 new tokens, at most 8.
-  # The sampled tokens are the same for every value.
+  # loop (~0.3 s of compile time on CPU). 0: automatic, one segment per 32 new tokens, at most 8,
+  # on unsharded weights; one segment when the weights are sharded (`for_weight_shards`), where
+  # each segment's loop would gather its own copy of the weights (benchmarks/MEMORY.md). The
+  # sampled tokens are the same for every value.
   decode_cache_segments: int = 0
   # Ids at or above this are padding rows of an enlarged embedding table (a vocabulary padded to
   # a multiple of 128, or a benchmark's fixed size): their logits are masked, so they are never
@@ -108,6 +110,15 @@ class ModelConfig:
   @property
   def resolved_cache_dtype(self) -> str:
     return self.cache_dtype or self.dtype
+
+  def for_weight_shards(self, shards: int) -> "ModelConfig":
+    """This config for weights split over `shards` devices (fsdp x tensor): an automatic
+    `decode_cache_segments` becomes 1 when shards > 1. XLA hoists the all-gather of the
+    weights out of each decode loop, so S segments held S gathered copies (7B over 8 devices:
+    a 46.7 GiB peak became 230 GiB with 8 segments, benchmarks/MEMORY.md)."""
+    if self.decode_cache_segments or shards <= 1:
+      return self
+    return dataclasses.replace(self, decode_cache_segments=1)
 
   def cache_segments(self, max_new_tokens: int) -> int:
     """How many segments the sampler's decode loop runs in (see `decode_cache_segments`)."""

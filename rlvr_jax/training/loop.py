@@ -52,6 +52,8 @@ class Run:
       for split in ("train", "test"):
         self.task.num_examples(split)
     self.model_config, self._pretrained, self.tokenizer = _model_and_tokenizer(config, self.task)
+    self.model_config = self.model_config.for_weight_shards(
+        self.mesh.shape["fsdp"] * self.mesh.shape["tensor"])
     if hasattr(self.task, "bind_tokenizer"):  # e.g. chat templates for real-model prompts
       self.task = self.task.bind_tokenizer(self.tokenizer)
     self.shapes = _shapes(config, self.task, self.tokenizer)
