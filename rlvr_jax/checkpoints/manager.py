@@ -189,13 +189,17 @@ class Checkpointer:
   def restore(self, step: int, abstract_state: Any, *, check: Check | None = None
               ) -> tuple[Any, dict, dict]:
     """(state, data_state, meta) saved at `step`; ValueError if it is missing or unreadable."""
+    self._require_readable(step, check)
+    return self._restore_state(step, abstract_state)
+
+  def _require_readable(self, step: int, check: Check | None) -> None:
+    """ValueError unless `step` is saved and passes its manifest and `check`."""
     if step not in self.all_steps():
       raise ValueError(f"no checkpoint for step {step} in {self.directory}; saved steps: "
                        f"{self.all_steps()}")
     problem = self._problem(step, check)
     if problem is not None:
       raise ValueError(f"checkpoint {self.step_dir(step)} is unreadable: {problem}")
-    return self._restore_state(step, abstract_state)
 
   def restore_field(self, step: int, field: str, abstract: Any) -> Any:
     """Field `field` of the state saved at `step` (e.g. the policy `params` of a run whose state
@@ -203,12 +207,7 @@ class Checkpointer:
     restore: the rest of the state is neither read nor needed in `abstract`, the field's
     ShapeDtypeStructs (with shardings). Its saved shapes must equal `abstract`'s: otherwise
     StateMismatchError (a ValueError) naming the differences, before any array is read."""
-    if step not in self.all_steps():
-      raise ValueError(f"no checkpoint for step {step} in {self.directory}; saved steps: "
-                       f"{self.all_steps()}")
-    problem = self._problem(step, None)
-    if problem is not None:
-      raise ValueError(f"checkpoint {self.step_dir(step)} is unreadable: {problem}")
+    self._require_readable(step, None)
     meta = self._manager.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))["meta"]
     prefix = "." + field

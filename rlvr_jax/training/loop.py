@@ -100,6 +100,14 @@ class Run:
                    out_shardings=self.param_shardings)
     return init(jax.random.fold_in(self.base_rng, 0))
 
+  def abstract_params(self) -> Any:
+    """ShapeDtypeStructs of what `init_params` returns, with their shardings (a restore
+    target), without initialising or placing any weights."""
+    shapes = self._pretrained if self._pretrained is not None else jax.eval_shape(
+        functools.partial(models.init_params, self.model_config), self.base_rng)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        shapes, self.param_shardings)
+
   def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """This process's rows of a batch (all of it with one process) -> global sharded arrays.
 

@@ -35,7 +35,7 @@ def load_sft(run: Run, workdir: str) -> tuple[Any, dict[str, Any]]:
   policy of another shape is refused, naming the differences."""
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:
-    params = checkpointer.restore_field(0, "params", abstract_like(run.init_params()))
+    params = checkpointer.restore_field(0, "params", run.abstract_params())
   except ValueError as e:
     raise ValueError(f"config.sft.init_from: {e}") from None
   finally:
