@@ -39,7 +39,7 @@ def get_config(arg=None):
   c.rl.update(steps=20, batch_size=size["batch_size"], group_size=size["group_size"],
               max_new_tokens=size["new_tokens"], ignore_eos=True, temperature=1.0,
               ppo_epochs=1, minibatches=1, microbatches=1)
-  c.algorithm.update(advantage="grpo", policy_loss="ppo", kl_coef=0.0)
+  c.algorithm.update(advantage="grpo", policy_loss="ppo")
   c.mesh.update(data=1)
   c.checkpoint.use_async = False
   return c

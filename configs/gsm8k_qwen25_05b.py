@@ -30,7 +30,7 @@ def get_config(arg=None):
               minibatches=4, microbatches=2)
   c.rl.optimizer.update(learning_rate=1e-6, warmup_steps=10, weight_decay=0.0)
   c.algorithm.update(advantage="grpo", policy_loss="ppo", loss_agg="token-mean",
-                     clip_low=0.2, clip_high=0.28)
+                     policy_loss_kw=dict(clip_low=0.2, clip_high=0.28))
   c.eval.update(every=50, num_prompts=256, batch_size=64)
   c.checkpoint.update(every=50, keep=3)
   if arg == "smoke":

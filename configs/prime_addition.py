@@ -31,8 +31,8 @@ def get_config(arg=None):
     raise ValueError(f"configs/prime_addition.py: unknown variant {arg!r}; known: "
                      f"{', '.join(k for k in _BASES if k)}")
   c = load_config(os.path.join(_HERE, _BASES[arg]))
-  c.algorithm.update(advantage="prime", prime_process_coef=5.0, prime_outcome_coef=5.0)
-  c.prime.beta = 0.05
+  c.algorithm.update(advantage="prime", advantage_kw=dict(process_coef=5.0, outcome_coef=5.0),
+                     terms=dict(prime=dict(beta=0.05)))
   # A tenth of the policy's learning rate (3e-4 / 2e-5).
   c.prime.optimizer.update(learning_rate=2e-6 if arg == "smollm2" else 3e-5,
                            warmup_steps=c.rl.optimizer.warmup_steps, schedule="constant")

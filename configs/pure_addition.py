@@ -8,7 +8,7 @@ Same task, model and SFT warm start as configs/quickstart.py. The scratchpad's c
 column and the answer) ends at EOS. After SFT a PRM (policy trunk + scalar head) is trained on
 the policy's own samples, a step labelled correct iff the scratchpad agrees with the gold one up
 to and including it, then frozen; RL uses its step scores with the verifiable reward (PRM+VR,
-`algorithm.verifiable_coef`, 5 here). Variants: default = min-form (softmax(-r/T) weights, T=0.1),
+`algorithm.advantage_kw.verifiable_coef`, 5 here). Variants: default = min-form (softmax(-r/T) weights, T=0.1),
 `strict` = running-min, `sum` = plain sum of step rewards (the paper's reward-hacked contrast),
 `tiny` = seconds, for tests. experiments/pure_min_vs_sum.py runs the comparison.
 """
@@ -30,7 +30,7 @@ def get_config(arg=None):
   c.algorithm.advantage = VARIANTS[arg]
   # The verifiable reward at 5x the PRM returns: at 1x every PRM variant was reward-hacked
   # within 25-200 steps (experiments/results/pure_min_vs_sum/).
-  c.algorithm.verifiable_coef = 5.0
+  c.algorithm.advantage_kw = dict(verifiable_coef=5.0)
   c.prm.update(step_delimiter=",", steps=150, batch_size=32, group_size=4, temperature=1.0,
                eval_prompts=128)
   c.prm.optimizer.learning_rate = 1e-3

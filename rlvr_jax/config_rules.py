@@ -8,6 +8,7 @@ unvalidated. A rule's `check(value)` returns None for an allowed value, else the
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
@@ -163,8 +164,16 @@ def violations(config: ml_collections.ConfigDict | Mapping, rules: Mapping[str, 
     if isinstance(value, str) and value == REQUIRED:
       why = f"this config needs a value: pass --config.{path}=..."
     else:
-      why = (rule.check(value) if rule is not None
-             else "has no validation rule; add one to configs_base.RULES")
+      why = rule.check(value) if rule is not None else _no_rule(path, rules)
     if why is not None:
       out.append(f"config.{path}: {why}")
   return out
+
+
+def _no_rule(path: str, rules: Mapping[str, Rule]) -> str:
+  """Why a leaf without a rule is refused: a misspelt field (with the closest one) or a field
+  added without its rule."""
+  close = difflib.get_close_matches(path, list(rules), n=1, cutoff=0.8)
+  if close:
+    return f"is not a field of the run config (did you mean {close[0]!r}?)"
+  return "is not a field of the run config, or has no validation rule in configs_base.RULES"

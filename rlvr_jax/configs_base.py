@@ -13,23 +13,17 @@ import os
 import ml_collections
 
 from rlvr_jax import config_rules
+from rlvr_jax.config_legacy import legacy_fields, new_spelling
 from rlvr_jax.algorithms import losses, registry
+from rlvr_jax.algorithms.method import Method, problems
 from rlvr_jax.config_rules import Bool, Choice, Dict, Float, Int, Registered, Str
 from rlvr_jax.data import synthetic
 from rlvr_jax.models.config import DECODE_WEIGHT_GATHER, REMAT_POLICIES
 
-# Estimators whose baseline comes from the other members of the group.
-GROUP_BASELINE_ESTIMATORS = ("grpo", "dr_grpo", "dapo", "rloo", "tempo", "reinforce_pp_baseline",
-                             "pure_min", "pure_min_strict", "pure_sum", "prime")
-# Group-mean baselines scaled by a batch statistic: an all-equal group still gets 0, but its
-# rewards move the other groups' scale.
-BATCH_SCALED_ESTIMATORS = ("lite_ppo",)
 # algorithm.dynamic_sampling: "none"; "mask" drops zero-variance groups from the loss (the batch
 # shrinks); "fill" samples oversample_factor x rl.batch_size groups and learns on rl.batch_size
 # kept ones (DAPO §3.2; algorithms/filters.py).
 DYNAMIC_SAMPLING = ("none", "mask", "fill")
-# Estimators that credit reasoning steps with a process reward model (config.prm).
-PRM_ESTIMATORS = ("pure_min", "pure_min_strict", "pure_sum")
 
 
 def _optimizer(lr: float) -> ml_collections.ConfigDict:
@@ -91,36 +85,27 @@ def base_config() -> ml_collections.ConfigDict:
       steps=100, batch_size=16, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0,
       top_p=1.0, ignore_eos=False, ppo_epochs=1, minibatches=1, microbatches=1,
       partial_rollouts=False, partial_rollouts_factor=2, optimizer=_optimizer(1e-3)))
+  # The method: an advantage estimator, a policy loss and loss terms, each a registered function
+  # (docs/ALGORITHMS.md) whose keyword defaults these dicts override; a term is on when it is
+  # listed, e.g. terms.kl = dict(coef=1e-3, kind="k3") (a KL loss term to a frozen reference).
+  # Shared by the components: loss_agg and max_len (L_max; None: the completion length). Token
+  # selection: high_entropy_frac (the 80/20 rule's top-rho entropy tokens; None: every token) and
+  # its complement with high_entropy_invert. DAPO's filters: dynamic_sampling (see above) with
+  # oversample_factor, and overlong_filter (truncated samples leave the loss). ProRL
+  # (training/prorl.py): reset a KL term's reference and Adam's moments to the current policy
+  # every N steps (0: never) and/or when held-out accuracy has not beaten its best by more than
+  # min_delta for `patience` evaluations in a row (0: never).
   c.algorithm = ml_collections.ConfigDict(dict(
-      advantage="grpo", policy_loss="ppo", loss_agg="token-mean", eps=1e-6, clip_low=0.2,
-      clip_high=0.2, dual_clip=ml_collections.FieldReference(None, field_type=float),
-      max_len=ml_collections.FieldReference(None, field_type=int), kl_coef=0.0, kl_kind="k3",
-      entropy_coef=0.0, high_entropy_frac=ml_collections.FieldReference(None, field_type=float),
-      high_entropy_invert=False,
-      dynamic_sampling="none", oversample_factor=3, overlong_filter=False, overlong_buffer_len=0,
-      positive_weight=0.1, negative_weight=1.0,
-      kl_penalty_coef=0.01, kl_penalty_kind="k1", gamma=1.0, lam=1.0, value_clip=0.2,
-      # PURE: min-form softmax temperature; weight of the verifiable reward (PRM+VR; 0 = PRM only)
-      pure_temperature=0.1, verifiable_coef=1.0,
-      # GSPO clips the sequence-level ratio (policy_loss="gspo"), far tighter than token ratios
-      gspo_clip_low=3e-4, gspo_clip_high=4e-4,
-      # CISPO clips the IS weight to [1 - low, 1 + high]: low = 1 leaves it open below (MiniMax-M1),
-      # high = 4 is ScaleRL's bound 5
-      cispo_clip_low=1.0, cispo_clip_high=4.0,
-      # PRIME: weights of the implicit-PRM (process) and verifier (outcome) RLOO returns
-      prime_process_coef=5.0, prime_outcome_coef=5.0,
-      # ProRL (training/prorl.py): reset the reference (KL anchor) and Adam's moments to the
-      # current policy every N steps (0: never) and/or when held-out accuracy has not beaten its
-      # best by more than min_delta for `patience` evaluations in a row (0: never)
-      ref_reset_every=0, ref_reset_patience=0, ref_reset_min_delta=0.0,
-      # CHORD (algorithms/chord.py): L = (1 - mu) L_RL + mu L_SFT on the tasks' demonstrations,
-      # mu warmed up 0 -> start over warmup_steps, then cosine-decayed start -> end over
-      # decay_steps (paper's CHORD-mu: 0.9 -> 0.05 over 200); chord_phi: CHORD-phi token weights
-      chord=False, chord_mu_start=0.9, chord_mu_end=0.05, chord_mu_decay_steps=200,
-      chord_mu_warmup_steps=0, chord_phi=False))
-  # PPO critic, built when algorithm.advantage == "gae" (initialised from the policy trunk).
+      advantage="grpo", advantage_kw=ml_collections.ConfigDict(), policy_loss="ppo",
+      policy_loss_kw=ml_collections.ConfigDict(), terms=ml_collections.ConfigDict(),
+      loss_agg="token-mean", max_len=ml_collections.FieldReference(None, field_type=int),
+      high_entropy_frac=ml_collections.FieldReference(None, field_type=float),
+      high_entropy_invert=False, dynamic_sampling="none", oversample_factor=3,
+      overlong_filter=False, ref_reset_every=0, ref_reset_patience=0, ref_reset_min_delta=0.0))
+  # The critic's optimizer, used when a term trains a critic (terms.value; initialised from the
+  # policy trunk).
   c.value = ml_collections.ConfigDict(dict(optimizer=_optimizer(1e-3)))
-  # Process reward model for PURE (algorithm.advantage in PRM_ESTIMATORS): the policy trunk after
+  # Process reward model for estimators that need step rewards (PURE): the policy trunk after
   # SFT plus a scalar head, trained for `steps` on the policy's own samples (`group_size` per
   # prompt at `temperature`) with step labels, then frozen. A step ends at a token whose text
   # ends with `step_delimiter`. init_from: an earlier PURE run's workdir whose checkpoint 0 holds
@@ -129,10 +114,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.prm = ml_collections.ConfigDict(dict(
       step_delimiter="\n\n", steps=100, batch_size=16, group_size=4, temperature=1.0,
       eval_prompts=64, optimizer=_optimizer(1e-3), init_from=""))
-  # PRIME's implicit PRM (algorithm.advantage == "prime"): a copy of the policy after SFT, its
-  # token reward beta * log(pi_phi / pi_ref), trained every RL step on the outcome labels with
-  # this optimizer (one update per rollout batch).
-  c.prime = ml_collections.ConfigDict(dict(beta=0.05, optimizer=_optimizer(1e-3)))
+  # The optimizer of PRIME's implicit PRM (terms.prime): a copy of the policy after SFT, trained
+  # every RL step on the outcome labels (one update per rollout batch).
+  c.prime = ml_collections.ConfigDict(dict(optimizer=_optimizer(1e-3)))
   c.eval = ml_collections.ConfigDict(dict(every=25, num_prompts=256, batch_size=128))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.checkpoint = ml_collections.ConfigDict(dict(every=25, keep=3, use_async=True))
@@ -252,48 +236,21 @@ RULES: dict[str, config_rules.Rule] = {
     "rl.partial_rollouts_factor": Int(ge=2),  # pool = factor x batch_size groups
     **_optimizer_rules("rl.optimizer"),
     "algorithm.advantage": Registered(registry.ADVANTAGES),
+    "algorithm.advantage_kw": Dict(checked_by="the estimator's keyword arguments"),
     "algorithm.policy_loss": Registered(registry.POLICY_LOSSES),
-    "algorithm.loss_agg": Choice(*registry.AGGREGATIONS),
-    "algorithm.eps": Float(gt=0),  # GRPO's std + eps denominator
-    "algorithm.clip_low": Float(ge=0, lt=1),  # ratio clipped below at 1 - clip_low > 0
-    "algorithm.clip_high": Float(ge=0),
-    "algorithm.dual_clip": Float(gt=1, optional=True),  # Ye et al. 2020: c > 1; None disables
+    "algorithm.policy_loss_kw": Dict(checked_by="the policy loss's keyword arguments"),
+    "algorithm.terms": Dict(checked_by="the registered terms and their keyword arguments"),
+    "algorithm.loss_agg": Choice(*losses.AGGREGATIONS),
     "algorithm.max_len": Int(ge=1, optional=True),  # None: the completion length
-    "algorithm.kl_coef": Float(ge=0),  # 0: no reference policy
-    "algorithm.kl_kind": Choice(*losses.KL_KINDS),
-    # Signed on purpose: > 0 rewards entropy, < 0 minimises it (an objective of its own).
-    "algorithm.entropy_coef": Float(),
     "algorithm.high_entropy_frac": Float(gt=0, le=1, optional=True),  # None: every token
     # True: train on the complement of the top-ρ entropy tokens (the lowest 1 − ρ); needs a ρ
     "algorithm.high_entropy_invert": Bool(),
     "algorithm.dynamic_sampling": _DynamicSampling(*DYNAMIC_SAMPLING),
     "algorithm.oversample_factor": Int(ge=1),  # k: groups sampled per kept one, with "fill"
     "algorithm.overlong_filter": Bool(),  # truncated completions (no EOS) leave the loss
-    "algorithm.overlong_buffer_len": Int(ge=0),  # 0 disables DAPO's overlong shaping
-    "algorithm.positive_weight": Float(ge=0),
-    "algorithm.negative_weight": Float(ge=0),
-    "algorithm.kl_penalty_coef": Float(ge=0),
-    "algorithm.kl_penalty_kind": Choice(*losses.KL_KINDS),  # KL estimator of the reward penalty
-    "algorithm.gamma": Float(ge=0, le=1),
-    "algorithm.lam": Float(ge=0, le=1),
-    "algorithm.value_clip": Float(gt=0),
-    "algorithm.pure_temperature": Float(gt=0),  # softmax(-r / T)
-    "algorithm.verifiable_coef": Float(ge=0),  # 0: PRM only
-    "algorithm.gspo_clip_low": Float(ge=0, lt=1),
-    "algorithm.gspo_clip_high": Float(ge=0),
-    "algorithm.cispo_clip_low": Float(ge=0, le=1),  # 1: no lower bound on the IS weight
-    "algorithm.cispo_clip_high": Float(ge=0),
-    "algorithm.prime_process_coef": Float(ge=0),  # 0: outcome RLOO only
-    "algorithm.prime_outcome_coef": Float(ge=0),  # 0: implicit process rewards only
     "algorithm.ref_reset_every": Int(ge=0),  # 0: no scheduled reset
     "algorithm.ref_reset_patience": Int(ge=0),  # evaluations; 0: no plateau reset
     "algorithm.ref_reset_min_delta": Float(ge=0),
-    "algorithm.chord": Bool(),
-    "algorithm.chord_mu_start": Float(ge=0, le=1),
-    "algorithm.chord_mu_end": Float(ge=0, le=1),
-    "algorithm.chord_mu_decay_steps": Int(ge=0),
-    "algorithm.chord_mu_warmup_steps": Int(ge=0),
-    "algorithm.chord_phi": Bool(),
     **_optimizer_rules("value.optimizer"),
     "prm.step_delimiter": Str(),  # non-empty when a PRM is used (cross-field check below)
     "prm.steps": Int(ge=0),
@@ -303,7 +260,6 @@ RULES: dict[str, config_rules.Rule] = {
     "prm.eval_prompts": Int(ge=1),
     "prm.init_from": Str(),  # "": train the PRM here
     **_optimizer_rules("prm.optimizer"),
-    "prime.beta": Float(gt=0),  # r_phi = beta * log-ratio; the CE reads sigma(sum_t r_phi)
     **_optimizer_rules("prime.optimizer"),
     "eval.every": Int(ge=1),
     "eval.num_prompts": Int(ge=1),
@@ -325,9 +281,16 @@ RULES: dict[str, config_rules.Rule] = {
 
 
 def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
-  """Raises ValueError naming the first bad field. Runs before anything is compiled: every leaf
-  against its rule in `RULES`, then the checks that relate several fields."""
+  """Raises ValueError naming the first bad field. Runs before anything is compiled: the old
+  spelling of the method (with the new one), every leaf against its rule in `RULES`, the
+  components and their keywords (`algorithm.method.problems`), then the checks that relate
+  several fields."""
+  legacy = legacy_fields(c.to_dict())
+  if legacy:
+    raise ValueError(f"config.{legacy[0]}: the method is now spelled with components; write "
+                     f"{new_spelling(c.to_dict())} (docs/ALGORITHMS.md)")
   bad = config_rules.violations(c, RULES)
+  bad = bad or problems(c.algorithm, group_size=c.rl.group_size)
   if bad:
     raise ValueError(bad[0] + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
   _check_relations(c, batch_divisor)
@@ -340,6 +303,7 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
     if not ok:
       raise ValueError(f"config.{field}: {why}")
 
+  method = Method.from_config(c.algorithm)
   need(not c.sft.init_from or os.path.isdir(os.path.join(c.sft.init_from, "checkpoints")),
        "sft.init_from", f"{c.sft.init_from!r} holds no checkpoints/ directory (it must be the "
        "--workdir of an earlier run)")
@@ -350,16 +314,6 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
        or os.path.isfile(os.path.join(c.data.one_shot_from, "metrics.jsonl")),
        "data.one_shot_from", f"{c.data.one_shot_from!r} holds no metrics.jsonl (it must be the "
        "--workdir of an earlier run with data.record_example_accuracy=True)")
-  need(not (c.algorithm.advantage in GROUP_BASELINE_ESTIMATORS + BATCH_SCALED_ESTIMATORS
-           and c.rl.group_size < 2),
-       "rl.group_size", f"advantage '{c.algorithm.advantage}' uses a group baseline and needs "
-       f"group_size >= 2, got {c.rl.group_size}")
-  need(c.algorithm.policy_loss != "gspo" or c.algorithm.loss_agg == losses.GSPO_AGGREGATION,
-       "algorithm.loss_agg", f"policy_loss='gspo' averages over sequences (GSPO eq. 13) and "
-       f"needs loss_agg={losses.GSPO_AGGREGATION!r}, got {c.algorithm.loss_agg!r}")
-  need(c.algorithm.advantage != "lite_ppo" or c.algorithm.loss_agg == "token-mean",
-       "algorithm.loss_agg", f"advantage='lite_ppo' is defined with token-level aggregation "
-       f"(Tricks or Traps, Lite PPO) and needs loss_agg='token-mean', got {c.algorithm.loss_agg!r}")
   need(not c.algorithm.overlong_filter or not c.rl.ignore_eos, "algorithm.overlong_filter",
        "filters completions that never emit EOS, and rl.ignore_eos=True makes every completion so")
   need(c.algorithm.dynamic_sampling != "fill" or c.algorithm.oversample_factor >= 2,
@@ -369,17 +323,15 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(not c.algorithm.high_entropy_invert or c.algorithm.high_entropy_frac is not None,
        "algorithm.high_entropy_invert", "inverts the top-ρ entropy mask and needs "
        "algorithm.high_entropy_frac = ρ (e.g. 0.2 trains on the 80% lowest-entropy tokens)")
+  kl_terms = [t.name for t in method.terms_training("policy") if "ref_logp" in t.component.needs]
   for field in ("ref_reset_every", "ref_reset_patience"):
-    need(not c.algorithm[field] or c.algorithm.kl_coef > 0, f"algorithm.{field}",
-         "resets the reference policy of the KL term (ProRL) and needs algorithm.kl_coef > 0")
-  need(c.algorithm.chord or not c.algorithm.chord_phi, "algorithm.chord_phi",
-       "weights CHORD's SFT term and needs algorithm.chord=True")
-  need(c.algorithm.chord_mu_end <= c.algorithm.chord_mu_start, "algorithm.chord_mu_end",
-       f"CHORD's mu decays: chord_mu_end ({c.algorithm.chord_mu_end}) must not exceed "
-       f"chord_mu_start ({c.algorithm.chord_mu_start})")
+    need(not c.algorithm[field] or bool(kl_terms), f"algorithm.{field}",
+         "resets the reference policy of a KL term (ProRL) and needs one: add "
+         "algorithm.terms.kl = {'coef': ...}")
   demo_shares = c.rl.minibatches * c.rl.microbatches
-  need(not c.algorithm.chord or c.rl.batch_size % demo_shares == 0, "rl.batch_size",
-       f"with algorithm.chord each of the rl.minibatches * rl.microbatches = {demo_shares} "
+  need("demos" not in method.needs or c.rl.batch_size % demo_shares == 0, "rl.batch_size",
+       f"with demonstrations in the loss each of the rl.minibatches * rl.microbatches = "
+       f"{demo_shares} "
        f"updates takes an equal share of the {c.rl.batch_size} demonstrations; make "
        "rl.batch_size a multiple of it")
   for phase in ("sft", "rl"):
@@ -395,20 +347,16 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(c.eval.num_prompts % c.eval.batch_size == 0 or c.eval.num_prompts < c.eval.batch_size,
        "eval.num_prompts", f"{c.eval.num_prompts} must be a multiple of eval.batch_size "
        f"({c.eval.batch_size})")
-  need(not c.prm.init_from or c.algorithm.advantage in PRM_ESTIMATORS, "prm.init_from",
+  need(not c.prm.init_from or method.needs_prm, "prm.init_from",
        f"advantage '{c.algorithm.advantage}' uses no process reward model; prm.init_from is for "
-       f"{', '.join(PRM_ESTIMATORS)}")
-  if c.algorithm.advantage in PRM_ESTIMATORS:
+       f"estimators that need step rewards")
+  if method.needs_prm:
     need(c.prm.steps > 0 or bool(c.prm.init_from), "prm.steps",
          f"advantage '{c.algorithm.advantage}' needs a trained process reward model: prm.steps "
          f"must be > 0 (or prm.init_from set), got {c.prm.steps}")
     need(bool(c.prm.step_delimiter), "prm.step_delimiter", "must be a non-empty string")
     need(c.prm.batch_size % batch_divisor == 0, "prm.batch_size",
          f"{c.prm.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
-  if c.algorithm.advantage == "prime":
-    need(c.algorithm.prime_process_coef + c.algorithm.prime_outcome_coef > 0,
-         "algorithm.prime_process_coef", "advantage 'prime' needs a reward source: "
-         "prime_process_coef and prime_outcome_coef are both 0")
   need(c.init.kind == "scratch" or (c.model.vocab_size == 0 and c.model.vocab_multiple == 1),
        "model.vocab_size", f"init.kind={c.init.kind!r} takes the vocabulary from the checkpoint; "
        "leave model.vocab_size=0 and model.vocab_multiple=1")
@@ -417,18 +365,19 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   if c.rl.partial_rollouts:
     need(c.data.prompt_bucket == 0, "data.prompt_bucket", "must be 0 with rl.partial_rollouts: "
          "the carried rollout groups keep a fixed prompt width across steps")
-    need(c.algorithm.advantage != "remax", "algorithm.advantage", "'remax' needs a greedy "
-         "completion of every trained prompt in the same step, which rl.partial_rollouts "
-         "(APRIL) does not resume; use another estimator")
+    need("greedy_rewards" not in method.needs, "algorithm.advantage",
+         f"'{c.algorithm.advantage}' needs a greedy completion of every trained prompt in the "
+         "same step, which rl.partial_rollouts (APRIL) does not resume; use another estimator")
     need(c.algorithm.dynamic_sampling != "fill", "algorithm.dynamic_sampling", "'fill' "
          "over-samples fresh groups every step, which rl.partial_rollouts (APRIL) also does; "
          "use one of them ('mask' filters zero-variance groups with APRIL)")
-    need(not c.algorithm.chord, "algorithm.chord", "carried rollout groups do not keep their "
-         "demonstrations; turn rl.partial_rollouts off to mix SFT into the RL loss")
+    need("demos" not in method.needs, "algorithm.terms", "carried rollout groups do not keep "
+         "their demonstrations; turn rl.partial_rollouts off to mix SFT into the RL loss")
     need(not c.data.record_example_accuracy, "data.record_example_accuracy", "carried "
          "rollout groups do not keep their source index; turn rl.partial_rollouts off to "
          "record per-example accuracy")
   max_len = c.algorithm.max_len or c.rl.max_new_tokens  # DAPO's L_max (0: not known yet)
-  need(not max_len or c.algorithm.overlong_buffer_len <= max_len, "algorithm.overlong_buffer_len",
-       f"{c.algorithm.overlong_buffer_len} is longer than the completion budget L_max = {max_len} "
+  buffer_len = method.advantage.kw.get("overlong_buffer_len", 0)
+  need(not max_len or buffer_len <= max_len, "algorithm.advantage_kw.overlong_buffer_len",
+       f"{buffer_len} is longer than the completion budget L_max = {max_len} "
        "(algorithm.max_len, else rl.max_new_tokens)")

@@ -14,7 +14,7 @@ from ml_collections import config_flags
 from rlvr_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
-                                          lock_config=True)
+                                          lock_config=False, accept_new_attributes=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics and checkpoints.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 

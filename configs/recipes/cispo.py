@@ -9,7 +9,7 @@ and zero-variance filtering.
 
 Default: Qwen2.5-0.5B-Instruct on GSM8K, the setup (mesh, chat template, loader) of
 configs/gsm8k_qwen25_05b.py, with ScaleRL's choices that exist here: `policy_loss="cispo"` with the
-IS weight clipped to [0, 5] (`cispo_clip_low=1`, `cispo_clip_high=4`: ε_max = 5, the paper found 4,
+IS weight clipped to [0, 5] (`policy_loss_kw.clip_low=1`, `clip_high=4`: ε_max = 5, the paper found 4,
 5 and 8 alike), advantages = (r − group mean) / batch std (`advantage="lite_ppo"`, the same
 normalisation), zero-variance groups out of the loss (`dynamic_sampling="mask"`), float32 logits
 (always so here), no KL, 16 generations per prompt. `cpu`: the same on the quickstart's scratchpad
@@ -40,7 +40,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _cispo(c):
   c.algorithm.update(advantage="lite_ppo", policy_loss="cispo", loss_agg="token-mean",
-                     cispo_clip_low=1.0, cispo_clip_high=4.0, kl_coef=0.0,
+                     policy_loss_kw=dict(clip_low=1.0, clip_high=4.0), terms={},
                      dynamic_sampling="mask", overlong_filter=False)
   c.rl.ppo_epochs = 1
   return c

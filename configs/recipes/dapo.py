@@ -40,9 +40,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _dapo(c, *, max_len: int, buffer_len: int):
-  c.algorithm.update(advantage="dapo", policy_loss="ppo", loss_agg="token-mean", clip_low=0.2,
-                     clip_high=0.28, kl_coef=0.0, dynamic_sampling="fill", oversample_factor=3,
-                     overlong_filter=True, overlong_buffer_len=buffer_len, max_len=max_len)
+  c.algorithm.update(advantage="dapo", advantage_kw=dict(overlong_buffer_len=buffer_len),
+                     policy_loss="ppo", policy_loss_kw=dict(clip_low=0.2, clip_high=0.28),
+                     loss_agg="token-mean", terms={}, dynamic_sampling="fill",
+                     oversample_factor=3, overlong_filter=True, max_len=max_len)
   c.rl.update(temperature=1.0, top_p=1.0, max_new_tokens=max_len)
   return c
 

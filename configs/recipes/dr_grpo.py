@@ -43,7 +43,7 @@ _QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 def _dr_grpo(c, max_len):
   c.algorithm.update(advantage="dr_grpo", policy_loss="ppo", loss_agg="seq-mean-token-sum-norm",
-                     max_len=max_len, clip_low=0.2, clip_high=0.2, kl_coef=0.0, entropy_coef=0.0)
+                     max_len=max_len, policy_loss_kw=dict(clip_low=0.2, clip_high=0.2), terms={})
   c.rl.update(group_size=8, temperature=1.0, top_p=1.0, ppo_epochs=1)
   c.rl.optimizer.update(schedule="constant", warmup_steps=0)
   return c

@@ -35,8 +35,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _lite_ppo(c):
   c.algorithm.update(advantage="lite_ppo", policy_loss="ppo", loss_agg="token-mean",
-                     clip_low=0.2, clip_high=0.2, kl_coef=0.0, dynamic_sampling="none",
-                     overlong_filter=False)
+                     policy_loss_kw=dict(clip_low=0.2, clip_high=0.2), terms={},
+                     dynamic_sampling="none", overlong_filter=False)
   c.rl.ppo_epochs = 1
   return c
 

@@ -46,8 +46,9 @@ VARIANTS = (None, "history", "cpu", "cpu_history")
 
 
 def _paper_algorithm(c):
-  c.algorithm.update(advantage="grpo", policy_loss="ppo", loss_agg="token-mean", clip_low=0.2,
-                     clip_high=0.2, kl_coef=0.001, kl_kind="k3", entropy_coef=0.001)
+  c.algorithm.update(advantage="grpo", policy_loss="ppo", loss_agg="token-mean",
+                     policy_loss_kw=dict(clip_low=0.2, clip_high=0.2),
+                     terms=dict(kl=dict(coef=0.001, kind="k3"), entropy=dict(coef=0.001)))
   c.rl.update(group_size=8, temperature=0.6, top_p=1.0, ppo_epochs=1, minibatches=1)
   c.rl.optimizer.update(schedule="constant", warmup_steps=0)
   return c

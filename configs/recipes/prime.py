@@ -54,11 +54,11 @@ def get_config(arg=None):
               ppo_epochs=1, minibatches=1, microbatches=8)
   c.rl.optimizer.update(learning_rate=5e-7, warmup_steps=0, schedule="constant",
                         max_grad_norm=1.0, weight_decay=0.0)
-  c.algorithm.update(advantage="prime", policy_loss="ppo", loss_agg="token-mean",
-                     clip_low=0.2, clip_high=0.2, kl_coef=0.0, entropy_coef=0.001,
-                     dynamic_sampling="fill", oversample_factor=4, prime_process_coef=5.0,
-                     prime_outcome_coef=5.0)
-  c.prime.beta = 0.05
+  c.algorithm.update(advantage="prime", advantage_kw=dict(process_coef=5.0, outcome_coef=5.0),
+                     policy_loss="ppo", policy_loss_kw=dict(clip_low=0.2, clip_high=0.2),
+                     loss_agg="token-mean", terms=dict(entropy=dict(coef=0.001),
+                                                       prime=dict(beta=0.05)),
+                     dynamic_sampling="fill", oversample_factor=4)
   c.prime.optimizer.update(learning_rate=1e-6, warmup_steps=0, schedule="constant",
                            max_grad_norm=1.0, weight_decay=0.0)
   c.eval.update(every=50, num_prompts=256, batch_size=64)

@@ -46,9 +46,10 @@ _CONFIGS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _prorl(c):
-  c.algorithm.update(advantage="grpo", policy_loss="ppo", loss_agg="token-mean", clip_low=0.2,
-                     clip_high=0.4, dynamic_sampling="mask", kl_coef=1e-4, kl_kind="k3",
-                     ref_reset_patience=3, ref_reset_min_delta=0.005)
+  c.algorithm.update(advantage="grpo", policy_loss="ppo", loss_agg="token-mean",
+                     policy_loss_kw=dict(clip_low=0.2, clip_high=0.4), dynamic_sampling="mask",
+                     terms=dict(kl=dict(coef=1e-4, kind="k3")), ref_reset_patience=3,
+                     ref_reset_min_delta=0.005)
   c.rl.temperature = 1.2
   c.rl.optimizer.update(schedule="constant", warmup_steps=0, weight_decay=0.0)
   return c
@@ -66,7 +67,8 @@ def get_config(arg=None):
     c = _prorl(load_config(os.path.join(_CONFIGS, "quickstart.py")))
     c.rl.update(steps=80, batch_size=16, group_size=8, minibatches=2)
     c.rl.optimizer.learning_rate = 1e-4
-    c.algorithm.update(kl_coef=1e-3, ref_reset_every=20, ref_reset_patience=2)
+    c.algorithm.terms.kl.coef = 1e-3
+    c.algorithm.update(ref_reset_every=20, ref_reset_patience=2)
     c.eval.update(every=10, num_prompts=256, batch_size=128)
     c.checkpoint.every = 20
   else:

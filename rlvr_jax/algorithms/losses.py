@@ -34,7 +34,8 @@ def check_aggregation(mode: str) -> str:
   return mode
 
 
-def _masked_mean(x: Array, mask: Array) -> Array:
+def masked_mean(x: Array, mask: Array) -> Array:
+  """Σ x·m / max(Σ m, 1): the mean over valid entries (0 when there are none)."""
   return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
@@ -104,10 +105,10 @@ def policy_loss(logp: Array, old_logp: Array, advantages: Array, mask: Array, *,
   loss = aggregate(loss_t, mask, agg, max_len, normalizer)
   sg = jax.lax.stop_gradient
   metrics = {
-      "clip_fraction": _masked_mean(_f32(loss_clipped > loss_unclipped), mask),
-      "dual_clip_fraction": _masked_mean(_f32(dual_clipped), mask),
-      "approx_kl": _masked_mean(sg(-log_ratio), mask),
-      "ratio_mean": _masked_mean(sg(ratio), mask),
+      "clip_fraction": masked_mean(_f32(loss_clipped > loss_unclipped), mask),
+      "dual_clip_fraction": masked_mean(_f32(dual_clipped), mask),
+      "approx_kl": masked_mean(sg(-log_ratio), mask),
+      "ratio_mean": masked_mean(sg(ratio), mask),
   }
   return loss, metrics
 
@@ -144,8 +145,8 @@ def gspo_loss(logp: Array, old_logp: Array, advantages: Array, mask: Array, *,
   has_tokens = _f32(jnp.sum(mask, axis=-1) > 0)
   seq_clipped = jnp.any((loss_clipped > loss_unclipped) & (mask > 0), axis=-1)
   metrics = {
-      "clip_fraction": _masked_mean(_f32(seq_clipped), has_tokens),
-      "approx_kl": _masked_mean(sg(-log_ratio), mask),
+      "clip_fraction": masked_mean(_f32(seq_clipped), has_tokens),
+      "approx_kl": masked_mean(sg(-log_ratio), mask),
   }
   return loss, metrics
 
@@ -174,9 +175,9 @@ def cispo_loss(logp: Array, old_logp: Array, advantages: Array, mask: Array, *,
   weight = jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)
   loss = aggregate(-weight * adv * logp, mask, agg, max_len, normalizer)
   metrics = {
-      "clip_fraction": _masked_mean(_f32(weight != ratio), mask),
-      "approx_kl": _masked_mean(-log_ratio, mask),
-      "ratio_mean": _masked_mean(ratio, mask),
+      "clip_fraction": masked_mean(_f32(weight != ratio), mask),
+      "approx_kl": masked_mean(-log_ratio, mask),
+      "ratio_mean": masked_mean(ratio, mask),
   }
   return loss, metrics
 
@@ -215,9 +216,12 @@ def kl(logp: Array, ref_logp: Array, kind: str = "k3") -> Array:
 
 def token_entropy(logits: Array, temperature: float = 1.0) -> Array:
   """Entropy of softmax(logits / temperature) per position: [..., V] -> [..., T] float32."""
-  z = _f32(logits) / temperature
-  logp = jax.nn.log_softmax(z, axis=-1)
-  return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+  return entropy_from_logp(jax.nn.log_softmax(_f32(logits) / temperature, axis=-1))
+
+
+def entropy_from_logp(logp_tv: Array) -> Array:
+  """H = −Σ_v p_v log p_v per position, from normalised log-probs [..., V] -> [...]."""
+  return -jnp.sum(jnp.exp(logp_tv) * logp_tv, axis=-1)
 
 
 def entropy_bonus(entropy: Array, mask: Array, *, coef: float, agg: str = "token-mean",
@@ -269,5 +273,5 @@ def value_loss(values: Array, old_values: Array, returns: Array, mask: Array, *,
   loss_unclipped = jnp.square(v - ret)
   loss_clipped = jnp.square(v_clipped - ret)
   loss = aggregate(0.5 * jnp.maximum(loss_unclipped, loss_clipped), mask, agg, max_len, normalizer)
-  return loss, {"value_clip_fraction": _masked_mean(_f32(loss_clipped > loss_unclipped), mask)}
+  return loss, {"value_clip_fraction": masked_mean(_f32(loss_clipped > loss_unclipped), mask)}
 

@@ -1,31 +1,63 @@
-"""Name -> function registries so a config selects the advantage estimator, policy loss and
-loss aggregation (`--config.algorithm.advantage=tempo`, `--config.algorithm.loss_agg=...`).
+"""Components of an RL method: advantage estimators, policy losses and loss terms, each one
+registered pure function plus a declaration of what it needs.
 
-Advantage adapter contract: `fn(inputs: AdvantageInputs, cfg) -> adv [B, G, T] float32`, token
-advantages with outcome advantages broadcast over valid tokens and 0 on masked tokens. `cfg` is
-the `algorithm` ConfigDict; adapters read hyper-parameters with `cfg.get(key, default)`.
-A new estimator is one function plus one line:
+    @register_advantage("my_estimator", needs=("group",))
+    def my_estimator(x, *, eps=1e-6):           # hyperparameters: keyword arguments, defaults
+      ...                                        # written once, here
+      return advantages_bgt
 
-    @register_advantage("my_estimator")
-    def _my_estimator(x: AdvantageInputs, cfg) -> jax.Array: ...
+A config picks components by name and hands them keyword arguments:
+`algorithm.advantage` + `algorithm.advantage_kw`, `algorithm.policy_loss` +
+`algorithm.policy_loss_kw`, and `algorithm.terms` (term name -> its keyword arguments; a term is on
+when it is listed). `Component.check` refuses an unknown or ill-typed keyword, naming the
+component and its valid keys; the trainer builds exactly what the chosen components `needs`
+(a reference copy, a critic, a PRM, a greedy decode: `NEEDS`), never a name list.
 
-Policy-loss adapter contract: `fn(logp, old_logp, advantages, mask, cfg, *, normalizer=None)
--> (loss, metrics)`, reading clip_low / clip_high / dual_clip / loss_agg / max_len from cfg
-(`cispo` reads cispo_clip_low / cispo_clip_high instead of the PPO clips).
-`gspo` accepts only loss_agg = `losses.GSPO_AGGREGATION` (its paper's sequence mean).
+Calling contracts (docs/ALGORITHMS.md, "Writing your own"):
+- estimator `fn(x: AdvantageInputs, **hp) -> advantages [B, G, T]` (0 on masked tokens);
+- policy loss `fn(logp, old_logp, advantages, mask, *, normalizer, **hp) -> (loss, metrics)` on
+  one micro-batch's [n, t] arrays; `agg` / `max_len` keywords, when the function has them, get
+  `algorithm.loss_agg` / `algorithm.max_len`;
+- term `fn(ctx: TermContext, **hp) -> (loss, metrics)`; `trains` names the parameters its loss
+  is differentiated for: "policy" (added to the policy loss of every micro-batch), "critic"
+  (the value model, a `CriticContext`), "implicit_prm" (PRIME's, once per rollout before the
+  advantages, an `ImplicitPRMContext`). A term may `provide` an input an estimator needs.
+Every metric a component returns reaches metrics.jsonl under its own name.
 """
 
-from collections.abc import Callable
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import chex
 import jax
 
-from rlvr_jax.algorithms import advantages as adv_lib
-from rlvr_jax.algorithms import losses
-from rlvr_jax.algorithms.losses import AGGREGATIONS  # noqa: F401 (re-exported)
-from rlvr_jax.algorithms.losses import check_aggregation  # noqa: F401 (re-exported)
-
 Array = jax.Array
+
+# What a component may ask the trainer to build, and what it then finds in its input.
+NEEDS: dict[str, str] = {
+    "group": "a group baseline: rl.group_size >= 2",
+    "ref_logp": "x.ref_logp / ctx.ref_logp: log-probs of a frozen copy of the starting policy "
+                "(the state carries it)",
+    "values": "x.values / ctx.values: a critic's V(s_t) (the state carries a critic, trained by "
+              "a term that trains 'critic')",
+    "greedy_rewards": "x.greedy_rewards [B]: the reward of one greedy completion a prompt",
+    "step_rewards": "x.step_rewards, x.step_end: a frozen process reward model's scores at "
+                    "reasoning-step ends (the PRM is trained, or read, before RL)",
+    "process_rewards": "x.process_rewards: token rewards provided by a term (PRIME's implicit "
+                       "PRM)",
+    "demos": "ctx.demo_logp, ctx.demo_mask, ctx.demo_normalizer: the policy's log-probs of the "
+             "tasks' expert demonstrations of the batch's prompts",
+}
+TRAINS = ("policy", "critic", "implicit_prm")
+# Keywords the trainer fills (not hyperparameters): the mini-batch normaliser, the loss
+# aggregation and L_max (algorithm.loss_agg / algorithm.max_len).
+CONTEXT_KEYWORDS = ("normalizer", "agg", "max_len")
+_POSITIONAL = {"advantage": 1, "policy_loss": 4, "term": 1}
 
 
 @chex.dataclass(frozen=True)
@@ -43,209 +75,218 @@ class AdvantageInputs:
   process_rewards: Array | None = None  # [B, G, T] PRIME's implicit PRM token rewards r_φ
 
 
+@dataclasses.dataclass(frozen=True)
+class TermContext:
+  """What a policy term sees of one micro-batch ([n, t] arrays; scalars otherwise).
+
+  logp / entropy are the policy's (differentiable); old_logp the behaviour policy's; mask the
+  loss mask (after filters and the 80/20 token selection); normalizer the mini-batch denominator
+  of `agg` (None: this micro-batch's own); policy_loss the policy loss of this micro-batch;
+  step the number of updates done before this rollout. Fields of unmet needs are None."""
+  logp: Array
+  old_logp: Array
+  entropy: Array
+  mask: Array
+  advantages: Array
+  normalizer: Array | None
+  agg: str
+  max_len: int | None
+  policy_loss: Array
+  step: Array
+  ref_logp: Array | None = None
+  demo_logp: Array | None = None
+  demo_mask: Array | None = None
+  demo_normalizer: Array | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticContext:
+  """A critic term's micro-batch: values V(s_t) (differentiable), the rollout's old_values and
+  returns, the completion mask [n, t], the normaliser, `agg` and `max_len`."""
+  values: Array
+  old_values: Array
+  returns: Array
+  mask: Array
+  normalizer: Array
+  agg: str
+  max_len: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImplicitPRMContext:
+  """PRIME's implicit PRM on one micro-batch of the rollout: its log-probs (differentiable) and
+  the reference's [n, t], the completion mask, the outcome labels [n] and the normaliser."""
+  logp: Array
+  ref_logp: Array
+  mask: Array
+  labels: Array
+  normalizer: Array
+
+
+_REQUIRED = inspect.Parameter.empty
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Component:
+  """A registered function and its declaration.
+
+  hyperparameters: name -> default (`inspect.Parameter.empty` for a required one), read from the
+  keyword arguments of `fn`; needs: keys of `NEEDS`; trains: for terms, whose parameters its loss
+  trains; provides: inputs a term hands to the estimator; requires: algorithm fields the
+  component only works with (e.g. GSPO's loss_agg)."""
+  kind: str
+  name: str
+  fn: Callable[..., Any]
+  needs: frozenset[str]
+  trains: str = "policy"
+  provides: tuple[str, ...] = ()
+  requires: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  check_values: Callable[[dict[str, Any]], str | None] | None = None
+
+  def __call__(self, *args, **kwargs):
+    return self.fn(*args, **kwargs)
+
+  @property
+  def context_keywords(self) -> tuple[str, ...]:
+    params = inspect.signature(self.fn).parameters
+    return tuple(k for k in CONTEXT_KEYWORDS if k in params)
+
+  @property
+  def hyperparameters(self) -> dict[str, Any]:
+    params = list(inspect.signature(self.fn).parameters.values())[_POSITIONAL[self.kind]:]
+    return {p.name: p.default for p in params
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.name not in CONTEXT_KEYWORDS}
+
+  @property
+  def label(self) -> str:
+    return f"{self.kind.replace('_', ' ')} {self.name!r}"
+
+  def check(self, kw: Mapping[str, Any]) -> str | None:
+    """None when `kw` are valid keyword arguments, else why not (one line)."""
+    hp = self.hyperparameters
+    unknown = [k for k in kw if k not in hp]
+    if unknown:
+      close = difflib.get_close_matches(unknown[0], list(hp), n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      return (f"{self.label} has no hyperparameter {unknown[0]!r}{hint}; valid: "
+              f"{', '.join(hp) or 'none'}")
+    missing = [k for k, d in hp.items() if d is _REQUIRED and k not in kw]
+    if missing:
+      return f"{self.label} needs a value for {missing[0]!r}"
+    for k, v in kw.items():
+      why = _type_mismatch(hp[k], v)
+      if why:
+        return f"{self.label}: {k!r} {why}"
+    why = self.check_values(self.resolve(kw)) if self.check_values else None
+    return f"{self.label}: {why}" if why else None
+
+  def resolve(self, kw: Mapping[str, Any]) -> dict[str, Any]:
+    """Every hyperparameter's value: `kw` over the defaults (after `check`)."""
+    return {**{k: d for k, d in self.hyperparameters.items() if d is not _REQUIRED}, **kw}
+
+
+def _type_mismatch(default: Any, value: Any) -> str | None:
+  """Why `value` cannot replace `default`, or None: a bool for a bool, an int for an int, a
+  number for a float or a None default, a str for a str; None only where the default is None.
+  A required hyperparameter (no default) takes anything."""
+  if default is _REQUIRED or (value is None and default is None):
+    return None
+  number = isinstance(value, (int, float)) and not isinstance(value, bool)
+  if isinstance(default, bool):
+    ok = isinstance(value, bool)
+  elif isinstance(default, int):
+    ok = number and isinstance(value, int)
+  elif default is None or isinstance(default, float):
+    ok = number
+  else:
+    ok = isinstance(value, type(default))
+  return None if ok else f"must be like its default {default!r}, got {value!r}"
+
+
 class Registry(dict):
-  """A dict whose unknown-name lookups raise ValueError listing the valid names."""
+  """Name -> Component; an unknown name raises ValueError listing the valid ones."""
 
   def __init__(self, kind: str):
     super().__init__()
     self.kind = kind
 
   def __missing__(self, name):
-    raise ValueError(f"Unknown {self.kind} {name!r}; valid: {', '.join(sorted(self))}.")
+    close = difflib.get_close_matches(str(name), list(self), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"Unknown {self.kind.replace('_', ' ')} {name!r}{hint}; valid: "
+                     f"{', '.join(sorted(self))}.")
 
-  def register(self, name: str) -> Callable[[Callable], Callable]:
+  def register(self, name: str, *, needs=(), trains: str = "policy", provides=(),
+               requires: Mapping[str, Any] | None = None,
+               check=None) -> Callable[[Callable], Callable]:
+    unknown = sorted(set(needs) - set(NEEDS))
+    if unknown:
+      raise ValueError(f"{self.kind} {name!r}: unknown need {unknown[0]!r}; valid: "
+                       f"{', '.join(NEEDS)}")
+    if trains not in TRAINS:
+      raise ValueError(f"{self.kind} {name!r}: trains={trains!r}; valid: {', '.join(TRAINS)}")
+
     def decorator(fn):
       if name in self:
         raise ValueError(f"{self.kind} {name!r} is already registered.")
-      self[name] = fn
+      self[name] = Component(self.kind, name, fn, frozenset(needs), trains, tuple(provides),
+                             dict(requires or {}), check)
       return fn
     return decorator
 
 
-ADVANTAGES: Registry = Registry("advantage estimator")
-POLICY_LOSSES: Registry = Registry("policy loss")
-register_advantage = ADVANTAGES.register
-register_policy_loss = POLICY_LOSSES.register
+ADVANTAGES: Registry = Registry("advantage")
+POLICY_LOSSES: Registry = Registry("policy_loss")
+TERMS: Registry = Registry("term")
 
 
-def _require(x: AdvantageInputs, field: str, estimator: str) -> Array:
-  value = getattr(x, field)
-  if value is None:
-    raise ValueError(f"Advantage estimator {estimator!r} needs AdvantageInputs.{field}.")
-  return value
+def register_advantage(name: str, *, needs=(), requires=None, check=None):
+  """Decorator: `fn(x: AdvantageInputs, **hp) -> [B, G, T]` becomes `algorithm.advantage=name`."""
+  return ADVANTAGES.register(name, needs=needs, requires=requires, check=check)
 
 
-def _kl_penalty(x: AdvantageInputs, cfg) -> Array | None:
-  """Stop-gradient per-token KL for a reward penalty, or None without a reference policy."""
-  if x.ref_logp is None:
+def register_policy_loss(name: str, *, needs=(), requires=None, check=None):
+  """Decorator: `fn(logp, old_logp, advantages, mask, *, normalizer, **hp) -> (loss, metrics)`
+  becomes `algorithm.policy_loss=name`."""
+  return POLICY_LOSSES.register(name, needs=needs, requires=requires, check=check)
+
+
+def register_term(name: str, *, needs=(), trains: str = "policy", provides=(), requires=None,
+                  check=None):
+  """Decorator: `fn(ctx, **hp) -> (loss, metrics)` becomes `algorithm.terms.<name>`."""
+  return TERMS.register(name, needs=needs, trains=trains, provides=provides, requires=requires,
+                        check=check)
+
+
+def bounds(**intervals: str) -> Callable[[dict[str, Any]], str | None]:
+  """A `check` from intervals written as text: `bounds(clip_low="[0, 1)", dual_clip="> 1")`;
+  forms "[a, b]" with ( ) for open ends, ">= a", "> a", "<= b", "< b". None values pass."""
+  tests = {}
+  for name, text in intervals.items():
+    t = text.replace(" ", "")
+    if t[0] in "[(":
+      lo, hi = t[1:-1].split(",")
+      tests[name] = (text, float(lo), float(hi), t[0] == "(", t[-1] == ")")
+    else:
+      op, value = (t[:2], t[2:]) if t[1] == "=" else (t[:1], t[1:])
+      lo, hi = (float(value), float("inf")) if op[0] == ">" else (-float("inf"), float(value))
+      tests[name] = (text, lo, hi, op == ">", op == "<")
+
+  def check(hp: dict[str, Any]) -> str | None:
+    for name, (text, lo, hi, lo_open, hi_open) in tests.items():
+      v = hp.get(name)
+      if v is None:
+        continue
+      if v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
+        return f"{name!r} must be {text if text[0] in '<>' else 'in ' + text}, got {v!r}"
     return None
-  kind = cfg.get("kl_penalty_kind", "k1")
-  return jax.lax.stop_gradient(losses.kl(x.logp, x.ref_logp, kind))
+
+  return check
 
 
-def _outcome(adv_bg: Array, x: AdvantageInputs) -> Array:
-  return adv_lib.broadcast_to_tokens(adv_bg, x.mask)
-
-
-# --- Outcome estimators ----------------------------------------------------------------------
-
-
-@register_advantage("grpo")
-def _grpo(x, cfg):
-  return _outcome(adv_lib.grpo(x.rewards, eps=cfg.get("eps", 1e-6)), x)
-
-
-@register_advantage("dr_grpo")
-def _dr_grpo(x, cfg):
-  return _outcome(adv_lib.grpo(x.rewards, scale_by_std=False), x)
-
-
-@register_advantage("dapo")
-def _dapo(x, cfg):
-  """GRPO on overlong-shaped rewards (`overlong_buffer_len` > 0 enables it, L_max = `max_len`,
-  default T). DAPO's dynamic sampling and overlong filtering are the trainer's
-  (`algorithm.dynamic_sampling`, `algorithm.overlong_filter`); a group whose shaped rewards are
-  all equal gets exactly 0 here."""
-  rewards = x.rewards
-  buffer_len = cfg.get("overlong_buffer_len", 0)
-  if buffer_len:
-    lengths = x.mask.sum(-1)
-    max_len = cfg.get("max_len", None) or x.mask.shape[-1]
-    rewards = rewards + adv_lib.overlong_penalty(lengths, max_len, buffer_len)
-  return _outcome(adv_lib.grpo(rewards, eps=cfg.get("eps", 1e-6)), x)
-
-
-@register_advantage("lite_ppo")
-def _lite_ppo(x, cfg):
-  """Group mean, batch std over the [B, G] rewards of the update batch."""
-  return _outcome(adv_lib.lite_ppo(x.rewards, eps=cfg.get("eps", 1e-6)), x)
-
-
-@register_advantage("rloo")
-def _rloo(x, cfg):
-  return _outcome(adv_lib.rloo(x.rewards), x)
-
-
-@register_advantage("remax")
-def _remax(x, cfg):
-  return _outcome(adv_lib.remax(x.rewards, _require(x, "greedy_rewards", "remax")), x)
-
-
-@register_advantage("psr")
-def _psr(x, cfg):
-  return _outcome(adv_lib.weighted_reinforce(x.rewards, positive_weight=1.0,
-                                             negative_weight=0.0), x)
-
-
-@register_advantage("nsr")
-def _nsr(x, cfg):
-  return _outcome(adv_lib.weighted_reinforce(x.rewards, positive_weight=0.0,
-                                             negative_weight=1.0), x)
-
-
-@register_advantage("w_reinforce")
-def _w_reinforce(x, cfg):
-  return _outcome(adv_lib.weighted_reinforce(
-      x.rewards, positive_weight=cfg.get("positive_weight", 0.1),
-      negative_weight=cfg.get("negative_weight", 1.0)), x)
-
-
-# --- Token-level estimators ------------------------------------------------------------------
-
-
-@register_advantage("tempo")
-def _tempo(x, cfg):
-  return adv_lib.tempo(x.tokens, x.rewards, x.mask, eps=cfg.get("eps", 1e-6))
-
-
-@register_advantage("reinforce_pp")
-def _reinforce_pp(x, cfg):
-  return adv_lib.reinforce_plus_plus(
-      x.rewards, x.mask, _kl_penalty(x, cfg), kl_coef=cfg.get("kl_penalty_coef", 0.01),
-      gamma=cfg.get("gamma", 1.0))
-
-
-@register_advantage("reinforce_pp_baseline")
-def _reinforce_pp_baseline(x, cfg):
-  return adv_lib.reinforce_plus_plus(
-      x.rewards, x.mask, _kl_penalty(x, cfg), kl_coef=cfg.get("kl_penalty_coef", 0.01),
-      gamma=cfg.get("gamma", 1.0), baseline=True)
-
-
-@register_advantage("gae")
-def _gae(x, cfg):
-  """Un-whitened GAE; the value targets are `adv + values` on valid tokens."""
-  token_r = adv_lib.outcome_token_rewards(x.rewards, x.mask, _kl_penalty(x, cfg),
-                                          kl_coef=cfg.get("kl_penalty_coef", 0.0))
-  adv, _ = adv_lib.gae(token_r, _require(x, "values", "gae"), x.mask,
-                       gamma=cfg.get("gamma", 1.0), lam=cfg.get("lam", 1.0))
-  return adv
-
-
-def _pure(x, cfg, name, transform):
-  step_end = _require(x, "step_end", name)
-  process_r = transform(_require(x, "step_rewards", name), step_end * x.mask)
-  return adv_lib.pure_token_returns(
-      process_r, step_end, x.mask, verifiable_rewards=x.rewards,
-      verifiable_coef=cfg.get("verifiable_coef", 0.0), kl=_kl_penalty(x, cfg),
-      kl_coef=cfg.get("kl_penalty_coef", 0.001))
-
-
-@register_advantage("pure_min")
-def _pure_min(x, cfg):
-  temperature = cfg.get("pure_temperature", 0.1)
-  return _pure(x, cfg, "pure_min",
-               lambda r, m: adv_lib.min_form(r, m, temperature=temperature))
-
-
-@register_advantage("pure_min_strict")
-def _pure_min_strict(x, cfg):
-  return _pure(x, cfg, "pure_min_strict", adv_lib.strict_min_form)
-
-
-@register_advantage("pure_sum")
-def _pure_sum(x, cfg):
-  return _pure(x, cfg, "pure_sum", lambda r, m: r * m)
-
-
-@register_advantage("prime")
-def _prime(x, cfg):
-  return adv_lib.prime(x.rewards, _require(x, "process_rewards", "prime"), x.mask,
-                       process_coef=cfg.get("prime_process_coef", 5.0),
-                       outcome_coef=cfg.get("prime_outcome_coef", 5.0))
-
-
-# --- Policy losses ---------------------------------------------------------------------------
-
-
-@register_policy_loss("ppo")
-def _ppo(logp, old_logp, advantages, mask, cfg, *, normalizer=None):
-  return losses.policy_loss(
-      logp, old_logp, advantages, mask, clip_low=cfg.get("clip_low", 0.2),
-      clip_high=cfg.get("clip_high", 0.2), dual_clip=cfg.get("dual_clip", None),
-      agg=cfg.get("loss_agg", "token-mean"), max_len=cfg.get("max_len", None),
-      normalizer=normalizer)
-
-
-@register_policy_loss("cispo")
-def _cispo(logp, old_logp, advantages, mask, cfg, *, normalizer=None):
-  # Its own clip fields: CISPO bounds an IS weight (lower side open by default), not a PPO ratio.
-  return losses.cispo_loss(
-      logp, old_logp, advantages, mask, clip_low=cfg.get("cispo_clip_low", 1.0),
-      clip_high=cfg.get("cispo_clip_high", 4.0), agg=cfg.get("loss_agg", "token-mean"),
-      max_len=cfg.get("max_len", None), normalizer=normalizer)
-
-
-@register_policy_loss("gspo")
-def _gspo(logp, old_logp, advantages, mask, cfg, *, normalizer=None):
-  # GSPO is a mean over sequences by definition; a `normalizer` built for another loss_agg would
-  # silently rescale it, so any other loss_agg is refused rather than ignored.
-  agg = cfg.get("loss_agg", losses.GSPO_AGGREGATION)
-  if agg != losses.GSPO_AGGREGATION:
-    raise ValueError(f"policy loss 'gspo' averages over sequences (GSPO eq. 13): it needs "
-                     f"loss_agg={losses.GSPO_AGGREGATION!r}, got {agg!r}.")
-  # Sequence-level ratios need a far narrower clip than token ratios: GSPO's own defaults
-  # (3e-4, 4e-4), kept apart from the token-level clip_low / clip_high.
-  return losses.gspo_loss(
-      logp, old_logp, advantages, mask, clip_low=cfg.get("gspo_clip_low", 3e-4),
-      clip_high=cfg.get("gspo_clip_high", 4e-4), normalizer=normalizer)
+def all_of(*checks) -> Callable[[dict[str, Any]], str | None]:
+  """The first complaint of several `check`s."""
+  def check(hp):
+    return next((why for why in (c(hp) for c in checks) if why), None)
+  return check

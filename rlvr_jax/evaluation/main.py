@@ -13,7 +13,7 @@ from ml_collections import config_flags
 from rlvr_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
-                                          lock_config=True)
+                                          lock_config=False, accept_new_attributes=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, results).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "latest, a step number, or none.")
 _N = flags.DEFINE_integer("n", 8, "Samples per prompt.")

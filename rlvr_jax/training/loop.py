@@ -24,6 +24,7 @@ from absl import logging
 from rlvr_jax import configs_base, models, parallel
 from rlvr_jax.checkpoints import extras
 from rlvr_jax.checkpoints.manager import Checkpointer, StateMismatchError, abstract_like
+from rlvr_jax.algorithms.method import Method
 from rlvr_jax.data import one_shot, pipeline, synthetic
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import finite
@@ -63,11 +64,12 @@ class Run:
     self.reward_fn = self.task.reward_fn(self.tokenizer)
     self.sft_optimizer = make_optimizer(config.sft.optimizer, config.sft.steps)
     self.rl_optimizer = make_optimizer(config.rl.optimizer, config.rl.steps)
+    self.method = Method.from_config(config.algorithm)
     self.value_optimizer = (make_optimizer(config.value.optimizer, config.rl.steps)
-                            if config.algorithm.advantage == "gae" else None)
+                            if self.method.has_critic else None)
     self.prime_optimizer = (make_optimizer(config.prime.optimizer, config.rl.steps)
-                            if config.algorithm.advantage == "prime" else None)
-    self.uses_prm = config.algorithm.advantage in configs_base.PRM_ESTIMATORS
+                            if self.method.has_implicit_prm else None)
+    self.uses_prm = self.method.needs_prm
     self.step_end_table = (prm.step_end_table(self.tokenizer, config.prm.step_delimiter,
                                               self.model_config.vocab_size)
                            if self.uses_prm else None)
@@ -146,7 +148,7 @@ class Run:
       logging.info("1-shot RLVR: training on %r", source.example.prompt)
     return self.dataset("train", self.rl_prompts_per_step, seed=pipeline.rl_stream_seed(c.seed),
                         shuffle=True, size=c.data.rl_train_size or c.data.train_size,
-                        source=source, with_demo=c.algorithm.chord,
+                        source=source, with_demo="demos" in self.method.needs,
                         with_index=c.data.record_example_accuracy)
 
   def make_state(self, params, optimizer, *, with_reference: bool,
@@ -178,7 +180,7 @@ class Run:
                              max_new_tokens=rl.max_new_tokens, pad_id=self.tokenizer.pad_id)
     with_prime = self.prime_optimizer is not None
     return self.make_state(params, self.rl_optimizer,
-                           with_reference=self.config.algorithm.kl_coef > 0 or with_prime,
+                           with_reference=self.method.needs_reference,
                            with_value=self.value_optimizer is not None, prm_params=prm_params,
                            with_prime=with_prime, rollouts=rollouts)
 

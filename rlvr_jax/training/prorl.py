@@ -42,7 +42,7 @@ def reset_moments(opt_state: optax.OptState, fresh: optax.OptState) -> optax.Opt
 def reset_reference(state: TrainState, optimizer: optax.GradientTransformation) -> TrainState:
   """ProRL's hard reset: ref_params := params, Adam moments := their initial (zero) values."""
   if state.ref_params is None:
-    raise ValueError("a ProRL reference reset needs a reference policy (algorithm.kl_coef > 0)")
+    raise ValueError("a ProRL reference reset needs a reference policy (algorithm.terms.kl)")
   fresh = optimizer.init(state.params)
   return state.replace(ref_params=jax.tree.map(jnp.copy, state.params),
                        opt_state=reset_moments(state.opt_state, fresh))

@@ -1,0 +1,50 @@
+"""Teacher-forced passes over completions: the policy's log-probs and entropies, a critic's values.
+
+Prompt rows: one per completion, or one per group of G consecutive completions, in which case
+each prompt runs through the trunk once for its group (`models.completion_hidden_states`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rlvr_jax import models, parallel
+from rlvr_jax.algorithms import losses
+
+
+def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
+                        prompt_ids: jax.Array, prompt_mask: jax.Array, completion_ids: jax.Array,
+                        completion_mask: jax.Array, temperature: float = 1.0):
+  """Float32 log-probs and entropies [n, t] of completions given their prompt rows. Logits are
+  divided by the sampling temperature, as the sampler's distribution is; they exist only where
+  completion tokens are predicted."""
+  if prompt_ids.shape[0] != completion_ids.shape[0]:
+    h_ntd = models.completion_hidden_states(model_config, params, prompt_ids, prompt_mask,
+                                            completion_ids, completion_mask)
+  else:
+    p = prompt_ids.shape[1]
+    seq, seq_mask = models.join_prompt(prompt_ids, prompt_mask, completion_ids, completion_mask)
+    h_ntd = models.hidden_states(model_config, params, seq, seq_mask)[:, p - 1:-1]
+  logits = parallel.constrain(models.logits_from_hidden(model_config, params, h_ntd),
+                              ("batch", "length", "vocab"))
+  logp_ntv = jax.nn.log_softmax(logits / max(temperature, 1e-6), axis=-1)
+  logp = jnp.take_along_axis(logp_ntv, completion_ids[..., None], axis=-1)[..., 0]
+  return logp, losses.entropy_from_logp(logp_ntv)
+
+
+def completion_values(model_config: models.ModelConfig, value_params: models.Params,
+                      prompt_ids: jax.Array, prompt_mask: jax.Array, completion_ids: jax.Array,
+                      completion_mask: jax.Array) -> jax.Array:
+  """Critic values V(s_t) [n, t]: the state before completion token t is read at the position
+  of the token preceding it, as the policy's logits for token t are."""
+  g = completion_ids.shape[0] // prompt_ids.shape[0]
+  prompt_ids, prompt_mask = repeat(prompt_ids, g), repeat(prompt_mask, g)
+  p = prompt_ids.shape[1]
+  seq, seq_mask = models.join_prompt(prompt_ids, prompt_mask, completion_ids, completion_mask)
+  return models.scalar_head(model_config, value_params, seq, seq_mask)[:, p - 1:-1]
+
+
+def repeat(x: jax.Array, g: int) -> jax.Array:
+  """Each row G times in a row: [b, ...] -> [b * G, ...]."""
+  return jnp.repeat(x, g, axis=0)

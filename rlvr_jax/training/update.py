@@ -1,0 +1,161 @@
+"""The update: ppo_epochs x minibatches x micro-batches of optimizer steps on a credited rollout.
+
+It knows no algorithm: each micro-batch's policy loss is `method.policy_loss` plus the terms that
+train the policy (`TermContext`); the critic, when a term trains one, takes its own step on the
+same minibatch. Normalisers are mini-batch statistics, so summed micro-batch gradients are the
+exact mini-batch gradient (`losses` module docstring); the 80/20 token selection is the one
+exception (each micro-batch's selected tokens define its own mean, and the gradients average).
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from rlvr_jax.algorithms import losses
+from rlvr_jax.algorithms.registry import CriticContext, TermContext
+from rlvr_jax.training.forward import completion_logprobs, completion_values
+from rlvr_jax.training.rollout import (Rollout, StepSpec, accumulated_grads, apply_grads,
+                                       loss_prompt_rows, model_metrics, sum_terms)
+from rlvr_jax.training.state import TrainState
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class LossRows:
+  """The rows the update draws minibatches from, [n, ...] (prompt rows [b, p] when whole groups
+  stay together). old_logp only when it differs from the loss's own forward (several updates a
+  rollout, or APRIL's stale tokens)."""
+  prompt_ids: Array
+  prompt_mask: Array
+  tokens: Array
+  mask: Array
+  loss_mask: Array
+  advantages: Array
+  old_logp: Array | None = None
+  stale: Array | None = None
+  ref_logp: Array | None = None
+  old_values: Array | None = None
+  returns: Array | None = None
+
+
+@flax.struct.dataclass
+class Demos:
+  """Expert demonstrations of the prompts (CHORD), [rows, ...]."""
+  prompt_ids: Array
+  prompt_mask: Array
+  tokens: Array
+  mask: Array
+
+
+def loss_rows(spec: StepSpec, ro: Rollout) -> LossRows:
+  prompt_ids, prompt_mask = loss_prompt_rows(spec, ro.batch)
+  keep_old = not spec.on_policy or ro.stale is not None
+  return LossRows(prompt_ids=prompt_ids, prompt_mask=prompt_mask, tokens=ro.completions.tokens,
+                  mask=ro.completions.mask, loss_mask=ro.loss_mask, advantages=ro.advantages,
+                  old_logp=ro.old_logp if keep_old else None, stale=ro.stale,
+                  ref_logp=ro.ref_logp, old_values=ro.values, returns=ro.returns)
+
+
+def demo_shares(batch: dict[str, Array], n_mb: int) -> Demos:
+  """The batch's demonstrations in `n_mb` consecutive shares, one a minibatch: [n_mb, b / n_mb, ...]."""
+  demos = Demos(prompt_ids=batch["prompt_ids"], prompt_mask=batch["prompt_mask"],
+                tokens=batch["demo_ids"], mask=batch["demo_mask"])
+  return jax.tree.map(lambda x: x.reshape((n_mb, -1) + x.shape[1:]), demos)
+
+
+def policy_loss(spec: StepSpec, step: Array, params, m: tuple[LossRows, Demos | None],
+                normalizers: tuple[Array, Array | None]):
+  """One micro-batch's policy loss: `method.policy_loss` + the policy terms, and metrics."""
+  mb, demo = m
+  normalizer, demo_normalizer = normalizers
+  logp, entropy = completion_logprobs(spec.model_config, params, mb.prompt_ids, mb.prompt_mask,
+                                      mb.tokens, mb.mask, spec.temperature)
+  mask = mb.loss_mask
+  if spec.high_entropy_frac is not None:
+    mask = mask * losses.high_entropy_mask(jax.lax.stop_gradient(entropy), mask,
+                                           top_frac=float(spec.high_entropy_frac),
+                                           invert=spec.high_entropy_invert)
+    normalizer = None  # the selected tokens of this micro-batch define its own mean
+  old_logp = jax.lax.stop_gradient(logp) if spec.on_policy else mb.old_logp
+  if mb.stale is not None:  # APRIL: tokens of an earlier policy keep their behaviour log-probs
+    old_logp = jnp.where(mb.stale > 0, mb.old_logp, old_logp)
+  loss, metrics = spec.method.policy_loss(logp, old_logp, mb.advantages, mask,
+                                          normalizer=normalizer, agg=spec.agg,
+                                          max_len=spec.max_len)
+  metrics = dict(metrics)
+  terms = spec.method.terms_training("policy")
+  if terms:
+    demo_logp = None
+    if demo is not None:
+      demo_logp, _ = completion_logprobs(spec.model_config, params, demo.prompt_ids,
+                                         demo.prompt_mask, demo.tokens, demo.mask,
+                                         spec.temperature)
+    ctx = TermContext(logp=logp, old_logp=old_logp, entropy=entropy, mask=mask,
+                      advantages=mb.advantages, normalizer=normalizer, agg=spec.agg,
+                      max_len=spec.max_len, policy_loss=loss, step=step, ref_logp=mb.ref_logp,
+                      demo_logp=demo_logp, demo_mask=None if demo is None else demo.mask,
+                      demo_normalizer=demo_normalizer)
+    loss, term_metrics = sum_terms(terms, ctx, loss)
+    metrics.update(term_metrics)
+  metrics["policy_entropy"] = losses.masked_mean(entropy, mb.mask)
+  return loss, metrics
+
+
+def critic_loss(spec: StepSpec, value_params, mb: LossRows, normalizer: Array):
+  """One micro-batch's loss of the terms that train the critic."""
+  values = completion_values(spec.model_config, value_params, mb.prompt_ids, mb.prompt_mask,
+                             mb.tokens, mb.mask)
+  ctx = CriticContext(values=values, old_values=mb.old_values, returns=mb.returns, mask=mb.mask,
+                      normalizer=normalizer, agg=spec.agg, max_len=spec.max_len)
+  return sum_terms(spec.method.terms_training("critic"), ctx)
+
+
+def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
+           ) -> tuple[TrainState, dict[str, Array]]:
+  """ppo_epochs passes over the rollout in `minibatches` random minibatches (one holding every
+  row: no shuffle), each an optimizer step of the policy (and of the critic) summed over
+  `microbatches`. Returns the state with new parameters (step not advanced) and the metrics
+  averaged over the updates."""
+  rows, n_mb, n_micro = loss_rows(spec, ro), spec.minibatches, spec.microbatches
+  demos = demo_shares(ro.batch, n_mb) if "demos" in spec.method.needs else None
+  critic_terms = spec.method.terms_training("critic")
+
+  def minibatch(carry, xs):
+    (params, opt_state), critic = carry
+    mb, demo = xs
+    normalizers = (losses.aggregate_normalizer(mb.loss_mask, spec.agg),
+                   None if demo is None else losses.aggregate_normalizer(demo.mask, "token-mean"))
+    loss_fn = lambda p, m, norm: policy_loss(spec, state.step, p, m, norm)
+    grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, demo), normalizers, n_micro)
+    if spec.high_entropy_frac is not None:  # each micro-batch loss is a mean: average them
+      grads = jax.tree.map(lambda x: x / n_micro, grads)
+    params, opt_state = apply_grads(spec, "policy", grads, params, opt_state)
+    metrics = jax.tree.map(jnp.mean, metrics)
+    metrics.update(loss=loss.sum(), grad_norm=optax.tree.norm(grads))
+    if critic_terms:
+      v_params, v_opt_state = critic
+      v_loss_fn = lambda p, m, norm: critic_loss(spec, p, m, norm)
+      v_grads, (v_loss, v_metrics) = accumulated_grads(
+          v_loss_fn, v_params, mb, losses.aggregate_normalizer(mb.mask, spec.agg), n_micro)
+      critic = apply_grads(spec, "critic", v_grads, v_params, v_opt_state)
+      metrics.update(model_metrics(critic_terms, v_loss, v_grads, v_metrics))
+    return ((params, opt_state), critic), metrics
+
+  def epoch(carry, key):
+    if n_mb == 1:  # one minibatch holds every row: the order does not matter
+      minibatches = jax.tree.map(lambda x: x[None], rows)
+    else:
+      perm = jax.random.permutation(key, rows.tokens.shape[0]).reshape(n_mb, -1)
+      minibatches = jax.tree.map(lambda x: x[perm], rows)
+    return jax.lax.scan(minibatch, carry, (minibatches, demos))
+
+  carry = ((state.params, state.opt_state), (state.value_params, state.value_opt_state))
+  ((params, opt_state), (value_params, value_opt_state)), metrics = jax.lax.scan(
+      epoch, carry, jax.random.split(rng, spec.ppo_epochs))
+  state = state.replace(params=params, opt_state=opt_state, value_params=value_params,
+                        value_opt_state=value_opt_state)
+  return state, jax.tree.map(jnp.mean, metrics)
