@@ -1,8 +1,9 @@
 """The default run config every `configs/*.py` starts from, and its validation.
 
-All fields exist here with their defaults, so a typo in `--config.a.b=v` fails at the flag
-parser, and `validate` checks every value against its rule in `RULES` (one per leaf), then the
-relations between fields, before anything compiles.
+All fields exist here with their defaults; `validate` refuses a field that is not one of them
+(a typo in `--config.a.b=v`, with the closest field), checks every value against its rule in
+`RULES` (one per leaf), the method's components and their keyword arguments
+(`algorithms.method.problems`), then the relations between fields, before anything compiles.
 """
 
 from __future__ import annotations
@@ -138,8 +139,13 @@ def base_config() -> ml_collections.ConfigDict:
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """The config a `--config=` flag would give: "configs/quickstart.py" or
   "configs/quickstart.py:tiny" (the part after ':' is `get_config`'s argument). For notebooks,
-  scripts and configs that derive from other configs."""
+  scripts and configs that derive from other configs; a relative path that is not found from
+  the working directory is looked up in the checkout rlvr_jax runs from, so a config file kept
+  anywhere can start from a shipped one."""
   path, arg = (spec, "") if os.path.isfile(spec) else spec.rpartition(":")[::2]
+  checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
+  if not os.path.isfile(path) and not os.path.isabs(path) and os.path.isfile(checkout):
+    path = checkout  # "configs/quickstart.py" from anywhere: the checkout rlvr_jax runs from
   if not os.path.isfile(path):
     raise ValueError(f"config file {path!r} does not exist")
   module_spec = importlib.util.spec_from_file_location(

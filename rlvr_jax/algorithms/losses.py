@@ -34,9 +34,12 @@ def check_aggregation(mode: str) -> str:
   return mode
 
 
-def masked_mean(x: Array, mask: Array) -> Array:
-  """Σ x·m / max(Σ m, 1): the mean over valid entries (0 when there are none)."""
-  return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+def masked_mean(x: Array, mask: Array, *, premasked: bool = False) -> Array:
+  """Σ x·m / max(Σ m, 1): the mean over valid entries (0 when there are none). `premasked`: x
+  is already 0 off the mask, so Σ x is summed as it is (the same value; XLA may order that sum
+  differently from Σ x·m, so metrics keep the form they were recorded with)."""
+  total = jnp.sum(x) if premasked else jnp.sum(x * mask)
+  return total / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def aggregate_normalizer(mask: Array, mode: str) -> Array:

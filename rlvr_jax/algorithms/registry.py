@@ -228,12 +228,24 @@ class Registry(dict):
       raise ValueError(f"{self.kind} {name!r}: trains={trains!r}; valid: {', '.join(TRAINS)}")
 
     def decorator(fn):
-      if name in self:
-        raise ValueError(f"{self.kind} {name!r} is already registered.")
+      if name in self and not _same_source(self[name].fn, fn):
+        raise ValueError(f"{self.kind} {name!r} is already registered (by "
+                         f"{_source(self[name].fn)}).")
       self[name] = Component(self.kind, name, fn, frozenset(needs), trains, tuple(provides),
                              dict(requires or {}), check)
       return fn
     return decorator
+
+
+def _source(fn) -> str:
+  code = getattr(fn, "__code__", None)
+  return f"{getattr(fn, '__qualname__', fn)} in {code.co_filename if code else '?'}"
+
+
+def _same_source(a, b) -> bool:
+  """The same function defined again: a config file that registers a component, loaded twice
+  (a resume in the same process, an evaluation after training) replaces its own entry."""
+  return _source(a) == _source(b)
 
 
 ADVANTAGES: Registry = Registry("advantage")

@@ -1,7 +1,7 @@
 """Resuming a workdir: what changed in the config, and whether its checkpoints still fit.
 
 A config change that keeps the train state's structure (rl.steps, a learning rate) resumes with
-a warning naming the fields; one that changes it (model.d_model, algorithm.kl_coef) is refused
+a warning naming the fields; one that changes it (model.d_model, a KL term's reference) is refused
 before anything runs, since those checkpoints cannot be continued under it.
 """
 
@@ -14,6 +14,8 @@ from typing import Any
 import ml_collections
 from absl import logging
 
+from rlvr_jax import config_legacy
+from rlvr_jax.algorithms.method import Method
 from rlvr_jax.checkpoints.manager import Check, StateMismatchError
 
 
@@ -26,6 +28,23 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return out
 
 
+def resolved(config: dict[str, Any]) -> dict[str, Any]:
+  """A config dict in the new spelling (`config_legacy.translate`) with every component's
+  hyperparameters spelled out, so that two configs meaning the same method compare equal
+  (whether they wrote a default or not, in the old spelling or the new)."""
+  config = config_legacy.translate(config)
+  alg = config.get("algorithm") or {}
+  try:
+    method = Method.from_config(alg)
+  except ValueError:  # e.g. a component this process has not registered: compare as written
+    return config
+  summary = method.summary()
+  alg = dict(alg, advantage_kw=summary["advantage"][method.advantage.name],
+             policy_loss_kw=summary["policy_loss"][method.policy_loss.name],
+             terms=summary["terms"])
+  return dict(config, algorithm=alg)
+
+
 def config_changes(path: str, config: ml_collections.ConfigDict) -> list[str]:
   """"field (old -> new)" for every field of `config` that differs from the config.json at
   `path` (written when the workdir's run started); fault injection (debug.*) and where metrics
@@ -33,8 +52,8 @@ def config_changes(path: str, config: ml_collections.ConfigDict) -> list[str]:
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    old = _flatten(json.load(f))
-  new = _flatten(json.loads(config.to_json_best_effort()))
+    old = _flatten(resolved(json.load(f)))
+  new = _flatten(resolved(json.loads(config.to_json_best_effort())))
   changed = sorted(k for k in old.keys() | new.keys()
                    if old.get(k) != new.get(k) and not k.startswith(("debug.", "logging.")))
   return [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed]

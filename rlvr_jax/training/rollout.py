@@ -337,9 +337,9 @@ def rollout_metrics(ro: Rollout) -> dict[str, Array]:
   metrics = dict(
       **outcome_metrics(ro.rewards), completion_tokens=lengths.mean(),
       completion_tokens_max=lengths.max(),
-      sample_entropy=losses.masked_mean(comp.entropies, mask),
-      adv_abs_mean=losses.masked_mean(jnp.abs(ro.advantages), mask),
-      loss_tokens_frac=losses.masked_mean(ro.loss_mask, mask),
+      sample_entropy=losses.masked_mean(comp.entropies, mask, premasked=True),
+      adv_abs_mean=losses.masked_mean(jnp.abs(ro.advantages), mask, premasked=True),
+      loss_tokens_frac=losses.masked_mean(ro.loss_mask, mask, premasked=True),
       **length_by_outcome(lengths, ro.rewards.reshape(-1)))
   if "index" in ro.batch:  # data.record_example_accuracy (1-shot RLVR's historical variance)
     metrics.update(example_index=ro.batch["index"],
