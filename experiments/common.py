@@ -3,8 +3,17 @@ aggregated over seeds (mean ± standard error), tables and shaded-band plots.
 
 An ablation script defines its variants as config overrides and calls `run_ablation`:
 
-    VARIANTS = {"grpo": {}, "rloo": {"algorithm.advantage": "rloo"}}
+    VARIANTS = {"grpo": {}, "rloo": {"algorithm.advantage": "rloo"},
+                "gae": {"algorithm.advantage": "gae", "algorithm.advantage_kw": {"lam": 0.95},
+                        "algorithm.terms": {"value": {}}}}
     results = common.run_ablation(args, base="configs/quickstart.py", variants=VARIANTS)
+
+Overrides are flattened config paths. A component's hyperparameters live in
+`algorithm.advantage_kw`, `algorithm.policy_loss_kw` and `algorithm.terms` (docs/ALGORITHMS.md):
+a dict value replaces the whole block (so the `gae` variant above turns on the `value` term and
+drops any term the base config lists), a dotted path sets one key and keeps the rest
+(`"algorithm.advantage_kw.verifiable_coef": 1.0`, `"algorithm.terms.kl.coef": 0.01` where the
+base lists `kl`).
 
 For each seed the base config (with `rl.steps = 0`) is trained once into
 `<workdir>/seed<s>/sft`: that run's checkpoint 0 is the SFT policy every variant of the seed

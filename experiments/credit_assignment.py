@@ -13,6 +13,7 @@ variant of a seed starts RL from the same SFT policy (`common.run_ablation`) and
   rloo     leave-one-out mean baseline, token-mean
   tempo    GRPO plus the prefix-tree TD term mean R[B_t] - mean R[P_t] at each token
   ppo_gae  a critic (initialised from the policy trunk) and GAE(gamma=1, lambda=0.95), whitened
+           (advantage "gae" with advantage_kw lam=0.95; the `value` term trains the critic)
 
 Besides accuracy against RL step and RL wall clock, it samples groups from each seed's SFT
 policy and from every final policy and reports the share of valid tokens whose TEMPO advantage
@@ -51,7 +52,9 @@ VARIANTS = {
     "dr_grpo": DR_GRPO,
     "rloo": {"algorithm.advantage": "rloo"},
     "tempo": {"algorithm.advantage": "tempo"},
-    "ppo_gae": {"algorithm.advantage": "gae", "algorithm.lam": 0.95},
+    # GAE reads a critic's values; the `value` term trains it (clipped value loss, defaults).
+    "ppo_gae": {"algorithm.advantage": "gae", "algorithm.advantage_kw": {"lam": 0.95},
+                "algorithm.terms": {"value": {}}},
 }
 
 
@@ -77,14 +80,15 @@ def sample_groups(run: loop.Run, params, *, prompts: int, seed: int):
   return jax.device_get(draw(state, run.device_batch(batch), jax.random.key(seed)))
 
 
-def sign_stats(tokens, mask, rewards, algorithm) -> dict[str, float]:
+def sign_stats(tokens, mask, rewards, eps: float = 1e-6) -> dict[str, float]:
   """Where TEMPO's token advantage and GRPO's have opposite signs (product < 0), as a share of
   all valid tokens and of the valid tokens of groups with mixed rewards (the only ones where
-  either is non-zero), plus how much of each completion its group shares (prefix structure)."""
+  either is non-zero), plus how much of each completion its group shares (prefix structure).
+  Both estimators get the same `eps` (their shared hyperparameter; 1e-6 is their default)."""
   x = registry.AdvantageInputs(rewards=rewards, tokens=tokens, mask=mask,
                                logp=np.zeros(mask.shape, np.float32))
-  grpo = np.asarray(registry.ADVANTAGES["grpo"](x, algorithm))
-  tempo = np.asarray(registry.ADVANTAGES["tempo"](x, algorithm))
+  grpo = np.asarray(registry.ADVANTAGES["grpo"](x, eps=eps))
+  tempo = np.asarray(registry.ADVANTAGES["tempo"](x, eps=eps))
   valid = mask > 0
   mixed = valid & (rewards.std(-1) > 0)[..., None, None]
   flip = (grpo * tempo < 0) & valid
@@ -104,7 +108,7 @@ def sign_stats_of(config, workdir: str, checkpoint: str, *, prompts: int, seed: 
   run = loop.Run(config)
   params, _ = evaluate.restore_params(run, workdir, checkpoint)
   tokens, mask, rewards = sample_groups(run, params, prompts=prompts, seed=seed)
-  return sign_stats(tokens, mask, rewards, run.config.algorithm)
+  return sign_stats(tokens, mask, rewards)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ over the whole range; W-REINFORCE (+0.1 on correct, −1 on wrong) balances both
 Task and model: configs/quickstart.py (3-digit addition with a scratchpad, 2-layer d=96 model, SFT
 to 50% held-out greedy accuracy). Every variant of a seed starts RL from that seed's SFT checkpoint
 (experiments/common.py) and differs only in `algorithm.advantage` (registry names `grpo`, `psr`,
-`nsr`, `w_reinforce` with `algorithm.positive_weight = 0.1`, `negative_weight = 1`); PPO clip 0.2,
-token-mean, as in the paper. After RL, each final policy (and each seed's SFT policy) samples
-n = 256 completions at T = 1 for each of the first `--passk_prompts` held-out prompts; pass@k is
-the library's unbiased estimator (rlvr_jax.evaluation.pass_at_k) averaged over prompts, then
-mean ± SE over seeds.
+`nsr`, `w_reinforce` with `algorithm.advantage_kw = dict(positive_weight=0.1,
+negative_weight=1.0)`, the estimator's defaults written out); PPO clip 0.2, token-mean, as in the
+paper. After RL, each final policy (and each seed's SFT policy) samples n = 256 completions at
+T = 1 for each of the first `--passk_prompts` held-out prompts; pass@k is the library's unbiased
+estimator (rlvr_jax.evaluation.pass_at_k) averaged over prompts, then mean ± SE over seeds.
 
 The default workdir is shared with experiments/high_entropy.py: both use the quickstart with the
 same RL steps, so their SFT runs and their `grpo` runs are the same runs and are trained once.
@@ -42,7 +42,8 @@ VARIANTS = {"grpo": {},
             "psr": {"algorithm.advantage": "psr"},
             "nsr": {"algorithm.advantage": "nsr"},
             "w_reinforce": {"algorithm.advantage": "w_reinforce",
-                            "algorithm.positive_weight": 0.1, "algorithm.negative_weight": 1.0}}
+                            "algorithm.advantage_kw": {"positive_weight": 0.1,
+                                                       "negative_weight": 1.0}}}
 TABLE_KS = (1, 4, 16, 64, 256)
 
 

@@ -8,13 +8,13 @@ scratchpad's columns are the reasoning steps (configs/pure_addition.py). For eac
 run (experiments/common.py) and one PRM run (`<workdir>/seed<s>/prm`: the PRM trained on that
 SFT policy's samples, then frozen) are shared: every variant starts RL from the SFT checkpoint
 (`sft.init_from`) and every PRM variant scores with the same PRM (`prm.init_from`), so variants
-differ only in `algorithm.advantage` and `algorithm.verifiable_coef`:
+differ only in `algorithm.advantage` and `algorithm.advantage_kw.verifiable_coef`:
 
   grpo    outcome reward only (the quickstart)
   min     pure_min: min-form step rewards (softmax(-r/0.1) weights) + 5 x verifiable reward
   strict  pure_min_strict: running-min step rewards + 5 x verifiable reward
   sum     pure_sum: summed step rewards + 5 x verifiable reward (the paper's hacked contrast)
-  *-vr1   the same with the verifiable reward weighted 1 (algorithm.verifiable_coef=1)
+  *-vr1   the same with the verifiable reward weighted 1 (algorithm.advantage_kw.verifiable_coef=1)
 
 By default the strict variants are left out (the paper's comparison is min vs sum; 7 variants x
 3 seeds at 400 steps take ~50 minutes here, over the 45-minute budget): add them with
@@ -46,9 +46,9 @@ from rlvr_jax.training import loop  # noqa: E402
 
 NAME = "pure_min_vs_sum"
 BASE = "configs/quickstart.py"
-PURE = "configs/pure_addition.py"  # verifiable_coef 5 by default; "-vr1" sets it to 1
+PURE = "configs/pure_addition.py"  # advantage_kw.verifiable_coef 5; "-vr1" sets it to 1
 OUT = os.path.join(ROOT, "experiments", "results", NAME)
-_VR1 = {"algorithm.verifiable_coef": 1.0}
+_VR1 = {"algorithm.advantage_kw.verifiable_coef": 1.0}
 VARIANTS = {"grpo": {}, "min": {}, "strict": {}, "sum": {},
             "min-vr1": _VR1, "strict-vr1": _VR1, "sum-vr1": _VR1}
 DEFAULT = ("grpo", "min", "sum", "min-vr1", "sum-vr1")

@@ -18,6 +18,7 @@ FINAL_OUTPUT = {
     "credit_assignment.ipynb": "80/20 mask keeps",
     "evaluation.ipynb": "pass@1",
     "custom_reward.ipynb": "digit_sum: held-out greedy accuracy",
+    "your_own_method.ipynb": "your method: held-out greedy accuracy",
 }
 
 

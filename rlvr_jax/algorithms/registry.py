@@ -238,13 +238,13 @@ class Registry(dict):
 
 
 def _source(fn) -> str:
-  code = getattr(fn, "__code__", None)
-  return f"{getattr(fn, '__qualname__', fn)} in {code.co_filename if code else '?'}"
+  return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
 
 
 def _same_source(a, b) -> bool:
-  """The same function defined again: a config file that registers a component, loaded twice
-  (a resume in the same process, an evaluation after training) replaces its own entry."""
+  """The same function defined again replaces its entry: a config file that registers a
+  component, loaded twice (a resume in the same process, an evaluation after training), or a
+  notebook cell run again."""
   return _source(a) == _source(b)
 
 
