@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from rlvr_jax import models, sampling
+from rlvr_jax.algorithms import losses
 from rlvr_jax.sampling import partial
 
 
@@ -151,7 +152,7 @@ def metrics(train: RolloutBuffer, buffer: RolloutBuffer, stale: jax.Array, step:
   mask = train.part.mask
   return dict(
       decode_steps=decode_steps,
-      april_stale_token_frac=jnp.sum(stale * mask) / jnp.maximum(mask.sum(), 1),
+      april_stale_token_frac=losses.masked_mean(stale, mask),
       april_resumed_group_frac=jnp.mean(stale.reshape(train.born.shape[0], -1).max(-1)),
       april_policy_lag_max=jnp.max(step - train.born),
       april_buffer_tokens=jnp.mean(buffer.part.mask.sum(-1)))

@@ -348,7 +348,7 @@ def rollout_metrics(ro: Rollout) -> dict[str, Array]:
     step_end = ro.step_end
     metrics.update(
         steps_per_completion=step_end.sum(-1).mean(),
-        prm_step_reward_mean=ro.step_rewards.sum() / jnp.maximum(step_end.sum(), 1),
+        prm_step_reward_mean=losses.masked_mean(ro.step_rewards, step_end, premasked=True),
         prm_min_step_reward_mean=jnp.min(jnp.where(step_end > 0, ro.step_rewards, 1.0),
                                          -1).mean())
   return metrics

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import optax
 
 from rlvr_jax import models
-from rlvr_jax.training.rl_step import completion_logprobs
+from rlvr_jax.algorithms import losses
+from rlvr_jax.training.forward import completion_logprobs
 from rlvr_jax.training.state import TrainState
 
 
@@ -18,7 +19,7 @@ def make_sft_step(model_config: models.ModelConfig, optimizer: optax.GradientTra
     logp, _ = completion_logprobs(model_config, params, batch["prompt_ids"],
                                   batch["prompt_mask"], batch["demo_ids"], batch["demo_mask"])
     mask = batch["demo_mask"]
-    nll = -jnp.sum(logp * mask) / jnp.maximum(mask.sum(), 1.0)
+    nll = -losses.masked_mean(logp, mask)
     seq_acc = jnp.mean(jnp.all((logp > jnp.log(0.5)) | (mask == 0), axis=-1))
     return nll, {"sft_loss": nll, "sft_confident_seq_frac": seq_acc}
 
