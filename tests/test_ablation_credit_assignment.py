@@ -2,7 +2,7 @@
 
 import json
 
-from tests.helpers import run_experiment_tiny
+from tests.helpers import assert_matches_golden, golden_runs, run_experiment_tiny
 
 
 def test_credit_assignment_tiny_writes_every_output(tmp_path):
@@ -21,3 +21,5 @@ def test_credit_assignment_tiny_writes_every_output(tmp_path):
   assert "| tempo |" in table and "opposite sign" in table
   for png in ("accuracy.png", "accuracy_wall.png"):
     assert (out / png).stat().st_size > 0
+  # Every run's metrics rows (all metrics.jsonl under the workdir), exactly as recorded.
+  assert_matches_golden("ablation_credit_assignment", golden_runs(work))

@@ -2,7 +2,7 @@
 
 import json
 
-from tests.helpers import run_experiment_tiny
+from tests.helpers import assert_matches_golden, golden_runs, run_experiment_tiny
 
 
 def test_high_entropy_tiny(tmp_path):
@@ -19,3 +19,5 @@ def test_high_entropy_tiny(tmp_path):
   assert "| top20 |" in table and "| bottom80 |" in table and "top 20%" in table
   for png in ("curves.png", "forking_tokens.png"):
     assert (out / png).stat().st_size > 0
+  # Every run's metrics rows (all metrics.jsonl under the workdir), exactly as recorded.
+  assert_matches_golden("ablation_high_entropy", golden_runs(workdir))

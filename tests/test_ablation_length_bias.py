@@ -2,7 +2,7 @@
 
 import json
 
-from tests.helpers import run_experiment_tiny
+from tests.helpers import assert_matches_golden, golden_runs, run_experiment_tiny
 
 
 def test_length_bias_tiny_writes_every_output(tmp_path):
@@ -20,3 +20,5 @@ def test_length_bias_tiny_writes_every_output(tmp_path):
   assert "| grpo_seqmean |" in table and "| dr_grpo |" in table
   for png in ("lengths.png", "accuracy.png"):
     assert (out / png).stat().st_size > 0
+  # Every run's metrics rows (all metrics.jsonl under the workdir), exactly as recorded.
+  assert_matches_golden("ablation_length_bias", golden_runs(work))

@@ -2,7 +2,7 @@
 
 import json
 
-from tests.helpers import run_experiment_tiny
+from tests.helpers import assert_matches_golden, golden_runs, run_experiment_tiny
 
 
 def test_negative_reinforcement_tiny(tmp_path):
@@ -18,3 +18,5 @@ def test_negative_reinforcement_tiny(tmp_path):
   assert "pass@1" in table and "| nsr |" in table and "| sft |" in table
   for png in ("pass_at_k.png", "accuracy.png"):
     assert (out / png).stat().st_size > 0
+  # Every run's metrics rows (all metrics.jsonl under the workdir), exactly as recorded.
+  assert_matches_golden("ablation_negative_reinforcement", golden_runs(workdir))

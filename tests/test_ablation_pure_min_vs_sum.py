@@ -3,7 +3,7 @@ one PRM a seed shared by the variants."""
 
 import json
 
-from tests.helpers import run_experiment_tiny
+from tests.helpers import assert_matches_golden, golden_runs, run_experiment_tiny
 
 
 def test_pure_min_vs_sum_tiny_writes_every_output(tmp_path):
@@ -32,3 +32,5 @@ def test_pure_min_vs_sum_tiny_writes_every_output(tmp_path):
   assert "| (SFT start) |" in table
   assert "| min | 0,1 |" in table.split("Paired by seed")[1]
   assert (out / "curves.png").stat().st_size > 0
+  # Every run's metrics rows (all metrics.jsonl under the workdir), exactly as recorded.
+  assert_matches_golden("ablation_pure_min_vs_sum", golden_runs(work))

@@ -4,7 +4,7 @@ downloaded)."""
 
 import json
 
-from tests.helpers import run_experiment_tiny
+from tests.helpers import assert_matches_golden, golden_runs, run_experiment_tiny
 
 
 def _check_eval(ev: dict, n: int, prompts: int) -> None:
@@ -47,3 +47,5 @@ def test_rl_expands_reasoning_tiny_writes_every_output(tmp_path):
     assert sum(line.startswith(f"| {seed} | ") for line in per_seed.splitlines()) == 1
   for png in ("passk_synthetic.png", "passk_smollm2.png"):
     assert (out / png).stat().st_size > 0
+  # Every run's metrics rows (all metrics.jsonl under the workdir), exactly as recorded.
+  assert_matches_golden("ablation_rl_expands_reasoning", golden_runs(work))
