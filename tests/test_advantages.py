@@ -7,12 +7,12 @@ import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from rlvr_jax.algorithms import advantages as A
-from rlvr_jax import configs_base
+from rlvr_jax.algorithms import losses
+from rlvr_jax.algorithms import method
 from rlvr_jax.algorithms import registry
 
 EPS = 1e-6
@@ -400,7 +400,21 @@ def test_whiten_of_equal_values_is_exactly_zero():
     assert np.all(np.asarray(A.whiten(x, mask)) == 0), v
 
 
-@pytest.mark.parametrize("name", sorted(configs_base.GROUP_BASELINE_ESTIMATORS))
+# Estimators with a group baseline (they need "group"); lite_ppo's group-mean baseline is scaled
+# by a batch statistic: an all-equal group still gets 0, but its rewards move the other groups'
+# scale.
+_GROUP_BASELINE = sorted(n for n, c in registry.ADVANTAGES.items()
+                         if "group" in c.needs and n != "lite_ppo")
+_PRM = sorted(n for n, c in registry.ADVANTAGES.items() if "step_rewards" in c.needs)
+
+
+def _only_hyperparameters(name, **kw):
+  """The keywords of `kw` that estimator `name` takes."""
+  hp = registry.ADVANTAGES[name].hyperparameters
+  return {k: v for k, v in kw.items() if k in hp}
+
+
+@pytest.mark.parametrize("name", _GROUP_BASELINE)
 @pytest.mark.parametrize("g", [2, 7, 64])
 def test_a_group_of_equal_rewards_carries_no_signal(name, g):
   """Every group-baseline estimator: a group of equal rewards [v] × G gives exactly the same
@@ -409,13 +423,13 @@ def test_a_group_of_equal_rewards_carries_no_signal(name, g):
   row is not 0; its group baseline on the verifiable reward (leave-one-out) must cancel. PRIME's
   implicit process rewards do not depend on the outcome: its outcome source must cancel."""
   x = _inputs(seed=g, b=2, g=g)
-  cfg = ml_collections.ConfigDict({"kl_penalty_coef": 0.01, "verifiable_coef": 1.0})
-  run = jax.jit(lambda x: registry.ADVANTAGES[name](x, cfg))
+  kw = _only_hyperparameters(name, kl_coef=0.01, verifiable_coef=1.0)
+  run = jax.jit(lambda x: registry.ADVANTAGES[name](x, **kw))
   first_group = lambda v: x.replace(rewards=x.rewards.at[0].set(v))
   want = np.asarray(run(first_group(0.0)))
   for v in _EQUAL_VALUES:
     np.testing.assert_array_equal(run(first_group(v)), want, err_msg=f"{v}")
-  if name not in configs_base.PRM_ESTIMATORS and name != "prime":
+  if name not in _PRM and name != "prime":
     no_kl = x.replace(ref_logp=None)
     for v in _EQUAL_VALUES:
       got = run(no_kl.replace(rewards=jnp.full((2, g), v, jnp.float32)))
@@ -452,16 +466,16 @@ def _inputs(seed=11, b=2, g=4, t=6):
 @pytest.mark.parametrize("name", sorted(registry.ADVANTAGES))
 def test_every_registered_advantage_is_token_level_and_jittable(name):
   x = _inputs()
-  cfg = ml_collections.ConfigDict({"advantage": name, "eps": 1e-6})
-  adv = jax.jit(lambda x: registry.ADVANTAGES[name](x, cfg))(x)
+  kw = _only_hyperparameters(name, eps=1e-6)
+  adv = jax.jit(lambda x: registry.ADVANTAGES[name](x, **kw))(x)
   assert adv.shape == x.mask.shape and adv.dtype == jnp.float32
   assert np.all(np.isfinite(adv)) and np.all(np.asarray(adv)[np.asarray(x.mask) == 0] == 0)
 
 
 def test_registry_adapters_use_the_library_functions():
   x = _inputs()
-  cfg = ml_collections.ConfigDict({"kl_penalty_coef": 0.0})
-  adv = lambda n: jax.jit(lambda x: registry.ADVANTAGES[n](x, cfg))(x)
+  adv = lambda n: jax.jit(lambda x: registry.ADVANTAGES[n](
+      x, **_only_hyperparameters(n, kl_coef=0.0)))(x)
   np.testing.assert_allclose(adv("grpo"), grpo(x.rewards)[..., None] * x.mask)
   np.testing.assert_allclose(adv("dr_grpo"), (x.rewards - x.rewards.mean(-1, keepdims=True))
                              [..., None] * x.mask, atol=1e-6)
@@ -476,18 +490,19 @@ def test_registry_unknown_names_and_registration():
   with pytest.raises(ValueError, match="tempo"):
     registry.ADVANTAGES["nope"]
   with pytest.raises(ValueError, match="seq-mean-token-sum-norm"):
-    registry.check_aggregation("nope")
-  with pytest.raises(ValueError, match="needs AdvantageInputs.values"):
-    registry.ADVANTAGES["gae"](_inputs().replace(values=None), {})
+    losses.check_aggregation("nope")
+  # An estimator whose input nothing provides is refused before anything runs.
+  assert any("advantage 'gae' reads critic values" in p
+             for p in method.problems({"advantage": "gae", "policy_loss": "ppo"}))
 
   @registry.register_advantage("test_only_constant")
-  def _constant(x, cfg):
-    return x.mask * cfg.get("value", 2.0)
+  def _constant(x, *, value=2.0):
+    return x.mask * value
 
   try:
-    np.testing.assert_array_equal(registry.ADVANTAGES["test_only_constant"](_inputs(), {}),
+    np.testing.assert_array_equal(registry.ADVANTAGES["test_only_constant"](_inputs()),
                                   2.0 * _inputs().mask)
     with pytest.raises(ValueError, match="already registered"):
-      registry.register_advantage("test_only_constant")(_constant)
+      registry.register_advantage("test_only_constant")(lambda x: x.mask)
   finally:
     del registry.ADVANTAGES["test_only_constant"]

@@ -183,7 +183,7 @@ def _run(**overrides):
 
 
 def test_april_step_traced_once_without_host_transfers_and_carries_the_buffer(tmp_path):
-  run = _run(**{"algorithm.kl_coef": 0.01})
+  run = _run(**{"algorithm.terms.kl": dict(coef=0.01)})
   it = iter(run.dataset("train", run.config.rl.batch_size, seed=0, shuffle=True, size=1000))
   state = run.prime_rollouts(run.make_rl_state(run.init_params()), it)
   b, g = run.config.rl.batch_size, run.config.rl.group_size

@@ -96,16 +96,22 @@ def test_phi_is_bounded_and_vanishes_at_the_ends(p):
 def test_config_checks_name_the_field():
   def bad(**fields):
     c = load_config()
-    c.algorithm.update(fields)
+    with c.unlocked():
+      c.algorithm.update(fields)
     with pytest.raises(ValueError) as e:
       configs_base.validate(c)
     return str(e.value)
 
-  assert "algorithm.chord_phi" in bad(chord_phi=True)
-  assert "algorithm.chord_mu_end" in bad(chord=True, chord_mu_start=0.1, chord_mu_end=0.5)
-  assert "algorithm.chord_mu_start" in bad(chord=True, chord_mu_start=1.5)
+  # CHORD's hyperparameters live in its term: written anywhere else (CHORD off), refused.
+  why = bad(policy_loss_kw=dict(phi=True))
+  assert "config.algorithm.policy_loss_kw:" in why and "'phi'" in why
+  why = bad(terms=dict(chord=dict(mu_start=0.1, mu_end=0.5)))
+  assert "config.algorithm.terms.chord:" in why and "mu_end" in why
+  why = bad(terms=dict(chord=dict(mu_start=1.5)))
+  assert "config.algorithm.terms.chord:" in why and "'mu_start'" in why
   c = load_config()
-  c.algorithm.chord = True
+  with c.unlocked():
+    c.algorithm.terms.chord = dict()
   c.rl.update(batch_size=6, minibatches=4)  # 24 rollouts split, but 6 demos do not
   with pytest.raises(ValueError, match="rl.batch_size"):
     configs_base.validate(c)
@@ -117,8 +123,9 @@ def test_chord_update_is_the_mixed_gradient():
   of the demonstrations), both computed here through an independent teacher-forced forward;
   two micro-batches, so the accumulation over them is checked too."""
   config = load_config()
-  config.algorithm.update(advantage="nsr", chord=True, chord_phi=True, chord_mu_start=0.3,
-                          chord_mu_end=0.3, chord_mu_decay_steps=0)
+  with config.unlocked():
+    config.algorithm.update(advantage="nsr", terms=dict(chord=dict(
+        phi=True, mu_start=0.3, mu_end=0.3, mu_decay_steps=0)))
   config.rl.microbatches = 2
   run = loop.Run(config)
   sgd = optax.sgd(1.0)

@@ -100,8 +100,8 @@ def _one_error_line(proc, *parts: str) -> str:
 def test_unknown_override_key_is_one_line_with_the_nearest_field(tmp_path, module):
   workdir, before = _earlier_run(tmp_path)
   proc = _main("--config.rl.grop_size=4", workdir=workdir, module=module)
-  _one_error_line(proc, "--config.rl.grop_size: config.rl has no field 'grop_size'; "
-                  "did you mean config.rl.group_size?")
+  _one_error_line(proc, "config.rl.grop_size: is not a field of the run config (did you mean "
+                  "'rl.group_size'?)")
   assert _files(workdir) == before
 
 
@@ -113,8 +113,9 @@ def test_unknown_override_names_the_missing_group(tmp_path):
 
 def test_rl_only_field_fails_before_sft(tmp_path):
   workdir, before = _earlier_run(tmp_path)
-  proc = _main("--config.algorithm.kl_kind=k9", "--config.algorithm.kl_coef=0.1", workdir=workdir)
-  _one_error_line(proc, "config.algorithm.kl_kind: must be one of 'k1', 'k2', 'k3', 'abs'")
+  proc = _main("--config.algorithm.terms.kl={'coef': 0.1, 'kind': 'k9'}", workdir=workdir)
+  _one_error_line(proc, "config.algorithm.terms.kl: term 'kl': 'kind' must be one of "
+                  "('k1', 'k2', 'k3', 'abs')")
   assert _files(workdir) == before  # no SFT metrics, no checkpoint 0
 
 

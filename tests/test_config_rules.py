@@ -65,22 +65,16 @@ def test_a_field_without_a_rule_is_refused():
   config = load_config()
   config.unlock()
   config.rl.new_knob = 3
-  with pytest.raises(ValueError, match=r"config\.rl\.new_knob: has no validation rule"):
+  with pytest.raises(ValueError, match=r"config\.rl\.new_knob: is not a field of the run config, "
+                     r"or has no validation rule"):
     configs_base.validate(config)
 
 
 # The values of issue 10 that used to be accepted and failed late (or never).
 @pytest.mark.parametrize("path,value,reason", [
     ("rl.max_new_tokens", -1, ">= 0"),
-    ("algorithm.kl_kind", "k9", "one of 'k1', 'k2', 'k3', 'abs'"),
-    ("algorithm.dual_clip", 0.5, "> 1 or None"),
-    ("algorithm.clip_low", -0.1, r"in \[0, 1\)"),
-    ("algorithm.clip_low", 1.0, r"in \[0, 1\)"),
     ("rl.ppo_epochs", 0, ">= 1"),
     ("rl.top_k", -1, ">= 0"),
-    ("algorithm.overlong_buffer_len", -4, ">= 0"),
-    ("algorithm.kl_coef", -0.01, ">= 0"),
-    ("algorithm.pure_temperature", 0.0, "> 0"),
     ("rl.optimizer.schedule", "cosin", "one of 'constant', 'cosine'"),
     ("task.name", "additon", "one of"),
     ("algorithm.high_entropy_frac", 0.0, r"in \(0, 1\]"),
@@ -98,12 +92,40 @@ def test_rule_refuses(path, value, reason):
     configs_base.validate(config)
 
 
+# The same values of issue 10 for the method's hyperparameters, now each component's range.
+@pytest.mark.parametrize("algorithm,field,reason", [
+    (dict(terms=dict(kl=dict(kind="k9"))), "algorithm.terms.kl",
+     r"term 'kl': 'kind' must be one of \('k1', 'k2', 'k3', 'abs'\)"),
+    (dict(policy_loss_kw=dict(dual_clip=0.5)), "algorithm.policy_loss_kw",
+     r"policy loss 'ppo': 'dual_clip' must be > 1, got 0.5"),
+    (dict(policy_loss_kw=dict(clip_low=-0.1)), "algorithm.policy_loss_kw",
+     r"policy loss 'ppo': 'clip_low' must be in \[0, 1\), got -0.1"),
+    (dict(policy_loss_kw=dict(clip_low=1.0)), "algorithm.policy_loss_kw",
+     r"policy loss 'ppo': 'clip_low' must be in \[0, 1\), got 1.0"),
+    (dict(advantage="dapo", advantage_kw=dict(overlong_buffer_len=-4)), "algorithm.advantage_kw",
+     r"advantage 'dapo': 'overlong_buffer_len' must be >= 0, got -4"),
+    (dict(terms=dict(kl=dict(coef=-0.01))), "algorithm.terms.kl",
+     r"term 'kl': 'coef' must be >= 0, got -0.01"),
+    (dict(advantage="pure_min", advantage_kw=dict(temperature=0.0)), "algorithm.advantage_kw",
+     r"advantage 'pure_min': 'temperature' must be > 0, got 0.0"),
+])
+def test_component_rule_refuses(algorithm, field, reason):
+  config = load_config()
+  with config.unlocked():
+    config.algorithm.update(algorithm)
+  with pytest.raises(ValueError, match=rf"^config\.{re.escape(field)}: {reason}"):
+    configs_base.validate(config)
+
+
 def test_overlong_buffer_must_fit_the_completion_budget():
   config = load_config()
-  config.algorithm.update(max_len=16, overlong_buffer_len=17)
-  with pytest.raises(ValueError, match=r"config\.algorithm\.overlong_buffer_len: 17 is longer"):
+  with config.unlocked():
+    config.algorithm.update(max_len=16, advantage="dapo",
+                            advantage_kw=dict(overlong_buffer_len=17))
+  with pytest.raises(ValueError,
+                     match=r"config\.algorithm\.advantage_kw\.overlong_buffer_len: 17 is longer"):
     configs_base.validate(config)
-  config.algorithm.overlong_buffer_len = 16
+  config.algorithm.advantage_kw.overlong_buffer_len = 16
   configs_base.validate(config)
 
 
@@ -117,7 +139,7 @@ def test_inverted_entropy_mask_needs_a_fraction():
 
 
 def test_an_estimator_registered_after_import_is_accepted():
-  registry.register_advantage("test_only_estimator")(lambda x, cfg: None)
+  registry.register_advantage("test_only_estimator")(lambda x: None)
   try:
     config = load_config()
     config.algorithm.advantage = "test_only_estimator"

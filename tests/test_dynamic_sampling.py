@@ -117,7 +117,8 @@ def test_fill_inside_the_compiled_step_learns_on_b_kept_groups():
 
 @pytest.mark.parametrize("overrides", [
     {"algorithm.advantage": "dapo", "algorithm.dynamic_sampling": "mask",
-     "algorithm.overlong_buffer_len": 2, "algorithm.clip_high": 0.28},
+     "algorithm.advantage_kw.overlong_buffer_len": 2,
+     "algorithm.policy_loss_kw.clip_high": 0.28},
     {"algorithm.advantage": "lite_ppo", "algorithm.policy_loss": "cispo", "rl.minibatches": 2},
 ])
 def test_new_estimators_run_inside_the_compiled_step(overrides):
@@ -140,7 +141,8 @@ def test_new_estimators_run_inside_the_compiled_step(overrides):
     ({"dynamic_sampling": "fill", "oversample_factor": 1}, "oversample_factor", ">= 2"),
     ({"overlong_filter": True}, "overlong_filter", "ignore_eos"),
     ({"advantage": "lite_ppo", "loss_agg": "seq-mean-token-mean"}, "loss_agg", "token-mean"),
-    ({"cispo_clip_low": 1.5}, "cispo_clip_low", r"\[0, 1\]"),
+    ({"policy_loss": "cispo", "policy_loss_kw": dict(clip_low=1.5)}, "policy_loss_kw",
+     r"policy loss 'cispo': 'clip_low' must be in \[0, 1\]"),
 ])
 def test_bad_config_names_the_field(overrides, field, hint):
   config = load_config()

@@ -6,13 +6,13 @@ import hypothesis
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from rlvr_jax import configs_base
 from rlvr_jax.algorithms import advantages as A
 from rlvr_jax.algorithms import losses as L
+from rlvr_jax.algorithms import method
 from rlvr_jax.algorithms import registry
 from tests.test_losses import ref_aggregate
 
@@ -58,7 +58,7 @@ def test_lite_ppo_registry_broadcasts_over_valid_tokens_only():
   mask = (np.arange(t) < lengths[..., None]).astype(np.float32)
   x = registry.AdvantageInputs(rewards=jnp.asarray(rewards), tokens=jnp.zeros((b, g, t), jnp.int32),
                                mask=jnp.asarray(mask), logp=jnp.zeros((b, g, t)))
-  got = np.asarray(registry.ADVANTAGES["lite_ppo"](x, ml_collections.ConfigDict({"eps": 1e-6})))
+  got = np.asarray(registry.ADVANTAGES["lite_ppo"](x, eps=1e-6))
   seq = ref_lite_ppo(rewards)
   want = np.zeros((b, g, t))
   for i, j, k in np.ndindex(b, g, t):
@@ -150,9 +150,11 @@ def test_cispo_other_aggregations_and_exact_accumulation():
 
 def test_cispo_is_registered_with_its_own_clip_fields():
   cfg = configs_base.base_config().algorithm
-  assert (cfg.cispo_clip_low, cfg.cispo_clip_high) == (1.0, 4.0)
-  cfg.update(policy_loss="cispo", clip_low=0.2, clip_high=0.2)  # PPO's clips are not read
+  cfg.policy_loss = "cispo"  # PPO's clips (0.2, 0.2) are not read: CISPO's own defaults are
+  cispo = method.Method.from_config(cfg).policy_loss
+  assert (cispo.kw["clip_low"], cispo.kw["clip_high"]) == (1.0, 4.0)
   logp, old_logp, adv, mask = _cispo_batch(5)
-  got, _ = registry.POLICY_LOSSES["cispo"](logp, old_logp, adv, mask, cfg)
+  got, _ = cispo(logp, old_logp, adv, mask, normalizer=None, agg=cfg.loss_agg,
+                 max_len=cfg.max_len)
   tok, _ = ref_cispo(logp, old_logp, adv, mask, 1.0, 4.0)
   np.testing.assert_allclose(got, ref_aggregate(tok, mask, "token-mean"), rtol=1e-5)

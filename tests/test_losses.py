@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rlvr_jax.algorithms import losses as L
+from rlvr_jax.algorithms import method
 from rlvr_jax.algorithms import registry
 
 MODES = L.AGGREGATIONS
@@ -181,10 +182,12 @@ def test_gspo_refuses_any_other_aggregation():
     validate(cfg)
   for mode in set(MODES) - {L.GSPO_AGGREGATION}:
     with pytest.raises(ValueError, match="gspo"):
-      registry.POLICY_LOSSES["gspo"](logp, old_logp, adv, mask, {"loss_agg": mode})
+      method.Method.from_config({"advantage": "grpo", "policy_loss": "gspo", "loss_agg": mode})
   cfg.algorithm.loss_agg = L.GSPO_AGGREGATION
   validate(cfg)
-  got, _ = registry.POLICY_LOSSES["gspo"](logp, old_logp, adv, mask, cfg.algorithm)
+  got, _ = method.Method.from_config(cfg.algorithm).policy_loss(
+      logp, old_logp, adv, mask, normalizer=None, agg=cfg.algorithm.loss_agg,
+      max_len=cfg.algorithm.max_len)
   np.testing.assert_allclose(got, ref_gspo(logp, old_logp, adv, mask, 3e-4, 4e-4), rtol=1e-5)
 
 
@@ -283,8 +286,8 @@ def test_policy_loss_vmaps_over_groups_and_registry():
   want = [L.policy_loss(*(a[3 * g:3 * g + 3] for a in (logp, old_logp, adv, mask)))[0]
           for g in range(2)]
   np.testing.assert_allclose(per_group, want, rtol=1e-6)
-  cfg = {"clip_high": 0.28, "loss_agg": "seq-mean-token-mean"}
-  loss, _ = registry.POLICY_LOSSES["ppo"](logp, old_logp, adv, mask, cfg)
+  loss, _ = registry.POLICY_LOSSES["ppo"](logp, old_logp, adv, mask, agg="seq-mean-token-mean",
+                                          clip_high=0.28)
   np.testing.assert_allclose(
       loss, L.policy_loss(logp, old_logp, adv, mask, clip_high=0.28,
                           agg="seq-mean-token-mean")[0])
@@ -303,7 +306,9 @@ def test_gspo_from_the_default_config_uses_gspo_clip_ranges():
   # Sequence ratios of exp(0.01) ~ 1.01: outside GSPO's [1 - 3e-4, 1 + 4e-4], inside PPO's 0.2.
   logp = old_logp + 0.01
   adv, mask = jnp.ones((4, 6)), jnp.ones((4, 6))
-  got = jax.grad(lambda lp: registry.POLICY_LOSSES["gspo"](lp, old_logp, adv, mask, cfg)[0])(logp)
+  gspo = method.Method.from_config(cfg).policy_loss
+  got = jax.grad(lambda lp: gspo(lp, old_logp, adv, mask, normalizer=None, agg=cfg.loss_agg,
+                                 max_len=cfg.max_len)[0])(logp)
   want = jax.grad(lambda lp: L.gspo_loss(lp, old_logp, adv, mask, clip_low=3e-4,
                                          clip_high=4e-4)[0])(logp)
   np.testing.assert_allclose(got, want, atol=1e-7)

@@ -10,7 +10,9 @@ import pytest
 
 from rlvr_jax import configs_base, models
 from rlvr_jax.algorithms import advantages as adv_lib
+from rlvr_jax.algorithms import method
 from rlvr_jax.algorithms import registry
+from rlvr_jax.algorithms import terms
 from rlvr_jax.rewards import implicit_prm
 from rlvr_jax.training import rl_step as rl_step_lib
 from rlvr_jax.training.state import create_state
@@ -86,11 +88,13 @@ def test_registry_prime_needs_the_process_rewards():
   rewards, process, mask = _case(np.random.default_rng(2), (2,), 3, 4)
   x = registry.AdvantageInputs(rewards=rewards, tokens=np.zeros(mask.shape, np.int32),
                                mask=mask, logp=np.zeros_like(mask))
-  with pytest.raises(ValueError, match="process_rewards"):
-    registry.ADVANTAGES["prime"](x, load_config().algorithm)
+  assert "process_rewards" in registry.ADVANTAGES["prime"].needs
   cfg = load_config().algorithm
-  cfg.update(prime_process_coef=2.0, prime_outcome_coef=3.0)
-  got = registry.ADVANTAGES["prime"](x.replace(process_rewards=process), cfg)
+  cfg.advantage = "prime"  # without the term that provides them: refused before anything runs
+  with pytest.raises(ValueError, match="advantage 'prime' reads process rewards"):
+    method.Method.from_config(cfg)
+  got = registry.ADVANTAGES["prime"](x.replace(process_rewards=process), process_coef=2.0,
+                                     outcome_coef=3.0)
   want = _prime_reference(rewards, process, mask, 2.0, 3.0)
   np.testing.assert_allclose(np.asarray(got), want, atol=2e-4, rtol=1e-4)
 
@@ -127,8 +131,9 @@ def _log_softmax(x):
 
 
 def test_prm_loss_on_a_tiny_model_matches_numpy_log_probs():
-  """`implicit_prm_loss` reads the completion log-probs of a real (tiny) model: check its value
-  and token rewards against log-softmax of the full-sequence logits, computed in numpy."""
+  """The `prime` term on the completion log-probs of a real (tiny) model (as
+  `rollout.implicit_prm_update` runs it): check its value and token rewards against log-softmax
+  of the full-sequence logits, computed in numpy."""
   mc = models.ModelConfig(vocab_size=11, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1,
                           d_ff=32)
   params = models.init_params(mc, jax.random.key(0))
@@ -153,8 +158,12 @@ def test_prm_loss_on_a_tiny_model_matches_numpy_log_probs():
   want = -np.sum(labels * np.log(prob) + (1 - labels) * np.log(1 - prob)) / n
   mb = dict(prompt_ids=prompts, prompt_mask=np.ones_like(prompts, np.float32), tokens=tokens,
             mask=mask, ref_logp=(ref_logp * mask).astype(np.float32), labels=labels)
-  loss, r_nt = rl_step_lib.implicit_prm_loss(params, mb, n, model_config=mc, beta=beta,
-                                             temperature=1.0)
+  logp, _ = rl_step_lib.completion_logprobs(mc, params, mb["prompt_ids"], mb["prompt_mask"],
+                                            mb["tokens"], mb["mask"], 1.0)
+  ctx = registry.ImplicitPRMContext(logp=logp, ref_logp=mb["ref_logp"], mask=mb["mask"],
+                                    labels=mb["labels"], normalizer=n)
+  loss, prime_metrics = terms.prime(ctx, beta=beta)
+  r_nt = prime_metrics["process_rewards"]
   np.testing.assert_allclose(np.asarray(r_nt), r_want, atol=2e-5)
   np.testing.assert_allclose(float(loss), want, rtol=1e-4)
 
@@ -199,7 +208,7 @@ def test_advantage_uses_the_scores_from_before_the_prm_update():
   of the PRM rewards of the parameters *before* that step (not after). Plain SGD (lr 1) for
   both, so each update is minus its gradient: Adam's first step, lr * g / (|g| + eps), would
   turn rounding in near-zero gradients into lr-sized differences."""
-  run = _prime_run(**{"algorithm.prime_outcome_coef": 1.0})
+  run = _prime_run(**{"algorithm.advantage_kw.outcome_coef": 1.0})
   cfg, g = run.config, run.config.rl.group_size
   sgd = optax.sgd(1.0)
   phases = rl_step_lib.make_rl_step(cfg, run.model_config, run.reward_fn, sgd,
@@ -224,7 +233,8 @@ def test_advantage_uses_the_scores_from_before_the_prm_update():
                                            comp.mask, cfg.rl.temperature)[0]
 
   ref = logp(state.ref_params)
-  prm_rewards = jax.jit(lambda params: cfg.prime.beta * (logp(params) - ref) * mask)
+  beta = cfg.algorithm.terms.prime.beta
+  prm_rewards = jax.jit(lambda params: beta * (logp(params) - ref) * mask)
 
   def ce(params):
     s = prm_rewards(params).sum(-1)
@@ -262,10 +272,10 @@ def test_advantage_uses_the_scores_from_before_the_prm_update():
 
 
 @pytest.mark.parametrize("overrides,field", [
-    ({"algorithm.prime_process_coef": 0.0, "algorithm.prime_outcome_coef": 0.0},
-     "algorithm.prime_process_coef"),
+    ({"algorithm.advantage_kw.process_coef": 0.0, "algorithm.advantage_kw.outcome_coef": 0.0},
+     "algorithm.advantage_kw"),
     ({"rl.group_size": 1}, "rl.group_size"),
-    ({"prime.beta": 0.0}, "prime.beta"),
+    ({"algorithm.terms.prime.beta": 0.0}, "algorithm.terms.prime"),
     ({"prime.optimizer.learning_rate": -1.0}, "prime.optimizer.learning_rate"),
 ])
 def test_bad_prime_config_names_the_field(overrides, field):

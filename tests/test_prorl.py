@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from rlvr_jax import configs_base
+from rlvr_jax.algorithms.method import Method
 from rlvr_jax.training import loop, prorl
 from rlvr_jax.training.state import create_state, make_optimizer
 from tests.helpers import ROOT, load_config
@@ -53,7 +54,7 @@ def test_reset_makes_reference_the_policy_and_zeroes_adam_keeping_the_lr_schedul
               if x.ndim == 0 and int(x) == 3]
   assert len(schedule) == 1 and int(reset.step) == 3
 
-  with pytest.raises(ValueError, match="kl_coef"):
+  with pytest.raises(ValueError, match=r"algorithm\.terms\.kl"):
     prorl.reset_reference(create_state(params, optimizer, with_reference=False), optimizer)
 
 
@@ -102,7 +103,9 @@ def test_scheduled_reset_inside_the_compiled_step():
   and 4 the reference equals the policy and Adam's moments are zero, after 1 and 3 they are not.
   CHORD rides along, so the step with both is covered too."""
   config = load_config()
-  config.algorithm.update(advantage="nsr", kl_coef=0.01, ref_reset_every=2, chord=True)
+  with config.unlocked():
+    config.algorithm.update(advantage="nsr", terms=dict(kl=dict(coef=0.01), chord=dict()),
+                            ref_reset_every=2)
   config.rl.optimizer.update(warmup_steps=0, schedule="constant")  # step 1 moves the policy
   run = loop.Run(config)
   state = run.make_rl_state(run.init_params())
@@ -150,8 +153,9 @@ def test_plateau_reset_resumes_exactly(tmp_path, caplog):
   Resuming from step 3, whose checkpoint holds one stalled evaluation, must reset at step 4
   again: metrics and final parameters equal the uninterrupted run's bit for bit."""
   config = load_config()
-  config.algorithm.update(kl_coef=0.01, ref_reset_patience=2, ref_reset_min_delta=1.0,
-                          ref_reset_every=5)
+  with config.unlocked():
+    config.algorithm.update(terms=dict(kl=dict(coef=0.01)), ref_reset_patience=2,
+                            ref_reset_min_delta=1.0, ref_reset_every=5)
   config.rl.steps = 6
   config.checkpoint.update(every=1, keep=10, use_async=False)
   workdir = str(tmp_path / "run")
@@ -179,6 +183,8 @@ def test_recipe_variants_validate(variant):
   """configs/recipes/prorl.py: every leaf passes its rule; the ProRL pieces are switched on."""
   c = configs_base.load_config(os.path.join(ROOT, "configs", "recipes", "prorl.py") + variant)
   configs_base.validate(c)
-  assert c.algorithm.kl_coef > 0 and c.algorithm.kl_kind == "k3"
+  method = Method.from_config(c.algorithm)
+  (kl,) = [t for t in method.terms if t.name == "kl"]
+  assert kl.kw["coef"] > 0 and kl.kw["kind"] == "k3"
   assert c.algorithm.ref_reset_patience > 0 and c.algorithm.dynamic_sampling
-  assert (c.algorithm.clip_low, c.algorithm.clip_high) == (0.2, 0.4)
+  assert (method.policy_loss.kw["clip_low"], method.policy_loss.kw["clip_high"]) == (0.2, 0.4)

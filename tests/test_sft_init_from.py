@@ -63,7 +63,7 @@ def test_the_source_run_may_carry_more_state_than_a_plain_rl_run(tmp_path):
   reference can be the SFT source of a plain run, and a plain run of an APRIL one."""
   sources = {"april": load_config("april_longtail", "april,tiny"),
              "kl": load_config("april_longtail", "tiny")}
-  sources["kl"].algorithm.kl_coef = 0.01
+  sources["kl"].algorithm.terms.kl = dict(coef=0.01)
   for name, source_config in sources.items():
     source_config.checkpoint.use_async = False
     source_config.rl.steps = 1

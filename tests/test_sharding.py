@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
       config = load_config()
       config.mesh.update(mesh)
       config.algorithm.advantage = "nsr"   # non-zero gradients from an untrained policy
-      config.algorithm.kl_coef = 0.01
+      config.algorithm.terms.kl = dict(coef=0.01)
       config.model.update(n_heads=4, n_kv_heads=2, d_model=32, d_ff=64)
       run = loop.Run(config, devices)
       state = run.make_state(run.init_params(), run.rl_optimizer, with_reference=True)

@@ -15,7 +15,7 @@ from tests.helpers import device_batches, rl_run
 
 
 def test_rl_step_traced_once_without_host_transfers():
-  run = rl_run(**{"algorithm.advantage": "nsr", "algorithm.kl_coef": 0.01})
+  run = rl_run(**{"algorithm.advantage": "nsr", "algorithm.terms.kl": dict(coef=0.01)})
   state = run.make_state(run.init_params(), run.rl_optimizer, with_reference=True)
   step_fn = chex.assert_max_traces(run._rl_step, n=1)
   step = run.compile_step(step_fn, state, with_rng=True)
@@ -40,11 +40,13 @@ def test_rl_step_traced_once_without_host_transfers():
 
 @pytest.mark.parametrize("advantage,extra", [
     ("grpo", {}), ("dr_grpo", {"algorithm.loss_agg": "seq-mean-token-sum-norm"}),
-    ("rloo", {}), ("remax", {}), ("reinforce_pp", {"algorithm.kl_coef": 0.01}),
+    ("rloo", {}), ("remax", {}), ("reinforce_pp", {"algorithm.terms.kl": dict(coef=0.01)}),
     ("psr", {}), ("nsr", {}), ("w_reinforce", {}), ("tempo", {}),
-    ("dapo", {"algorithm.clip_high": 0.28, "algorithm.overlong_buffer_len": 2,
+    ("dapo", {"algorithm.policy_loss_kw.clip_high": 0.28,
+              "algorithm.advantage_kw.overlong_buffer_len": 2,
               "algorithm.dynamic_sampling": "mask"}),
-    ("gae", {"algorithm.lam": 0.95, "rl.minibatches": 2}),
+    ("gae", {"algorithm.advantage_kw.lam": 0.95, "algorithm.terms.value": dict(),
+             "rl.minibatches": 2}),
     ("grpo", {"algorithm.high_entropy_frac": 0.2, "rl.microbatches": 2}),
     ("grpo", {"algorithm.high_entropy_frac": 0.2, "algorithm.high_entropy_invert": True}),
     ("grpo", {"algorithm.policy_loss": "gspo", "algorithm.loss_agg": "seq-mean-token-mean"}),
