@@ -1,6 +1,6 @@
 """The phases before RL: the supervised warm start and, for PURE, the process reward model.
 
-Both take the run's static pieces (`loop.Run`) and return parameters plus summary metrics; every
+Both take the run's static pieces (`run.Run`) and return parameters plus summary metrics; every
 step's loss and gradient norm, and the parameters they return, are checked finite.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +22,8 @@ from rlvr_jax.data import pipeline
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import finite
 from rlvr_jax.training import metrics as metrics_lib
+from rlvr_jax.training.run import Run
 from rlvr_jax.training.state import critic_from_policy, make_optimizer
-
-if TYPE_CHECKING:
-  from rlvr_jax.training.loop import Run
 
 
 def load_sft(run: Run, workdir: str) -> tuple[Any, dict[str, Any]]:
