@@ -162,7 +162,6 @@ def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer
   config = run.config
   rl_rng = jax.random.fold_in(run.base_rng, 1)
   last_done = time.time()
-  lagging = None  # (step, device metrics) dispatched but not yet fetched
   reset = run.compile_reset(state) if plateau is not None else None
 
   def fetch(step, m_dev, saving: TrainState | None = None) -> dict[str, Any]:
@@ -183,19 +182,18 @@ def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer
     bar.set_postfix(reward=f"{m['reward_mean']:.3f}", acc=m.get("eval_accuracy", "-"))
     bar.update()
 
+  lagged = metrics_lib.Lagged(fetch)  # a step dispatched but not yet fetched
   for step in range(start + 1, config.rl.steps + 1):
     batch = run.device_batch(next(train_it))
     state, m_dev = rl_step(state, batch, jax.random.fold_in(rl_rng, step))
-    if lagging is not None:
-      record(lagging[0], fetch(*lagging))
-      lagging = None
+    if (done := lagged.push(step, m_dev)) is not None:
+      record(*done)
     evaluate = step % config.eval.every == 0 or step == config.rl.steps
     save = step % config.checkpoint.every == 0 or step == config.rl.steps
     kill = step == config.debug.sigkill_after_step  # fault injection for the resume tests
     if not (evaluate or save or kill):
-      lagging = (step, m_dev)
-      continue
-    m = fetch(step, m_dev, saving=state if save else None)
+      continue  # fetched after the next step is dispatched (the last step always saves)
+    _, m = lagged.flush(saving=state if save else None)
     if evaluate:
       m["eval_accuracy"] = run.evaluate(state.params)
       if plateau is not None:
