@@ -62,7 +62,7 @@ def measure(model_config: models.ModelConfig, args, devices) -> dict:
   config.rl.update(batch_size=args.batch, group_size=args.group,
                    max_new_tokens=args.completion, microbatches=args.microbatches)
   mesh = parallel.make_mesh(dict(data=1, fsdp=len(devices), tensor=1), devices)
-  model_config = model_config.for_weight_shards(len(devices))  # as loop.Run resolves it
+  model_config = model_config.for_weight_shards(len(devices))  # as run.Run resolves it
   optimizer = make_optimizer(config.rl.optimizer, config.rl.steps)
   step = make_rl_step(config, model_config, _reward, optimizer, eos_id=1, pad_id=0)
   params = jax.eval_shape(functools.partial(models.init_params, model_config),

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlvr_jax.configs_base import load_config
-from rlvr_jax.training import loop
+from rlvr_jax.training.run import Run
 
 
 def matmul_flops_per_token(c, context: float) -> float:
@@ -108,7 +108,7 @@ def main():
     except (ValueError, SyntaxError):
       pass
     config.update_from_flattened_dict({field: value})
-  run = loop.Run(config)
+  run = Run(config)
   phases = run._rl_step.phases
   it = iter(run.dataset("train", run.config.rl.batch_size, seed=0, shuffle=True, size=10_000))
   batch = run.device_batch(next(it))

@@ -1,4 +1,4 @@
-"""Vectorized TEMPO (jitted) vs the literal loop walk of ALGORITHMS.md.
+"""Vectorized TEMPO (jitted) vs the literal loop walk of docs/ALGORITHMS.md.
 
     python benchmarks/tempo.py [--batch 1 --group 8 --length 1024]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from rlvr_jax.configs_base import load_config
 from rlvr_jax.data.tasks.base import decode_completion
-from rlvr_jax.training import loop
+from rlvr_jax.training.run import Run
 
 
 def main():
@@ -25,7 +25,7 @@ def main():
   parser.add_argument("--config", default="configs/quickstart.py")
   parser.add_argument("--steps", type=int, default=20)
   args = parser.parse_args()
-  run = loop.Run(load_config(args.config))
+  run = Run(load_config(args.config))
   phases = run._rl_step.phases
   it = iter(run.dataset("train", run.config.rl.batch_size, seed=0, shuffle=True, size=100_000))
   batches = [run.device_batch(next(it)) for _ in range(args.steps + 1)]

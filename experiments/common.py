@@ -46,6 +46,7 @@ from rlvr_jax.configs_base import load_config  # noqa: E402
 from rlvr_jax.plotting import (curve, mean_se, plot_bands, plot_training_curves,  # noqa: E402,F401
                                read_metrics, wall_clock, wall_curve)
 from rlvr_jax.training import loop  # noqa: E402
+from rlvr_jax.training.run import Run  # noqa: E402
 
 # A smoke run: enough steps to produce every output, nothing more.
 TINY = {"sft.steps": 30, "sft.target_accuracy": 0.0, "rl.steps": 4, "rl.batch_size": 8,
@@ -94,7 +95,7 @@ def _has(config, dotted: str) -> bool:
 
 def run_ablation(args, *, base: str, variants: dict[str, dict[str, Any]],
                  variant_base: dict[str, str] | None = None,
-                 after_run: Callable[[loop.Run, str, dict], dict] | None = None,
+                 after_run: Callable[[Run, str, dict], dict] | None = None,
                  prepare: Callable[[int, str], dict[str, dict[str, Any]]] | None = None,
                  name: str = "") -> list[dict[str, Any]]:
   """Trains every (seed, variant); returns one record a run.
@@ -139,7 +140,7 @@ def run_ablation(args, *, base: str, variants: dict[str, dict[str, Any]],
       if prepare is not None:
         record["prepare_wall_s"] = prepare_s
       if after_run is not None:
-        record.update(after_run(loop.Run(config_for(spec, overrides, seed, args.tiny)),
+        record.update(after_run(Run(config_for(spec, overrides, seed, args.tiny)),
                                 run_dir, record))
       print(json.dumps({"variant": variant, "seed": seed, "wall_s": round(record["wall_s"], 1),
                         **{k: v for k, v in summary.items() if "accuracy" in k}}), flush=True)

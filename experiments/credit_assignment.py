@@ -36,7 +36,7 @@ from experiments import common  # noqa: E402
 from rlvr_jax.evaluation import evaluate  # noqa: E402
 from rlvr_jax.algorithms import advantages as adv_lib  # noqa: E402
 from rlvr_jax.algorithms import registry  # noqa: E402
-from rlvr_jax.training import loop  # noqa: E402
+from rlvr_jax.training.run import Run  # noqa: E402
 
 NAME = "credit_assignment"
 BASE = "configs/quickstart.py"
@@ -61,7 +61,7 @@ VARIANTS = {
 # ---------------------------------------------------------------------------------------------
 # TEMPO vs GRPO token advantages on sampled groups
 # ---------------------------------------------------------------------------------------------
-def sample_groups(run: loop.Run, params, *, prompts: int, seed: int):
+def sample_groups(run: Run, params, *, prompts: int, seed: int):
   """tokens [B, G, T], mask [B, G, T], rewards [B, G] of G = rl.group_size samples (at the RL
   temperature) for each of `prompts` training prompts, with the RL step's own sample/score."""
   g = run.config.rl.group_size
@@ -105,7 +105,7 @@ def sign_stats(tokens, mask, rewards, eps: float = 1e-6) -> dict[str, float]:
 
 
 def sign_stats_of(config, workdir: str, checkpoint: str, *, prompts: int, seed: int) -> dict:
-  run = loop.Run(config)
+  run = Run(config)
   params, _ = evaluate.restore_params(run, workdir, checkpoint)
   tokens, mask, rewards = sample_groups(run, params, prompts=prompts, seed=seed)
   return sign_stats(tokens, mask, rewards)

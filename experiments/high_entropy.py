@@ -43,7 +43,7 @@ from experiments import common  # noqa: E402
 from rlvr_jax import sampling  # noqa: E402
 from rlvr_jax.evaluation import evaluate  # noqa: E402
 from rlvr_jax.data import pipeline  # noqa: E402
-from rlvr_jax.training import loop  # noqa: E402
+from rlvr_jax.training.run import Run  # noqa: E402
 
 NAME = "high_entropy"
 BASE = "configs/quickstart.py"
@@ -57,7 +57,7 @@ POSITION_BINS = 10
 # ---------------------------------------------------------------------------------------------
 # Forking tokens of the SFT policy
 # ---------------------------------------------------------------------------------------------
-def sample_entropies(run: loop.Run, params, *, num_prompts: int, n: int, seed: int):
+def sample_entropies(run: Run, params, *, num_prompts: int, n: int, seed: int):
   """(tokens int [P·n, T], entropies float [P·n, T], mask [P·n, T]) of n samples at the RL
   temperature for each of the first `num_prompts` held-out prompts."""
   examples = [pipeline.TaskSource(run.task, "test", run.config.data.eval_seed, num_prompts)[i]
@@ -118,7 +118,7 @@ def forking_stats(tokenizer, tokens, entropies, mask, top_frac: float = TOP_FRAC
 
 def forking_analysis(args, seed: int) -> dict:
   config = common.config_for(BASE, {"rl.steps": 0}, seed, args.tiny)
-  run = loop.Run(config)
+  run = Run(config)
   params, _ = evaluate.restore_params(run, os.path.join(_workdir(args), f"seed{seed}", "sft"),
                                       "0")
   tokens, ent, mask = sample_entropies(run, params, num_prompts=args.fork_prompts,

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from experiments import common  # noqa: E402
 from rlvr_jax.evaluation import evaluate  # noqa: E402
-from rlvr_jax.training import loop  # noqa: E402
+from rlvr_jax.training.run import Run  # noqa: E402
 # The same setup and Dr. GRPO run as the credit-assignment ablation: one workdir serves both.
 from experiments.credit_assignment import DR_GRPO, SETUP  # noqa: E402
 
@@ -58,7 +58,7 @@ def excess_length(config, workdir: str, checkpoint: str, *, prompts: int, seed: 
   compares each completion's length with its prompt's gold demonstration (scratchpad + answer +
   EOS). Longer operands make both longer and harder, so raw wrong-vs-right lengths mix
   difficulty with bias; the excess over the gold length does not."""
-  run = loop.Run(config)
+  run = Run(config)
   params, _ = evaluate.restore_params(run, workdir, checkpoint)
   s = evaluate.sample_and_score(run, params, n=config.rl.group_size,
                                 temperature=config.rl.temperature, num_prompts=prompts,

@@ -43,6 +43,7 @@ from experiments import common  # noqa: E402
 from rlvr_jax.evaluation import evaluate  # noqa: E402
 from rlvr_jax.rewards import prm  # noqa: E402
 from rlvr_jax.training import loop  # noqa: E402
+from rlvr_jax.training.run import Run  # noqa: E402
 
 NAME = "pure_min_vs_sum"
 BASE = "configs/quickstart.py"
@@ -61,7 +62,7 @@ TINY_PRM = {"prm.steps": 3, "prm.batch_size": 4, "prm.group_size": 2, "prm.eval_
 # ---------------------------------------------------------------------------------------------
 # Held-out process metrics
 # ---------------------------------------------------------------------------------------------
-def process_metrics(run: loop.Run, params, num_prompts: int) -> dict[str, float]:
+def process_metrics(run: Run, params, num_prompts: int) -> dict[str, float]:
   """Greedy held-out decoding: answer accuracy, scratchpad exact match, steps per answer."""
   s = evaluate.sample_and_score(run, params, n=1, temperature=0.0, num_prompts=num_prompts,
                                 batch_size=min(num_prompts, 256), seed=0, progress=False)
@@ -227,11 +228,11 @@ def main():
 
   sft = {}  # seed -> the SFT policy's process metrics, measured once
 
-  def after_run(run: loop.Run, run_dir: str, record: dict) -> dict:
+  def after_run(run: Run, run_dir: str, record: dict) -> dict:
     seed = record["seed"]
     if seed not in sft:
       sft_dir = os.path.join(os.path.dirname(run_dir), "sft")
-      sft_run = loop.Run(common.config_for(BASE, {"rl.steps": 0}, seed, args.tiny))
+      sft_run = Run(common.config_for(BASE, {"rl.steps": 0}, seed, args.tiny))
       sft[seed] = process_metrics(sft_run, evaluate.restore_params(sft_run, sft_dir, "0")[0],
                                   eval_prompts)
     final = process_metrics(run, evaluate.restore_params(run, run_dir, "latest")[0],

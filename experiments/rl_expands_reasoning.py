@@ -47,6 +47,7 @@ from experiments import common  # noqa: E402
 from rlvr_jax import evaluation  # noqa: E402
 from rlvr_jax.evaluation import evaluate  # noqa: E402
 from rlvr_jax.training import loop  # noqa: E402
+from rlvr_jax.training.run import Run  # noqa: E402
 
 NAME = "rl_expands_reasoning"
 RESULTS = os.path.join(ROOT, "experiments", "results", NAME)
@@ -117,7 +118,7 @@ def coverage(start_counts: list[int], rl_counts: list[int]) -> dict:
 # (a) synthetic: one SFT + one RL run a seed (the shared harness)
 # ---------------------------------------------------------------------------------------------
 def run_synthetic(args) -> list[dict]:
-  def after_run(run: loop.Run, run_dir: str, record: dict) -> dict:
+  def after_run(run: Run, run_dir: str, record: dict) -> dict:
     # The same config (prompts, sampling seed, temperature) for both policies.
     kw = dict(n=args.n, num_prompts=args.prompts, batch_size=args.batch_prompts)
     sft_dir = os.path.join(os.path.dirname(run_dir), "sft")

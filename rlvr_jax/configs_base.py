@@ -183,7 +183,7 @@ class _DynamicSampling(Choice):
 
 # One rule per leaf of `base_config()` (and of any field a configs/*.py adds): `validate` fails on
 # a leaf without one, and tests/test_config_rules.py walks every config in configs/. A new field is
-# one line here; the ranges follow what the consuming code computes (ALGORITHMS.md).
+# one line here; the ranges follow what the consuming code computes (docs/ALGORITHMS.md).
 RULES: dict[str, config_rules.Rule] = {
     "seed": Int(ge=0),
     "task.name": Registered(synthetic.TASKS),

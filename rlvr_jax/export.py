@@ -11,6 +11,8 @@ code of ours. OUT must be empty or new.
 
 from __future__ import annotations
 
+import os
+
 from absl import app, flags
 
 from rlvr_jax import cli
@@ -21,12 +23,36 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "latest, a step number
 _OUT = flags.DEFINE_string("out", None, "Directory to write the HF model into (empty or new).")
 
 
+def export_run(workdir: str, out: str, checkpoint: str = "latest"):
+  """Writes the HF directory `out` for `checkpoint` ("latest", a step or "none") of the run in
+  `workdir`; returns (the `run.Run` rebuilt from its config.json, the exported params, their
+  step; None for "none"). Raises ValueError (one line) for a bad argument or an unexportable run.
+  """
+  # local: `--help` stays fast (no jax import)
+  from rlvr_jax.checkpoints import hf_export
+  from rlvr_jax.evaluation import evaluate
+  from rlvr_jax.training import workdir as workdir_lib
+  from rlvr_jax.training.run import Run
+  if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+    raise ValueError(f"--out={out}: exists and is not an empty directory")
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"--out={out}: cannot be created ({e.strerror})") from None
+  run = Run(workdir_lib.run_config(workdir))
+  params, step = evaluate.restore_params(run, workdir, checkpoint)
+  try:
+    hf_export.export(out, run.model_config, params, run.tokenizer)
+  except ValueError as e:
+    raise ValueError(f"cannot export {workdir}: {e}") from None
+  return run, params, step
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from rlvr_jax.checkpoints import hf_export  # local: `--help` stays fast (no jax import)
   try:
-    _, _, step = hf_export.export_run(_WORKDIR.value, _OUT.value, _CHECKPOINT.value)
+    _, _, step = export_run(_WORKDIR.value, _OUT.value, _CHECKPOINT.value)
   except ValueError as e:
     cli.fail(e)
   print(f"wrote {_OUT.value} (checkpoint {'none' if step is None else step})")

@@ -18,11 +18,11 @@ def load_config(name: str = "quickstart", arg: str | None = "tiny") -> ml_collec
 
 
 def rl_run(config: ml_collections.ConfigDict | None = None, **overrides):
-  """`loop.Run` of `config` (default: quickstart:tiny) with dotted-path `overrides` applied."""
-  from rlvr_jax.training import loop
+  """`run.Run` of `config` (default: quickstart:tiny) with dotted-path `overrides` applied."""
+  from rlvr_jax.training.run import Run
   config = load_config() if config is None else config
   config.update_from_flattened_dict(overrides)
-  return loop.Run(config)
+  return Run(config)
 
 
 def device_batches(run, n: int, batch_size: int | None = None) -> list:

@@ -13,7 +13,8 @@ from rlvr_jax import configs_base, models, sampling
 from rlvr_jax.checkpoints.manager import Checkpointer, StateMismatchError, abstract_like
 from rlvr_jax.data import synthetic
 from rlvr_jax.sampling import partial
-from rlvr_jax.training import april, loop, rl_step
+from rlvr_jax.training import april, rl_step
+from rlvr_jax.training.run import Run
 from tests.helpers import load_config
 
 V = 29
@@ -179,7 +180,7 @@ def _run(**overrides):
   for path, value in overrides.items():
     parent, leaf = path.rsplit(".", 1)
     config[parent][leaf] = value
-  return loop.Run(config)
+  return Run(config)
 
 
 def test_april_step_traced_once_without_host_transfers_and_carries_the_buffer(tmp_path):
@@ -250,7 +251,7 @@ def test_off_by_default_and_the_off_state_has_no_buffer():
   against the commit before APRIL; tests/test_train_step.py checks its decode_steps)."""
   config = load_config()
   assert config.rl.partial_rollouts is False
-  run = loop.Run(config)
+  run = Run(config)
   assert run._rl_step.__name__ == "rl_step"
   assert jax.eval_shape(run.make_rl_state, run.init_params()).rollouts is None
 

@@ -14,7 +14,8 @@ from hypothesis import given
 
 from rlvr_jax import configs_base
 from rlvr_jax.algorithms import chord
-from rlvr_jax.training import loop, rl_step
+from rlvr_jax.training import rl_step
+from rlvr_jax.training.run import Run
 from rlvr_jax.training.state import create_state
 from tests.helpers import load_config
 
@@ -127,7 +128,7 @@ def test_chord_update_is_the_mixed_gradient():
     config.algorithm.update(advantage="nsr", terms=dict(chord=dict(
         phi=True, mu_start=0.3, mu_end=0.3, mu_decay_steps=0)))
   config.rl.microbatches = 2
-  run = loop.Run(config)
+  run = Run(config)
   sgd = optax.sgd(1.0)
   step = rl_step.make_rl_step(config, run.model_config, run.reward_fn, sgd,
                               eos_id=run.tokenizer.eos_id, pad_id=run.tokenizer.pad_id)

@@ -10,7 +10,7 @@ import pytest
 
 from rlvr_jax import configs_base
 from rlvr_jax.checkpoints import extras
-from rlvr_jax.training import loop
+from rlvr_jax.training.run import Run
 from tests.helpers import ROOT, load_config
 
 
@@ -35,25 +35,25 @@ def test_bad_values_name_the_field(path, value, field):
     node = node[p]
   node[leaf] = value
   with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-    loop.Run(config)
+    Run(config)
 
 
 def test_padded_vocabulary_rounds_up_and_masks_the_padding():
   config = load_config()
   config.model.update(vocab_size=0, vocab_multiple=128)
-  run = loop.Run(config)
+  run = Run(config)
   c = run.model_config
   assert c.vocab_size == 128 and c.valid_vocab_size == run.tokenizer.vocab_size < 128
   config = load_config()
   config.model.update(vocab_size=300, vocab_multiple=128)
-  assert loop.Run(config).model_config.vocab_size == 384
+  assert Run(config).model_config.vocab_size == 384
 
 
 def test_batch_not_divisible_by_mesh():
   config = load_config()
   config.mesh.data = 2
   with pytest.raises(ValueError, match="config.mesh"):
-    loop.Run(config)  # one CPU device cannot hold a 2-way data axis
+    Run(config)  # one CPU device cannot hold a 2-way data axis
 
 
 def _main(*args, workdir, module="rlvr_jax.main", hide_module=None, prelude=""):
@@ -197,7 +197,7 @@ def test_empty_data_file_fails_when_the_run_is_built(tmp_path):
   config.task.name = "gsm8k"
   config.task.kwargs = dict(train_path=str(empty))
   with pytest.raises(ValueError, match=rf"^{re.escape(str(empty))}:1: no rows"):
-    loop.Run(config)
+    Run(config)
   assert empty.read_bytes() == b""
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import ROOT, load_config
 from rlvr_jax.evaluation import evaluate
-from rlvr_jax.training import loop
+from rlvr_jax.training.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_a_corrupted_newest_checkpoint_is_skipped_and_asked_for_is_an_error(work
   data = bytearray(open(path, "rb").read())
   data[len(data) // 2] ^= 0xFF  # bit rot: same size, no error from the array reader
   open(path, "wb").write(bytes(data))
-  run = loop.Run(load_config("quickstart", "tiny"))
+  run = Run(load_config("quickstart", "tiny"))
   params, step = evaluate.restore_params(run, copy, "latest")
   assert step == 2  # the tiny run keeps steps 0, 2, 4
   expected, _ = evaluate.restore_params(run, copy, "2")

@@ -17,6 +17,7 @@ from tests.helpers import ROOT, load_config
 from rlvr_jax import models, sampling
 from rlvr_jax.checkpoints import gguf, hf_export
 from rlvr_jax.data import pipeline, synthetic
+from rlvr_jax.export import export_run
 from rlvr_jax.training import loop
 
 TOL = 1e-4  # float32 end to end (as tests/test_hf.py)
@@ -62,7 +63,7 @@ def tiny_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("run"))
   loop.train(config, workdir, progress=False)
   out = str(tmp_path_factory.mktemp("hf") / "model")
-  run, params, step = hf_export.export_run(workdir, out, "latest")
+  run, params, step = export_run(workdir, out, "latest")
   return run, params, step, out, workdir
 
 
@@ -132,7 +133,7 @@ def test_unexpressible_architecture_is_a_clear_error(tiny_run, tmp_path):
   out = tmp_path / "out"
   with pytest.raises(ValueError, match=r"cannot export .*run: no HF architecture has q/k norm "
                      r"with a q/k/v bias"):
-    hf_export.export_run(str(workdir), str(out), "none")
+    export_run(str(workdir), str(out), "none")
   assert os.listdir(out) == []  # refused before any write
 
 

@@ -123,3 +123,18 @@ def test_an_old_run_whose_method_differs_is_refused_naming_the_field(tmp_path):
   with pytest.raises(ValueError, match=r"cannot resume .*algorithm\.terms\.kl\.coef \(0\.05 -> "
                      r"None\)"):
     loop.train(no_kl, str(part), progress=False)
+
+
+def test_run_config_reads_an_old_spelling_config_json(tmp_path):
+  """rlvr-eval and rlvr-export rebuild a run from its config.json."""
+  from rlvr_jax.training import workdir as workdir_lib
+  config = configs_base.base_config().to_dict()
+  for k in ("advantage_kw", "policy_loss_kw", "terms"):
+    del config["algorithm"][k]
+  config["algorithm"].update(_old_algorithm(kl_coef=0.02, clip_high=0.3))
+  config["prime"]["beta"] = 0.05
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  got = workdir_lib.run_config(str(tmp_path))
+  configs_base.validate(got)
+  assert got.algorithm.terms.to_dict() == {"kl": {"coef": 0.02}}
+  assert got.algorithm.policy_loss_kw.to_dict() == {"clip_high": 0.3}

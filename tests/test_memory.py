@@ -13,7 +13,8 @@ import pytest
 
 from rlvr_jax import models, parallel
 from rlvr_jax.configs_base import validate
-from rlvr_jax.training import loop, rl_step
+from rlvr_jax.training import rl_step
+from rlvr_jax.training.run import Run
 from rlvr_jax.training.state import tree_size
 from tests.helpers import ROOT, load_config
 
@@ -21,7 +22,7 @@ FSDP_SCRIPT = textwrap.dedent("""
     import os
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax
-    from rlvr_jax.training import loop
+    from rlvr_jax.training.run import Run
     from tests.helpers import load_config
 
     def per_device_bytes(mesh, devices, gather):
@@ -33,7 +34,7 @@ FSDP_SCRIPT = textwrap.dedent("""
       # 96 new tokens: an automatic model.decode_cache_segments would be 3 on one device
       config.rl.update(batch_size=8, group_size=2, max_new_tokens=96)
       config.eval.batch_size = 8
-      run = loop.Run(config, devices)
+      run = Run(config, devices)
       state = run.make_rl_state(run.init_params())
       step = run.compile_step(run._rl_step, state, with_rng=True)
       batch = run.device_batch(next(iter(run.dataset("train", 8, seed=0, shuffle=True, size=8))))
@@ -110,7 +111,7 @@ def _learn(dtype):
   config.algorithm.advantage = "nsr"  # non-zero gradients from an untrained policy
   config.model.update(param_dtype=dtype, dtype=dtype)
   config.rl.optimizer.update(warmup_steps=0, schedule="constant")  # lr > 0 at step 0
-  run = loop.Run(config)
+  run = Run(config)
   state = run.make_rl_state(run.init_params())
   before = jax.tree.map(lambda x: np.asarray(x.astype(jnp.float32)), state.params)
   return run, state, before
@@ -148,7 +149,7 @@ def test_bf16_update_stays_close_to_float32_with_float32_moments():
 
 
 def test_compiled_rl_step_donates_the_whole_state():
-  run = loop.Run(load_config())
+  run = Run(load_config())
   state = run.make_rl_state(run.init_params())
   step = run.compile_step(run._rl_step, state, with_rng=True)
   batch = run.device_batch(next(iter(run.dataset("train", run.config.rl.batch_size, seed=0,

@@ -118,6 +118,26 @@ def test_rl_state_check_names_the_leaf_and_waits_for_the_last_good_save():
   assert ckpt.waited
 
 
+def test_lagged_fetches_each_step_once_in_order_after_the_next_is_pushed():
+  fetched = []
+
+  def fetch(step, m_dev, **kwargs):
+    fetched.append((step, m_dev, kwargs))
+    return finite.fetch_checked("sft", step, m_dev)
+
+  lagged = metrics_lib.Lagged(fetch)
+  assert lagged.flush() is None  # nothing held
+  assert lagged.push(1, {"loss": jnp.float32(1.0)}) is None
+  assert fetched == []  # step 1 waits for step 2's dispatch
+  assert lagged.push(2, {"loss": jnp.float32(0.5)}) == (1, {"loss": 1.0})
+  assert lagged.flush(saving="state") == (2, {"loss": 0.5})  # kwargs reach fetch
+  assert [(s, kw) for s, _, kw in fetched] == [(1, {}), (2, {"saving": "state"})]
+  assert lagged.flush() is None  # never twice
+  lagged.push(3, {"loss": jnp.float32(jnp.nan)})
+  with pytest.raises(finite.NonFiniteError, match=r"^sft step 3: non-finite loss=nan"):
+    lagged.push(4, {"loss": jnp.float32(0.25)})  # step 3 fails when step 4 is dispatched
+
+
 def test_check_metrics_names_every_non_finite_quantity():
   finite.check_metrics("sft", 1, {"sft_loss": 1.0, "grad_norm": 2.0, "sft_steps": 3})
   with pytest.raises(finite.NonFiniteError, match=r"prm step 7: non-finite prm_loss=nan, "

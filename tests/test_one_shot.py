@@ -9,6 +9,7 @@ import pytest
 from rlvr_jax import configs_base
 from rlvr_jax.data import one_shot, pipeline
 from rlvr_jax.training import loop
+from rlvr_jax.training.run import Run
 from tests.helpers import load_config
 
 
@@ -70,7 +71,7 @@ def test_an_example_that_flips_outranks_a_steady_one():
 
 def test_with_index_rows_cover_every_source_row_once_per_epoch():
   config = load_config()
-  run = loop.Run(config)
+  run = Run(config)
   size, batch = 6, 3
   source = pipeline.TaskSource(run.task, "train", 5, size)
   ds = pipeline.make_dataset(source, run.tokenizer, run.shapes, batch, seed=5, with_demo=False,
@@ -109,7 +110,7 @@ def test_record_rank_then_train_on_pi_1(tmp_path):
   assert {i: len(s) for i, s in history.items()} == {0: 4, 1: 4, 2: 4, 3: 4}
 
   for rank in (1, 2):
-    run = loop.Run(_one_shot_config(tmp_path / "prior", one_shot_rank=rank))
+    run = Run(_one_shot_config(tmp_path / "prior", one_shot_rank=rank))
     pick = one_shot.historical_variance(history)[rank - 1][0]
     prior_source = pipeline.TaskSource(run.task, "train", pipeline.rl_stream_seed(config.seed), 4)
     want = pipeline.encode_example(prior_source[pick], run.tokenizer, run.shapes,
@@ -130,11 +131,11 @@ def test_one_shot_errors_name_the_field(tmp_path):
   with open(tmp_path / "config.json", "w") as f:
     json.dump({"seed": 0, "task": {"name": "addition"}}, f)
   with pytest.raises(ValueError, match=r"config\.data\.one_shot_rank: 3 is not in \[1, 2\]"):
-    loop.Run(_one_shot_config(tmp_path, one_shot_rank=3)).rl_dataset()
+    Run(_one_shot_config(tmp_path, one_shot_rank=3)).rl_dataset()
   config = _one_shot_config(tmp_path)
   config.task.name, config.task.kwargs = "sort", {}
   with pytest.raises(ValueError, match=r"config\.task\.name: 'sort', but the prior run"):
-    loop.Run(config).rl_dataset()
+    Run(config).rl_dataset()
   (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "phase": "rl"}) + "\n")
   with pytest.raises(ValueError, match="record_example_accuracy=True"):
     one_shot.read_history(str(tmp_path))

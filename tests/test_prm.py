@@ -15,6 +15,7 @@ from rlvr_jax.data import pipeline, synthetic
 from rlvr_jax.models.config import tiny
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import loop
+from rlvr_jax.training.run import Run
 from rlvr_jax.training.state import critic_from_policy, make_optimizer
 from tests.helpers import load_config
 
@@ -202,7 +203,7 @@ def test_prm_training_fits_step_labels_read_at_step_ends():
 def test_pure_estimators_run_inside_the_compiled_step(advantage):
   config = load_config("pure_addition", "tiny")
   config.algorithm.advantage = advantage
-  run = loop.Run(config)
+  run = Run(config)
   state = run.make_rl_state(run.init_params())
   assert state.prm_params is not None
   head = state.prm_params["head"]  # an untrained PRM scores every step 0: give it opinions
@@ -235,7 +236,7 @@ def test_pure_run_trains_prm_then_checkpoints_it(tmp_path):
   for k in ("prm_eval_loss", "prm_eval_balanced_accuracy", "prm_train_loss"):
     assert np.isfinite(rows[0][k]), k
   assert all("prm_step_reward_mean" in r for r in rows[1:])
-  run = loop.Run(load_config("pure_addition", "tiny"))
+  run = Run(load_config("pure_addition", "tiny"))
   template = run.make_rl_state(run.init_params())
   ckpt = Checkpointer(str(tmp_path / "checkpoints"), use_async=False)
   try:
@@ -260,4 +261,4 @@ def test_bad_prm_config_names_the_field(path, value, field):
   section, leaf = path.split(".")
   config[section][leaf] = value
   with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-    loop.Run(config)
+    Run(config)

@@ -5,18 +5,18 @@ import jax
 import numpy as np
 
 from rlvr_jax.data import pipeline
-from rlvr_jax.training import loop
+from rlvr_jax.training.run import Run
 from tests.helpers import load_config
 
 
-def _gsm8k_run(bucket: int) -> loop.Run:
+def _gsm8k_run(bucket: int) -> Run:
   config = load_config()
   config.task.name = "gsm8k"
   config.task.kwargs = dict(template="plain")
   config.data.prompt_bucket = bucket
   config.rl.update(max_new_tokens=4, batch_size=4, group_size=2)
   config.model.update(d_model=16, n_heads=2, n_kv_heads=1, d_ff=32)
-  return loop.Run(config)
+  return Run(config)
 
 
 def test_twenty_gsm8k_steps_compile_once_per_bucket():

@@ -17,6 +17,7 @@ import pytest
 from rlvr_jax import configs_base
 from rlvr_jax.algorithms.method import Method
 from rlvr_jax.training import loop, prorl
+from rlvr_jax.training.run import Run
 from rlvr_jax.training.state import create_state, make_optimizer
 from tests.helpers import ROOT, load_config
 
@@ -107,7 +108,7 @@ def test_scheduled_reset_inside_the_compiled_step():
     config.algorithm.update(advantage="nsr", terms=dict(kl=dict(coef=0.01), chord=dict()),
                             ref_reset_every=2)
   config.rl.optimizer.update(warmup_steps=0, schedule="constant")  # step 1 moves the policy
-  run = loop.Run(config)
+  run = Run(config)
   state = run.make_rl_state(run.init_params())
   step_fn = run.compile_step(chex.assert_max_traces(run._rl_step, n=1), state, with_rng=True)
   it = iter(run.dataset("train", config.rl.batch_size, seed=0, shuffle=True, size=100,

@@ -12,7 +12,7 @@ import seqio
 import tensorflow as tf
 
 from rlvr_jax.data import math_datasets, pipeline, seqio_source
-from rlvr_jax.training import loop
+from rlvr_jax.training.run import Run
 from tests.helpers import ROOT, load_config
 
 _QUESTIONS = {"train": [f"Tom has {i} apples and buys {i + 2} more. How many now?"
@@ -80,7 +80,7 @@ def test_a_seqio_task_trains_through_the_pipeline():
   config.task.name = "seqio"
   config.task.kwargs = dict(task="rlvr_test_tok", module="tests.test_seqio", template="plain",
                             solution_key="solution", max_completion_chars=32)
-  run = loop.Run(config)
+  run = Run(config)
   assert run.task.num_examples("train") == 5 and run.task.num_examples("test") == 2
   batch = next(iter(run.rl_dataset()))
   prompts = {math_datasets.format_prompt(q, "plain"): a

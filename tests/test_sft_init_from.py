@@ -10,6 +10,7 @@ import pytest
 
 from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.training import loop, warm_start
+from rlvr_jax.training.run import Run
 from tests.helpers import load_config
 
 
@@ -23,7 +24,7 @@ def _config(**overrides):
 
 def _state(workdir, config, step):
   """The RL state `config` lays out, as saved at `step` in `workdir`."""
-  run = loop.Run(config)
+  run = Run(config)
   ckpt = Checkpointer(str(workdir / "checkpoints"), read_only=True)
   try:
     state, _, _ = ckpt.restore(step, abstract_like(run.make_rl_state(run.init_params())))

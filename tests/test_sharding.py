@@ -11,7 +11,7 @@ SCRIPT = textwrap.dedent("""
     import os
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax, numpy as np
-    from rlvr_jax.training import loop
+    from rlvr_jax.training.run import Run
     from tests.helpers import load_config
 
     assert jax.device_count() == 8
@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent("""
       config.algorithm.advantage = "nsr"   # non-zero gradients from an untrained policy
       config.algorithm.terms.kl = dict(coef=0.01)
       config.model.update(n_heads=4, n_kv_heads=2, d_model=32, d_ff=64)
-      run = loop.Run(config, devices)
+      run = Run(config, devices)
       state = run.make_state(run.init_params(), run.rl_optimizer, with_reference=True)
       step = run.compile_step(run._rl_step, state, with_rng=True)
       it = iter(run.dataset("train", config.rl.batch_size, seed=0, shuffle=True, size=100))

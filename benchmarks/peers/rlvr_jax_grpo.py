@@ -1,5 +1,5 @@
 """rlvr_jax's side of the peer benchmark: the fused GRPO step of `configs/bench.py:<size>`,
-built by the run builder (`rlvr_jax.training.loop.Run`) as `python -m rlvr_jax.main` builds it.
+built by the run builder (`rlvr_jax.training.run.Run`) as `python -m rlvr_jax.main` builds it.
 
     python benchmarks/peers/rlvr_jax_grpo.py --size larger --steps 5 --warmup 2 --out r.json
 
@@ -25,7 +25,7 @@ import sizes  # noqa: E402  (plain-Python workload table shared with the peers' 
 from phases import matmul_peak  # noqa: E402
 
 from rlvr_jax.configs_base import load_config  # noqa: E402
-from rlvr_jax.training import loop  # noqa: E402
+from rlvr_jax.training.run import Run  # noqa: E402
 
 
 def check_dims(run, size: dict) -> dict:
@@ -46,7 +46,7 @@ def main():
   ap.add_argument("--out", required=True)
   ap.add_argument("--phases", action="store_true", help="also time sample / learn alone")
   args = ap.parse_args()
-  run = loop.Run(load_config(os.path.join(ROOT, f"configs/bench.py:{args.size}")))
+  run = Run(load_config(os.path.join(ROOT, f"configs/bench.py:{args.size}")))
   dims = check_dims(run, sizes.SIZES[args.size])
   it = iter(run.dataset("train", run.config.rl.batch_size, seed=0, shuffle=True, size=10_000))
   state = run.make_rl_state(run.init_params())

@@ -3,7 +3,7 @@
 Shapes: the group axis G (responses sampled for one prompt) is the last axis of outcome rewards
 (`rewards_g` = [..., G]); token tensors add a trailing T axis ([..., G, T]). Leading axes are
 arbitrary, every function is jittable and vmappable, and outputs are float32 with 0 on masked
-tokens. The exact math is in ALGORITHMS.md; each docstring names its paper.
+tokens. The exact math is in docs/ALGORITHMS.md; each docstring names its paper.
 """
 
 import jax
@@ -352,7 +352,7 @@ def pure_token_returns(process_rewards: Array, step_end: Array, mask: Array, *,
                        eps: float = 1e-8) -> Array:
   """PURE token advantages from (already transformed) step rewards at step-end tokens.
 
-  Following ALGORITHMS.md / the PURE reference:
+  Following docs/ALGORITHMS.md / the PURE reference:
     1. baseline b_i = Σ_{j≠i} S_j / Σ_{j≠i} L_j (S = sample's step-reward total, L = its valid
        token count); each step-end reward is reduced by b_i × (that step's valid-token count,
        step-end token included);

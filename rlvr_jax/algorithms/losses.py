@@ -59,7 +59,7 @@ def aggregate_normalizer(mask: Array, mode: str) -> Array:
 
 def aggregate(x: Array, mask: Array, mode: str, max_len: int | None = None,
               normalizer: Array | None = None) -> Array:
-  """Reduce a token loss matrix L [..., T] with mask M to a scalar (ALGORITHMS.md).
+  """Reduce a token loss matrix L [..., T] with mask M to a scalar (docs/ALGORITHMS.md).
 
   token-mean = ΣL·M / ΣM · token-sum = ΣL·M · seq-mean-token-sum = mean_b Σ_t L·M ·
   seq-mean-token-mean = mean_b (Σ_t L·M / Σ_t M) ·
@@ -266,7 +266,7 @@ def high_entropy_mask(entropy: Array, mask: Array, top_frac: float = 0.2,
 def value_loss(values: Array, old_values: Array, returns: Array, mask: Array, *,
                clip: float = 0.2, agg: str = "token-mean", max_len: int | None = None,
                normalizer: Array | None = None) -> tuple[Array, dict[str, Array]]:
-  """Clipped value loss (PPO; ALGORITHMS.md GAE section):
+  """Clipped value loss (PPO; docs/ALGORITHMS.md GAE section):
   ½·max((V − R)², (V_old + clip(V − V_old, ±ε_v) − R)²), aggregated with `agg`.
 
   Args: values, old_values, returns, mask [..., T]. Returns (loss, metrics{value_clip_fraction}).

@@ -39,9 +39,10 @@ def _kw(mapping: Any) -> dict[str, Any]:
 
 
 def listed_terms(alg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-  """Term name -> its keyword arguments, in config order; a term set to None is off."""
+  """Term name -> its keyword arguments, in name order (a ConfigDict keeps its keys sorted; the
+  policy loss adds its terms in this order); a term set to None is off."""
   terms = alg.get("terms") or {}
-  return {name: _kw(kw) for name, kw in terms.items() if kw is not None}
+  return {name: _kw(terms[name]) for name in sorted(terms) if terms[name] is not None}
 
 
 @dataclasses.dataclass(frozen=True)

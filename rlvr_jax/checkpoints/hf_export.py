@@ -1,7 +1,7 @@
 """A trained policy as a Hugging Face model directory that `transformers` loads with no code of
 ours: `config.json` + `model.safetensors` (`hf.save`), `generation_config.json`, and the
-tokenizer files (`tokenizers.hf_files.save`). `export_run` does it for a run's checkpoint
-(`rlvr-export`).
+tokenizer files (`tokenizers.hf_files.save`). Only the conversion lives here: a run's checkpoint
+is exported by `rlvr_jax.export.export_run` (`rlvr-export`), which rebuilds the run.
 
 A vocabulary padded past the tokenizer (`model.vocab_multiple`, or a larger `model.vocab_size`)
 is cut back to the tokenizer's ids: our forward pass masks the padding ids out of the logits,
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
 
 from rlvr_jax.checkpoints import hf
@@ -54,24 +53,3 @@ def export(path: str | pathlib.Path, model_config: ModelConfig, params: Params,
   hf.save(path, model_config, params, extra_config=ids)
   (path / "generation_config.json").write_text(json.dumps(ids, indent=2) + "\n")
 
-
-def export_run(workdir: str, out: str, checkpoint: str = "latest"):
-  """Writes the HF directory `out` for `checkpoint` ("latest", a step or "none") of the run in
-  `workdir`; returns (the `loop.Run` rebuilt from its config.json, the exported params, their
-  step; None for "none"). Raises ValueError (one line) for a bad argument or an unexportable run.
-  """
-  from rlvr_jax.evaluation import evaluate  # local: the run level sits above checkpoints/
-  from rlvr_jax.training import loop, workdir as workdir_lib
-  if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-    raise ValueError(f"--out={out}: exists and is not an empty directory")
-  try:
-    os.makedirs(out, exist_ok=True)
-  except OSError as e:
-    raise ValueError(f"--out={out}: cannot be created ({e.strerror})") from None
-  run = loop.Run(workdir_lib.run_config(workdir))
-  params, step = evaluate.restore_params(run, workdir, checkpoint)
-  try:
-    export(out, run.model_config, params, run.tokenizer)
-  except ValueError as e:
-    raise ValueError(f"cannot export {workdir}: {e}") from None
-  return run, params, step

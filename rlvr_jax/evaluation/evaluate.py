@@ -36,13 +36,13 @@ from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.data import pipeline
 from rlvr_jax.data.tasks.base import decode_completion
 from rlvr_jax.evaluation import results
-from rlvr_jax.training import loop
+from rlvr_jax.training.run import Run
 
 
 # ---------------------------------------------------------------------------------------------
 # Policy
 # ---------------------------------------------------------------------------------------------
-def restore_params(run: loop.Run, workdir: str, checkpoint: str) -> tuple[Any, int | None]:
+def restore_params(run: Run, workdir: str, checkpoint: str) -> tuple[Any, int | None]:
   """(params, step) of `checkpoint` ("latest", "none" or a step); step is None for "none".
 
   "latest" is the newest readable checkpoint (one whose files match its manifest; newer ones are
@@ -79,7 +79,7 @@ def restore_params(run: loop.Run, workdir: str, checkpoint: str) -> tuple[Any, i
 # ---------------------------------------------------------------------------------------------
 # Sampling and scoring
 # ---------------------------------------------------------------------------------------------
-def _examples(run: loop.Run, num_prompts: int) -> list:
+def _examples(run: Run, num_prompts: int) -> list:
   """The first `num_prompts` held-out prompts, always the same for a config."""
   source = pipeline.TaskSource(run.task, "test", run.config.data.eval_seed, num_prompts)
   return [source[i] for i in range(num_prompts)]
@@ -92,7 +92,7 @@ def _stack(encoded: list[dict[str, np.ndarray]], rows: int) -> dict[str, np.ndar
   return {k: np.stack([e[k] for e in encoded]) for k in keys}
 
 
-def sample_batches(run: loop.Run, params, *, n: int, temperature: float, num_prompts: int,
+def sample_batches(run: Run, params, *, n: int, temperature: float, num_prompts: int,
                    batch_size: int, seed: int, skip: frozenset[int] = frozenset(),
                    progress: bool = True) -> Iterator[list[dict[str, Any]]]:
   """Samples n completions for each held-out prompt, one batch of prompts at a time, and yields
@@ -146,7 +146,7 @@ def sample_batches(run: loop.Run, params, *, n: int, temperature: float, num_pro
     yield records
 
 
-def sample_and_score(run: loop.Run, params, *, n: int, temperature: float, num_prompts: int,
+def sample_and_score(run: Run, params, *, n: int, temperature: float, num_prompts: int,
                      batch_size: int, seed: int, progress: bool = True) -> dict[str, Any]:
   """All of `sample_batches` at once: `correct` bool [P, n], `answers` [P][n], `lengths` int
   [P, n], `truncated` bool [P, n], `examples` (the P `Example`s), `completions` [P][n]."""
@@ -202,7 +202,7 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str, *, checkpoint: str
   if dropped := sorted(set(ks) - set(kept)):
     logging.warning("dropping k=%s: need 1 <= k <= n=%d", dropped, n)
   results.check_writable(workdir)  # a real write, before sampling
-  run = loop.Run(config)
+  run = Run(config)
   num_prompts = num_prompts or config.eval.num_prompts
   if hasattr(run.task, "num_examples"):  # a fixed dataset: never repeat a held-out prompt
     num_prompts = min(num_prompts, run.task.num_examples("test"))

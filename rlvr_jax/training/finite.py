@@ -2,7 +2,8 @@
 
 Two checks, both naming the phase, the step and the quantity:
   check_metrics: a step's host metrics (loss, grad norm, ...); `fetch_checked` fetches them
-                 first, which a loop does one step late so the devices never wait on the host;
+                 first, which a loop does one step late (`metrics.Lagged`) so the devices never
+                 wait on the host;
   check_tree:    every leaf of params (or a whole train state), one jitted reduction, run once
                  before a phase hands its params on and before every checkpoint save.
 """

@@ -1,5 +1,6 @@
 """Metrics for machines: `metrics.jsonl` (one JSON object a line), TensorBoard events, and with
-`config.logging.wandb` a Weights & Biases run."""
+`config.logging.wandb` a Weights & Biases run; and `Lagged`, the one-step-late fetch of a step's
+device metrics that the training loops (SFT, PRM, RL) share."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 import uuid
 
 import numpy as np
@@ -22,6 +23,40 @@ def to_python(metrics: dict[str, Any]) -> dict[str, Any]:
     v = np.asarray(v)
     out[k] = v.item() if v.ndim == 0 else v.tolist()
   return out
+
+
+class Lagged:
+  """A pipelined loop's delayed metrics fetch: step k's device metrics are held while step k+1 is
+  dispatched, and only then fetched, so the host never waits on step k before the devices have
+  step k+1 queued.
+
+  Contract:
+    fetch(step, metrics_dev, **kwargs) -> host metrics: reads one step's metrics to the host and
+      checks them (it may raise, e.g. NonFiniteError). It is called once per pushed step, in step
+      order, never twice for a step, and only from `push` and `flush`.
+    push(step, metrics_dev): call right after dispatching `step`. First fetches the step held
+      before (if any), then holds `step`; returns the earlier step's (step, host metrics), or None
+      if nothing was held.
+    flush(**kwargs): fetches the held step now (before an evaluation, a save, or after the last
+      step), passing `kwargs` on to `fetch`; returns its (step, host metrics), or None if nothing
+      is held. A step pushed and never flushed or followed by another push is never fetched.
+  """
+
+  def __init__(self, fetch: Callable[..., dict[str, Any]]):
+    self._fetch = fetch
+    self._held: tuple[int, Any] | None = None  # (step, device metrics) not yet fetched
+
+  def push(self, step: int, metrics_dev: Any) -> tuple[int, dict[str, Any]] | None:
+    done = self.flush()
+    self._held = (step, metrics_dev)
+    return done
+
+  def flush(self, **kwargs) -> tuple[int, dict[str, Any]] | None:
+    if self._held is None:
+      return None
+    step, metrics_dev = self._held
+    self._held = None
+    return step, self._fetch(step, metrics_dev, **kwargs)
 
 
 def strict_json_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,15 @@
 """The phases before RL: the supervised warm start and, for PURE, the process reward model.
 
-Both take the run's static pieces (`loop.Run`) and return parameters plus summary metrics; every
+Both take the run's static pieces (`run.Run`) and return parameters plus summary metrics; every
 step's loss and gradient norm, and the parameters they return, are checked finite.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +23,8 @@ from rlvr_jax.data import pipeline
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import finite
 from rlvr_jax.training import metrics as metrics_lib
+from rlvr_jax.training.run import Run
 from rlvr_jax.training.state import critic_from_policy, make_optimizer
-
-if TYPE_CHECKING:
-  from rlvr_jax.training.loop import Run
 
 
 def load_sft(run: Run, workdir: str) -> tuple[Any, dict[str, Any]]:
@@ -100,23 +99,23 @@ def sft(run: Run, params, progress: bool) -> tuple[Any, dict[str, Any]]:
   it = iter(ds)
   target, every = config.sft.target_accuracy, config.sft.eval_every
   last: dict[str, Any] = {}
-  lagging = None  # (step, device metrics): checked after the next step is dispatched
+  # each step's metrics are checked after the next step is dispatched
+  lagged = metrics_lib.Lagged(functools.partial(finite.fetch_checked, "sft"))
   steps_run = 0
   for step in tqdm.trange(1, config.sft.steps + 1, desc="sft", disable=not progress,
                           mininterval=2):
     state, m_dev = sft_step(state, run.device_batch(next(it)))
-    if lagging is not None:
-      last = finite.fetch_checked("sft", *lagging)
-    lagging, steps_run = (step, m_dev), step
+    if (done := lagged.push(step, m_dev)) is not None:
+      last = done[1]
+    steps_run = step
     if target > 0 and step % every == 0:
-      last = finite.fetch_checked("sft", *lagging)
-      lagging = None
+      last = lagged.flush()[1]
       acc = run.evaluate(state.params)
       logging.info("SFT step %d: held-out greedy accuracy %.3f (target %.2f)", step, acc, target)
       if acc >= target:
         break
-  if lagging is not None:
-    last = finite.fetch_checked("sft", *lagging)
+  if (done := lagged.flush()) is not None:
+    last = done[1]
   finite.check_tree("sft", steps_run, state.params, replicated=parallel.replicated(run.mesh),
                     hint=finite.hint("sft"))
   return state.params, {**last, "sft_steps": steps_run}
@@ -171,16 +170,16 @@ def train_prm(run: Run, policy_params, progress: bool) -> tuple[Any, dict[str, A
   held_out = labelled_batch(test, 0, pc.eval_prompts, jax.random.fold_in(rng, 0))
   before = metrics_lib.to_python(jax.device_get(evaluate(carry[0], held_out)))
   last: dict[str, Any] = {}
-  lagging = None  # (step, device metrics): checked while the next batch is sampled
+  # each step's metrics are checked after the next batch is sampled and its step dispatched
+  lagged = metrics_lib.Lagged(functools.partial(finite.fetch_checked, "prm"))
   for step in tqdm.trange(1, pc.steps + 1, desc="prm", disable=not progress, mininterval=2):
     batch = labelled_batch(train, (step - 1) * pc.batch_size, pc.batch_size,
                            jax.random.fold_in(rng, step))
     carry, m_dev = update(carry, batch)
-    if lagging is not None:
-      last = finite.fetch_checked("prm", *lagging)
-    lagging = (step, m_dev)
-  if lagging is not None:
-    last = finite.fetch_checked("prm", *lagging)
+    if (done := lagged.push(step, m_dev)) is not None:
+      last = done[1]
+  if (done := lagged.flush()) is not None:
+    last = done[1]
   finite.check_tree("prm", pc.steps, carry[0], replicated=parallel.replicated(run.mesh),
                     hint=finite.hint("prm"))
   after = metrics_lib.to_python(jax.device_get(evaluate(carry[0], held_out)))

@@ -8,7 +8,7 @@ import os
 
 import ml_collections
 
-from rlvr_jax import configs_base
+from rlvr_jax import config_legacy, configs_base
 
 
 def check_writable(workdir: str) -> None:
@@ -31,13 +31,13 @@ def check_writable(workdir: str) -> None:
 
 def run_config(workdir: str) -> ml_collections.ConfigDict:
   """The locked config of the run in `workdir`: the defaults updated with its config.json
-  (written when the run started). Raises ValueError naming the file if it is missing or holds
+  (written when the run started; the old method spelling translated). Raises ValueError naming the file if it is missing or holds
   fields this version does not have."""
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
     raise ValueError(f"--workdir={workdir}: no config.json; is it a run directory?")
   with open(path, encoding="utf-8") as f:
-    saved = json.load(f)
+    saved = config_legacy.translate(json.load(f))  # a run of the old method spelling too
   config = configs_base.base_config()
   try:
     config.update(saved)

@@ -2,12 +2,12 @@
 configs/prime_addition.py run: python diagnose.py WORKDIR STEP (from the repository root)."""
 import sys, numpy as np, jax, jax.numpy as jnp
 from rlvr_jax.configs_base import load_config
-from rlvr_jax.training import loop
+from rlvr_jax.training.run import Run
 from rlvr_jax.training.rl_step import completion_logprobs
 from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.algorithms import advantages as A
 c = load_config("configs/prime_addition.py"); c.rl.steps = 150
-run = loop.Run(c)
+run = Run(c)
 ck = Checkpointer(sys.argv[1] + "/checkpoints", read_only=True)
 state = ck.restore(int(sys.argv[2]), abstract_like(run.make_rl_state(run.init_params())))[0]
 it = iter(run.dataset("train", 32, seed=5, shuffle=True, size=1000))
