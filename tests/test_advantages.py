@@ -1,4 +1,4 @@
-"""Advantage estimators against slow loop references written from ALGORITHMS.md."""
+"""Advantage estimators against slow loop references written from docs/ALGORITHMS.md."""
 
 import math
 
@@ -55,7 +55,7 @@ def ref_grpo(rewards, scale=True):
 
 
 def ref_tempo(tokens, rewards, mask, scale=True):
-  """The literal walk of ALGORITHMS.md: loop over i, t, shrink P."""
+  """The literal walk of docs/ALGORITHMS.md: loop over i, t, shrink P."""
   out = np.zeros(tokens.shape, np.float64)
   for idx in np.ndindex(tokens.shape[:-2]):
     y, r, m = tokens[idx], rewards[idx].astype(np.float64), mask[idx]
@@ -311,7 +311,7 @@ def test_min_form_tends_to_min(r, num_steps):
 
 
 def ref_pure(pr, step_end, mask, solved, coef, kl, beta):
-  """PURE returns from ALGORITHMS.md, one sample at a time."""
+  """PURE returns from docs/ALGORITHMS.md, one sample at a time."""
   lead, (g, t_len) = pr.shape[:-2], pr.shape[-2:]
   out = np.zeros(pr.shape, np.float64)
   keep = np.zeros(pr.shape)

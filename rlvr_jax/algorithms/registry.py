@@ -82,7 +82,9 @@ class TermContext:
   logp / entropy are the policy's (differentiable); old_logp the behaviour policy's; mask the
   loss mask (after filters and the 80/20 token selection); normalizer the mini-batch denominator
   of `agg` (None: this micro-batch's own); policy_loss the policy loss of this micro-batch;
-  step the number of updates done before this rollout. Fields of unmet needs are None."""
+  step the number of updates done before this rollout; micro_batches how many micro-batches
+  make the mini-batch (the trainer averages metrics over them, so a metric that is a partial
+  sum under the mini-batch normaliser is multiplied by it). Fields of unmet needs are None."""
   logp: Array
   old_logp: Array
   entropy: Array
@@ -93,6 +95,7 @@ class TermContext:
   max_len: int | None
   policy_loss: Array
   step: Array
+  micro_batches: int = 1
   ref_logp: Array | None = None
   demo_logp: Array | None = None
   demo_mask: Array | None = None

@@ -46,9 +46,10 @@ def chord(ctx, *, mu_start=0.9, mu_end=0.05, mu_decay_steps=200, mu_warmup_steps
   `chord.mu_schedule` at the rollout's step; phi: CHORD-φ token weights."""
   mu = chord_lib.mu_schedule(ctx.step, start=mu_start, end=mu_end, decay_steps=mu_decay_steps,
                              warmup_steps=mu_warmup_steps)
-  sft, _ = chord_lib.sft_loss(ctx.demo_logp, ctx.demo_mask, use_phi=phi,
-                              normalizer=ctx.demo_normalizer)
-  _, metrics = chord_lib.sft_loss(ctx.demo_logp, ctx.demo_mask, use_phi=phi)  # this share's means
+  sft, metrics = chord_lib.sft_loss(ctx.demo_logp, ctx.demo_mask, use_phi=phi,
+                                    normalizer=ctx.demo_normalizer)
+  # partial sums of the mini-batch means, which the trainer averages over micro-batches
+  metrics = {k: v * ctx.micro_batches for k, v in metrics.items()}
   return mu * (sft - ctx.policy_loss), {**metrics, "chord_mu": mu}
 
 

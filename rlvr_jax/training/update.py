@@ -96,7 +96,8 @@ def policy_loss(spec: StepSpec, step: Array, params, m: tuple[LossRows, Demos | 
                                          spec.temperature)
     ctx = TermContext(logp=logp, old_logp=old_logp, entropy=entropy, mask=mask,
                       advantages=mb.advantages, normalizer=normalizer, agg=spec.agg,
-                      max_len=spec.max_len, policy_loss=loss, step=step, ref_logp=mb.ref_logp,
+                      max_len=spec.max_len, policy_loss=loss, step=step,
+                      micro_batches=spec.microbatches, ref_logp=mb.ref_logp,
                       demo_logp=demo_logp, demo_mask=None if demo is None else demo.mask,
                       demo_normalizer=demo_normalizer)
     loss, term_metrics = sum_terms(terms, ctx, loss)
