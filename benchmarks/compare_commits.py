@@ -4,7 +4,8 @@
         [--config configs/bench.py:larger] [--base-config configs/bench.py:larger]
 
 Checks the base commit out into a temporary git worktree, then runs `benchmarks/phases.py`
-alternately from the base and from this checkout (`--rounds` times each, base first), each run
+alternately from the base and from this checkout (`--rounds` times each, the order alternating
+round by round: base first, then this first, ...), each run
 in its own process importing its own `rlvr_jax`, and prints every run's medians and the ratio
 base / this of the medians over rounds (> 1: this checkout is faster). Run it on a quiet machine:
 the two sides share it, so noise hits both, but not equally.
@@ -51,9 +52,9 @@ def main():
                    check=True, capture_output=True)
     try:
       runs = {"base": [], "this": []}
-      for r in range(args.rounds):
-        for side, checkout, config in (("base", base_dir, args.base_config or args.config),
-                                       ("this", ROOT, args.config)):
+      sides = [("base", base_dir, args.base_config or args.config), ("this", ROOT, args.config)]
+      for r in range(args.rounds):  # ABBA: the order alternates, so a drift hits both sides
+        for side, checkout, config in (sides if r % 2 == 0 else sides[::-1]):
           runs[side].append(phases(checkout, config, args.steps))
           print(f"round {r + 1} {side:4s}: " + "  ".join(
               f"{k} {v:.1f} ms" for k, v in runs[side][-1].items()), flush=True)
