@@ -87,20 +87,26 @@ def _kl_config(steps):
   return config
 
 
-def test_a_run_written_in_the_old_spelling_resumes_bit_for_bit(tmp_path):
-  whole = tmp_path / "whole"
-  loop.train(_kl_config(4), str(whole), progress=False)
-  part = tmp_path / "part"
-  loop.train(_kl_config(2), str(part), progress=False)
-  # what the previous code wrote: the algorithm block in the old spelling
-  with open(part / "config.json", encoding="utf-8") as f:
+def _rewrite_in_the_old_spelling(workdir) -> dict:
+  """workdir/config.json (a `_kl_config` run's) as the previous code wrote it: the algorithm
+  block and prime.beta in the old spelling."""
+  with open(workdir / "config.json", encoding="utf-8") as f:
     written = json.load(f)
   written["algorithm"] = {k: v for k, v in written["algorithm"].items()
                           if k not in ("advantage_kw", "policy_loss_kw", "terms")}
   written["algorithm"].update(_old_algorithm(kl_coef=0.05, kl_kind="k2"))
   written["prime"]["beta"] = 0.05
-  with open(part / "config.json", "w", encoding="utf-8") as f:
+  with open(workdir / "config.json", "w", encoding="utf-8") as f:
     json.dump(written, f)
+  return written
+
+
+def test_a_run_written_in_the_old_spelling_resumes_bit_for_bit(tmp_path):
+  whole = tmp_path / "whole"
+  loop.train(_kl_config(4), str(whole), progress=False)
+  part = tmp_path / "part"
+  loop.train(_kl_config(2), str(part), progress=False)
+  written = _rewrite_in_the_old_spelling(part)
   longer = _kl_config(4)
   longer.rl.max_new_tokens = written["rl"]["max_new_tokens"]  # as loop.Run fills it in
   assert resume.config_changes(str(part / "config.json"), longer) == ["rl.steps (2 -> 4)"]
@@ -111,13 +117,7 @@ def test_a_run_written_in_the_old_spelling_resumes_bit_for_bit(tmp_path):
 def test_an_old_run_whose_method_differs_is_refused_naming_the_field(tmp_path):
   part = tmp_path / "part"
   loop.train(_kl_config(2), str(part), progress=False)
-  with open(part / "config.json", encoding="utf-8") as f:
-    written = json.load(f)
-  written["algorithm"] = {k: v for k, v in written["algorithm"].items()
-                          if k not in ("advantage_kw", "policy_loss_kw", "terms")}
-  written["algorithm"].update(_old_algorithm(kl_coef=0.05, kl_kind="k2"))
-  with open(part / "config.json", "w", encoding="utf-8") as f:
-    json.dump(written, f)
+  _rewrite_in_the_old_spelling(part)
   no_kl = load_config()
   no_kl.rl.steps = 4
   with pytest.raises(ValueError, match=r"cannot resume .*algorithm\.terms\.kl\.coef \(0\.05 -> "
