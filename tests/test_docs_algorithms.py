@@ -33,7 +33,7 @@ def _entries() -> dict[tuple[str, str], str]:
 # The library's own components (collecting tests/test_config_rules.py loads every configs/*.py,
 # and configs/your_own_method.py registers a user's components too).
 CASES = [(s, n) for s, reg in SECTIONS.items() for n in sorted(reg)
-         if reg[n].fn.__module__.startswith("rlvr_jax.")]
+         if reg[n].builtin]
 
 
 @pytest.mark.parametrize("section,name", CASES, ids=[f"{s}:{n}" for s, n in CASES])

@@ -12,19 +12,15 @@ import jax
 
 from rlvr_jax.algorithms import advantages as adv_lib
 from rlvr_jax.algorithms import losses
-from rlvr_jax.algorithms.registry import AdvantageInputs, all_of, bounds, register_advantage
+from rlvr_jax.algorithms.registry import (AdvantageInputs, all_of, bounds, one_of,
+                                          register_advantage)
 
 Array = jax.Array
 
 
-def _kl_kind(hp):
-  kind = hp.get("kl_kind")
-  return None if kind in losses.KL_KINDS else f"'kl_kind' must be one of {losses.KL_KINDS}"
-
-
 # The reward KL penalty of reinforce_pp, gae and PURE (k1 is the unbiased one there: losses.kl).
-_PENALTY = all_of(_kl_kind, bounds(kl_coef=">= 0", gamma="[0, 1]"))
-_PURE = all_of(_kl_kind, bounds(kl_coef=">= 0", verifiable_coef=">= 0"))
+_PENALTY = all_of(one_of("kl_kind", losses.KL_KINDS), bounds(kl_coef=">= 0", gamma="[0, 1]"))
+_PURE = all_of(one_of("kl_kind", losses.KL_KINDS), bounds(kl_coef=">= 0", verifiable_coef=">= 0"))
 
 
 def _outcome(adv_bg: Array, x: AdvantageInputs) -> Array:

@@ -148,7 +148,7 @@ def problems(alg: Mapping[str, Any], group_size: int | None = None) -> list[str]
     if not any("values" in d.needs for d in components if d.trains != "critic"):
       out.append(f"config.algorithm.terms.{c.name}: {c.label} trains a critic on the returns "
                  "of an estimator that reads its values (e.g. 'gae'); "
-                 f"{_users([ADVANTAGES[alg['advantage']]], None)} reads none")
+                 f"{ADVANTAGES[alg['advantage']].label} reads none")
   provided_by = {p: c for c in terms for p in c.provides}
   if "process_rewards" in needs and "process_rewards" not in provided_by:
     out.append(f"config.algorithm.terms: {_users(components, 'process_rewards')} reads process "
@@ -157,9 +157,7 @@ def problems(alg: Mapping[str, Any], group_size: int | None = None) -> list[str]
   return out
 
 
-def _users(components, need: str | None) -> str:
-  if need is None:
-    return components[0].label
+def _users(components, need: str) -> str:
   return ", ".join(c.label for c in components if need in c.needs)
 
 

@@ -162,6 +162,11 @@ class Component:
             and p.name not in CONTEXT_KEYWORDS}
 
   @property
+  def builtin(self) -> bool:
+    """One of the library's own components (not a config file's or a notebook's)."""
+    return getattr(self.fn, "__module__", "").startswith("rlvr_jax.")
+
+  @property
   def label(self) -> str:
     return f"{self.kind.replace('_', ' ')} {self.name!r}"
 
@@ -296,6 +301,16 @@ def bounds(**intervals: str) -> Callable[[dict[str, Any]], str | None]:
       if v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
         return f"{name!r} must be {text if text[0] in '<>' else 'in ' + text}, got {v!r}"
     return None
+
+  return check
+
+
+def one_of(name: str, values) -> Callable[[dict[str, Any]], str | None]:
+  """A `check` that hyperparameter `name` is one of `values`."""
+  values = tuple(values)
+
+  def check(hp: dict[str, Any]) -> str | None:
+    return None if hp.get(name) in values else f"{name!r} must be one of {values}"
 
   return check
 

@@ -9,15 +9,11 @@ import jax.numpy as jnp
 
 from rlvr_jax.algorithms import chord as chord_lib
 from rlvr_jax.algorithms import losses
-from rlvr_jax.algorithms.registry import all_of, bounds, register_term
+from rlvr_jax.algorithms.registry import all_of, bounds, one_of, register_term
 from rlvr_jax.rewards import implicit_prm
 
 
-def _kl_kind(hp):
-  return None if hp["kind"] in losses.KL_KINDS else f"'kind' must be one of {losses.KL_KINDS}"
-
-
-@register_term("kl", needs=("ref_logp",), check=all_of(_kl_kind, bounds(coef=">= 0")))
+@register_term("kl", needs=("ref_logp",), check=all_of(one_of("kind", losses.KL_KINDS), bounds(coef=">= 0")))
 def kl(ctx, *, coef=0.001, kind="k3"):
   """coef · aggregate(kl(π‖π_ref)) over the loss tokens; metric kl_ref (before coef)."""
   value = losses.aggregate(losses.kl(ctx.logp, ctx.ref_logp, kind), ctx.mask, ctx.agg,

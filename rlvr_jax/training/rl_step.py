@@ -114,7 +114,6 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       score=lambda batch, comp, greedy: score(spec, batch, comp, greedy),
       learn=learn,
       select=lambda *args: select(spec, *args))
-  step_fn.spec = spec
   return step_fn
 
 
