@@ -3,6 +3,10 @@
     python benchmarks/memory.py [--models smollm2-135m,qwen2.5-0.5b,qwen2.5-1.5b,qwen2.5-7b]
         [--batch 8 --group 4 --prompt 128 --completion 256 --microbatches 4] [--fsdp 8]
         [--out benchmarks/memory.json]
+    # long completions: bf16 + remat full, one device and (--fsdp 8) eight, one row per micro-batch
+    python benchmarks/memory.py --models qwen2.5-0.5b,qwen2.5-1.5b,qwen2.5-7b --batch 8 \
+        --group 8 --prompt 256 --completions 1024,4096,8192,16384,32768 --microbatch-rows 1 \
+        --fsdp 8 --out benchmarks/memory_long.json
 
 Nothing is allocated: the state and batch are `jax.eval_shape` abstractions and each variant
 is only lowered and compiled on CPU (`jit(rl_step).lower(...).compile().memory_analysis()`).
@@ -12,11 +16,18 @@ bytes (alias: the donated state the outputs reuse). `--fsdp 8` forces 8 CPU devi
 each model at its best setting (bf16, full remat) on a ('data', 'fsdp', 'tensor') = (1, 8, 1)
 mesh, sharded exactly as `Run` shards a run, with each `model.decode_weight_gather` ("once":
 all layers' weights gathered before the decode loop; "per_layer": one layer at a time).
+
+`--completions` measures long completions instead: each model at its long-context setting (bf16,
+remat full; over `--fsdp` devices with decode_weight_gather "per_layer", the memory floor) at every
+length, then prints how the temporaries grow with length and the longest completion that fits
+each device size. `--microbatch-rows` sets `rl.microbatches` to batch x group / rows, and
+`--override rl.x=v` / `model.x=v` sets any other field of the step's config.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import functools
 import json
@@ -56,11 +67,27 @@ def _reward(tokens, mask, answer_ids, meta):
   return mask.mean(-1)
 
 
+def _literal(text: str):
+  """An override's value: a Python literal (1024, True, 'x', None), else the string itself."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
 def measure(model_config: models.ModelConfig, args, devices) -> dict:
   """Compiles one RL step for abstract inputs on `devices` (fsdp over all of them)."""
   config = base_config()
   config.rl.update(batch_size=args.batch, group_size=args.group,
                    max_new_tokens=args.completion, microbatches=args.microbatches)
+  model_overrides = {}
+  for item in getattr(args, "override", None) or ():
+    key, value = item.split("=", 1)
+    if key.startswith("model."):
+      model_overrides[key[len("model."):]] = _literal(value)
+    else:
+      config.update_from_flattened_dict({key: _literal(value)})
+  model_config = dataclasses.replace(model_config, **model_overrides)
   mesh = parallel.make_mesh(dict(data=1, fsdp=len(devices), tensor=1), devices)
   model_config = model_config.for_weight_shards(len(devices))  # as run.Run resolves it
   optimizer = make_optimizer(config.rl.optimizer, config.rl.steps)
@@ -105,6 +132,61 @@ def variants(name: str, fsdp: int):
           decode_weight_gather=gather)
 
 
+def long_variants(name: str, fsdp: int):
+  """(label, model config, n devices) of the long-completion table: bf16 + remat full on one
+  device and, with fsdp > 1, over fsdp devices gathering one layer's weights at a time."""
+  base = dataclasses.replace(MODELS[name], dtype="bfloat16", param_dtype="bfloat16",
+                             remat="full")
+  yield ("bfloat16", "full", 1), base
+  if fsdp > 1:
+    yield ("bfloat16", "full", fsdp), dataclasses.replace(base, decode_weight_gather="per_layer")
+
+
+def _long_table(args, gb: int) -> list[dict]:
+  """Every model x length x device count; then the growth of temp with length and the longest
+  completion that fits each device size."""
+  rows = []
+  lengths = [int(x) for x in args.completions.split(",")]
+  print(f"B={args.batch} G={args.group} prompt={args.prompt} "
+        f"rows per micro-batch={args.microbatch_rows or '-'}; GiB per device")
+  print(f"{'model':14s} {'dev':>3s} {'completion':>10s} {'micro':>5s} {'args':>7s} {'temp':>7s} "
+        f"{'peak':>7s} {'compile':>8s}")
+  for name in args.models.split(","):
+    for (dtype, remat, n), model_config in long_variants(name, args.fsdp):
+      for length in lengths:
+        run_args = argparse.Namespace(**vars(args))
+        run_args.completion = length
+        if args.microbatch_rows:
+          run_args.microbatches = args.batch * args.group // args.microbatch_rows
+        r = measure(model_config, run_args, jax.devices()[:n])
+        r.update(model=name, dtype=dtype, remat=remat, devices=n, completion=length,
+                 microbatches=run_args.microbatches,
+                 decode_weight_gather=model_config.decode_weight_gather)
+        rows.append(r)
+        print(f"{name:14s} {n:3d} {length:10d} {run_args.microbatches:5d} "
+              f"{r['argument'] / gb:7.2f} {r['temp'] / gb:7.2f} {r['peak'] / gb:7.2f} "
+              f"{r['compile_s']:7.1f}s", flush=True)
+  print("\nextra temp bytes per extra completion token between consecutive lengths (flat = "
+        "linear growth; rising = super-linear):")
+  for name in args.models.split(","):
+    for n in sorted({r["devices"] for r in rows}):
+      mine = sorted((r for r in rows if r["model"] == name and r["devices"] == n),
+                    key=lambda r: r["completion"])
+      print(f"  {name:14s} {n} device(s): " + ", ".join(
+          f"{a['completion']}->{b['completion']}: "
+          f"{(b['temp'] - a['temp']) / (b['completion'] - a['completion']) / 2**20:.2f} MiB"
+          for a, b in zip(mine, mine[1:])))
+  print("\nlongest completion that fits (peak per device <= device memory):")
+  for name in args.models.split(","):
+    for n in sorted({r["devices"] for r in rows}):
+      mine = [r for r in rows if r["model"] == name and r["devices"] == n]
+      fits = {cap: max((r["completion"] for r in mine if r["peak"] <= cap * gb), default=None)
+              for cap in DEVICES_GIB[1:]}
+      print(f"  {name:14s} {n} device(s): " + ", ".join(
+          f"{cap} GiB: {fit if fit else f'none of {lengths}'}" for cap, fit in fits.items()))
+  return rows
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--models", default=",".join(MODELS))
@@ -115,9 +197,26 @@ def main():
   parser.add_argument("--microbatches", type=int, default=4)
   parser.add_argument("--fsdp", type=int, default=1)
   parser.add_argument("--out", default="")
+  parser.add_argument("--completions", default="",
+                      help="comma-separated completion lengths: the long-completion table")
+  parser.add_argument("--microbatch-rows", type=int, default=0,
+                      help="rows per micro-batch (sets --microbatches to batch x group / rows)")
+  parser.add_argument("--override", action="append", default=[],
+                      help="rl.x=v / algorithm.x=v / model.x=v, repeatable")
   args = parser.parse_args()
-  rows = []
   gb = 2**30
+  if args.microbatch_rows and (args.batch * args.group) % args.microbatch_rows:
+    parser.error(f"--microbatch-rows {args.microbatch_rows} does not divide batch x group "
+                 f"= {args.batch * args.group}")
+  if args.completions:
+    rows = _long_table(args, gb)
+    if args.out:
+      with open(args.out, "w") as f:
+        json.dump(dict(settings=vars(args), rows=rows), f, indent=1)
+    return
+  if args.microbatch_rows:
+    args.microbatches = args.batch * args.group // args.microbatch_rows
+  rows = []
   print(f"B={args.batch} G={args.group} prompt={args.prompt} completion={args.completion} "
         f"microbatches={args.microbatches}; GiB per device")
   print(f"{'model':14s} {'params':>7s} {'dtype':9s} {'remat':5s} {'dev':>3s} {'gather':9s} "
