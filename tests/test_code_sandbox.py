@@ -75,6 +75,20 @@ def test_stdin_round_trip(sandbox):
   assert result.isolation in ("namespaces", "rlimits") and result.ok
 
 
+def test_imports_the_standard_library(sandbox, strong):
+  result = timed_run(sandbox, "import typing, math\nprint(math.comb(4, 2))")
+  assert result.stdout == "6\n", result
+  # statistics is not preloaded by the template: it is read from disk as the program's uid,
+  # even when the interpreter lives under a home only root may enter.
+  result = timed_run(strong, "import statistics, fractions\nprint(statistics.mean([1, 2]))")
+  assert result.stdout == "1.5\n", result
+
+
+def test_random_differs_between_programs(sandbox):
+  draws = {timed_run(sandbox, "import random\nprint(random.random())").stdout for _ in range(3)}
+  assert len(draws) == 3
+
+
 def test_large_stdin_and_exit_code(sandbox):
   data = "x" * 300_000
   result = timed_run(sandbox, "import sys\nprint(len(sys.stdin.read()))\nsys.exit(3)", stdin=data)

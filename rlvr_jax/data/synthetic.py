@@ -6,11 +6,12 @@ import dataclasses
 from rlvr_jax.data.tasks import (AdditionTask, CountdownTask, Example, LongTailReverseTask,
                                  SortTask, Task, decode_completion, split_of)
 from rlvr_jax.data.seqio_source import SeqioTask
+from rlvr_jax.data.tasks.code_task import HumanEvalTask
 from rlvr_jax.data.tasks.math_task import Gsm8kTask, GsmArithTask, Math500Task
 from rlvr_jax.tokenizers import SentencePieceTokenizer
 
 __all__ = ["TASKS", "AdditionTask", "CountdownTask", "Example", "Gsm8kTask", "GsmArithTask",
-           "LongTailReverseTask", "Math500Task", "SeqioTask", "SortTask", "Task",
+           "HumanEvalTask", "LongTailReverseTask", "Math500Task", "SeqioTask", "SortTask", "Task",
            "build_tokenizer", "decode_completion", "make_task", "register_task", "split_of"]
 
 TASKS: dict[str, Callable[..., Task]] = {
@@ -20,6 +21,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     Gsm8kTask.name: Gsm8kTask,
     Math500Task.name: Math500Task,
     GsmArithTask.name: GsmArithTask,
+    HumanEvalTask.name: HumanEvalTask,  # reads its data from the [code] extra's package
     LongTailReverseTask.name: LongTailReverseTask,
     SeqioTask.name: SeqioTask,  # imports seqio only when its data is read ([seqio] extra)
 }

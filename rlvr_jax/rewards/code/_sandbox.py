@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import random
 import resource
@@ -53,6 +54,12 @@ _KEEP_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noa
                "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME,
                "strictatime": MS_STRICTATIME}
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+# Imported once by the template, so a program's `import` of them is free (HumanEval imports
+# typing and math). In "rlimits" mode under a root-only home they are also the only modules a
+# program can import besides those already loaded.
+_PRELOAD = ("array", "bisect", "cmath", "collections", "copy", "dataclasses", "datetime",
+            "decimal", "enum", "functools", "hashlib", "heapq", "itertools", "json", "math",
+            "operator", "re", "string", "typing")
 # Unprivileged ids drawn per program: far above any real account, so no other process shares one.
 _UID_RANGE = (1 << 30, (1 << 31) - 2)
 _WORKDIR = "/tmp"
@@ -100,6 +107,38 @@ def _mount_points() -> list[tuple[str, int]]:
   return points
 
 
+def _closed_ancestor(path: str) -> str | None:
+  """The highest proper ancestor of `path` that other users cannot traverse, or None."""
+  parts = os.path.realpath(path).split(os.sep)[1:-1]
+  for i in range(1, len(parts) + 1):
+    ancestor = os.sep + os.path.join(*parts[:i])
+    if not os.stat(ancestor).st_mode & 0o001:
+      return ancestor
+  return None
+
+
+def _expose_interpreter() -> None:
+  """Makes the interpreter's own directories reachable by the program's uid.
+
+  Python may live under a home only root may enter (pyenv in /root): the program could then
+  import nothing that the template has not imported yet. Each such home is replaced by an empty
+  tmpfs that holds bind mounts of those directories alone, which also hides the rest of it.
+  """
+  needed = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *sys.path)
+            if p and os.path.isdir(p)}
+  masks: dict[str, list[tuple[str, int]]] = {}
+  for path in needed:
+    ancestor = _closed_ancestor(path)
+    if ancestor is not None:
+      masks.setdefault(ancestor, []).append((path, os.open(path, os.O_PATH)))
+  for ancestor, binds in masks.items():
+    _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+    for path, fd in sorted(binds):
+      os.makedirs(path, exist_ok=True)
+      _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+      os.close(fd)
+
+
 def isolate_template(requested: str) -> str:
   """Enters the template's mount and network namespaces; returns the isolation level."""
   if requested == "rlimits" or os.geteuid() != 0:
@@ -109,6 +148,7 @@ def isolate_template(requested: str) -> str:
   except OSError:
     return "rlimits"
   _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount propagates to the host
+  _expose_interpreter()
   for path, keep in _mount_points():
     try:
       _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep)
@@ -164,6 +204,7 @@ def _program(job: dict, isolation: str, uid: int, workdir: str, fds: tuple[int, 
   os.environ.clear()
   os.environ.update(_ENV, HOME=workdir, TMPDIR=workdir)
   signal.signal(signal.SIGINT, signal.default_int_handler)
+  random.seed()  # the template's state is every fork's: reseed from urandom as a new process would
   sys.stdin = sys.__stdin__ = open(0, closefd=False)
   sys.stdout = sys.__stdout__ = open(1, "w", closefd=False)
   sys.stderr = sys.__stderr__ = open(2, "w", closefd=False, errors="backslashreplace")
@@ -350,6 +391,8 @@ def main() -> None:
   control = socket.socket(fileno=int(sys.argv[1]))
   owner_pid, requested = int(sys.argv[2]), sys.argv[3]
   signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the owner
+  for name in _PRELOAD:
+    importlib.import_module(name)
   try:
     isolation = isolate_template(requested)
   except RuntimeError as e:
