@@ -200,8 +200,9 @@ def test_fork_bomb(strong):
   assert result.timed_out
   # The shell's forks keep its command line, so the marker finds every one of them.
   shell_bomb = f"import os\nos.execv('/bin/sh', ['sh', '-c', 'f() {{ f | f & }}; f; sleep 30', {marker!r}])"
-  result = timed_run(strong, shell_bomb, max_processes=8)
-  assert result.timed_out
+  # It times out, or ends early when the shell cannot fork its final `sleep`; either way no
+  # process of it may survive.
+  timed_run(strong, shell_bomb, max_processes=8)
   assert processes_with(marker) == []
   still_works(strong)
 
