@@ -184,3 +184,64 @@ def _decode_scanned_layers(c: ModelConfig, layers: Params, x_bd, rope, cache: di
 
   (x_bd, cache, _), _ = jax.lax.scan(body, (x_bd, cache, jnp.int32(0)), layers)
   return x_bd, cache
+
+
+def extend_cache(c: ModelConfig, params: Params, tokens_bt: jax.Array, position_bt: jax.Array,
+                 cache, start_slot: jax.Array, valid_bs: jax.Array):
+  """Appends a block of t tokens per row (an environment's observation) to the KV cache without
+  re-prefilling the history: the block runs through the layers attending to the cache's valid
+  slots and causally to itself, and its keys/values are written at slots [start, start + t).
+
+  Args:
+    params: the stacked parameters (as `prefill` takes them).
+    tokens_bt: int32 ids, left-padded (a row's padding is invalid in `valid_bs`).
+    position_bt: int32 RoPE positions of the block's tokens (the row's next positions).
+    cache: from `prefill` / `decode_step`, s slots.
+    start_slot: int32 scalar, the block's first slot.
+    valid_bs: 1 for cache slots holding real tokens, the block's own included.
+
+  Returns:
+    (float32 logits [b, v] after the block's last column, the cache with the block written).
+  """
+  b, t = tokens_bt.shape
+  s = valid_bs.shape[-1]
+  x = params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt]
+  rope = rope_table(c, position_bt, s)
+  query_slot_t = start_slot + jnp.arange(t)
+  mask_bts = (valid_bs[:, None, :] > 0) & (jnp.arange(s)[None, None, :] <= query_slot_t[:, None])
+  layers = params["layers"]
+  n = c.n_layers
+  new_cache = []
+  for i in range(n):
+    layer_params = layers[i] if isinstance(layers, (list, tuple)) else jax.tree.map(
+        lambda w, i=i: w[i], layers)
+    view = ({name: buf[i] for name, buf in cache.items()} if _scans_layers(c) else cache[i])
+    x, view = _extend_layer(c, layer_params, x, rope, view, start_slot, mask_bts)
+    new_cache.append(view)
+  if _scans_layers(c):
+    new_cache = {name: jnp.stack([v[name] for v in new_cache]) for name in ("k", "v")}
+  h = rms_norm(x[:, -1:], params["final_norm"], c.norm_eps)
+  return logits_from_hidden(c, params, h)[:, 0], new_cache
+
+
+def _extend_layer(c: ModelConfig, p: Params, x_btd, rope, cache: dict[str, jax.Array], start,
+                  mask_bts):
+  """One block for t new tokens a row: writes their keys/values into this layer's cache at
+  [start, start + t), then attends to the whole cache under `mask_bts`."""
+  dtype = x_btd.dtype
+  b, t, _ = x_btd.shape
+  kv, e = c.n_kv_heads, c.resolved_head_dim
+  y = rms_norm(x_btd, p["attn_norm"], c.norm_eps)
+  q, k, v = _qkv(c, p, y, rope)
+  k_bket = jnp.transpose(k, (0, 2, 3, 1)).astype(cache["k"].dtype)
+  v_bkte = jnp.swapaxes(v, 1, 2).astype(cache["v"].dtype)
+  cache = {"k": jax.lax.dynamic_update_slice_in_dim(cache["k"], k_bket, start, axis=3),
+           "v": jax.lax.dynamic_update_slice_in_dim(cache["v"], v_bkte, start, axis=2)}
+  q_btkge = q.reshape(b, t, kv, c.n_heads // kv, e)
+  scores = jnp.einsum("btkge,bkes->bkgts", q_btkge, cache["k"].astype(dtype),
+                      preferred_element_type=jnp.float32) / math.sqrt(e)
+  scores = jnp.where(mask_bts[:, None, None], scores, _MASKED)
+  probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
+  attn = jnp.einsum("bkgts,bkse->btkge", probs, cache["v"].astype(dtype))
+  x_btd = x_btd + linear(attn.reshape(b, t, c.n_heads, e), p["wo"].astype(dtype), 2)
+  return _mlp_block(c, p, x_btd), cache
