@@ -98,13 +98,16 @@ class Choice:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Registered:
-  """A name in a registry, looked up when checked: entries registered after import count too."""
+  """A name in a registry, looked up when checked: entries registered after import count too;
+  None too when `optional`."""
   registry: Mapping[str, Any]
+  optional: bool = False
 
   def check(self, v):
-    if isinstance(v, str) and v in self.registry:
+    if (isinstance(v, str) and v in self.registry) or (v is None and self.optional):
       return None
-    return f"must be one of {', '.join(map(repr, sorted(self.registry)))}; got {v!r}"
+    return (f"must be one of {', '.join(map(repr, sorted(self.registry)))}"
+            f"{' or None' * self.optional}; got {v!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import os
 
 import ml_collections
 
-from rlvr_jax import config_rules
+from rlvr_jax import config_rules, environments
 from rlvr_jax.config_legacy import legacy_fields, new_spelling
 from rlvr_jax.algorithms import losses, registry
 from rlvr_jax.algorithms.method import Method, problems
@@ -47,10 +47,21 @@ def base_config() -> ml_collections.ConfigDict:
   # the SFT's pool and, at 0, RL's too), e.g. 1-shot RLVR's pool of which every epoch is scored.
   # one_shot_from: such a run's workdir; this run's RL then trains on the single example ranked
   # one_shot_rank (1 = pi_1, the largest historical variance) there, repeated to fill batches.
+  # env: an environment's name (rlvr_jax.environments, `@register_env`) makes every RL step a
+  # batch of multi-turn episodes (None: the single-turn compiled step); env_kw: its keyword
+  # arguments. An episode has at most max_turns assistant turns of rl.max_new_tokens each, ended
+  # by EOS or by the turn_stop string ("": EOS only), and episode_tokens tokens after the prompt,
+  # the policy's and the observations' (0: what max_turns full turns and observations hold);
+  # an observation keeps its first observation_len tokens. The environments run in env_workers
+  # threads; a call past env_timeout_s ends its episode with reward 0 (counted in env_errors).
   c.data = ml_collections.ConfigDict(dict(train_size=1_000_000, eval_seed=1234, prompt_len=0,
                                           completion_len=0, answer_len=0, prompt_bucket=0,
                                           rl_train_size=0, record_example_accuracy=False,
-                                          one_shot_from="", one_shot_rank=1))
+                                          one_shot_from="", one_shot_rank=1,
+                                          env=ml_collections.FieldReference(None, field_type=str),
+                                          env_kw=ml_collections.ConfigDict(), max_turns=4,
+                                          episode_tokens=0, observation_len=32, turn_stop="",
+                                          env_workers=4, env_timeout_s=10.0))
   # Where the policy comes from: "scratch" (random init, char tokenizer built from the task),
   # "hf" (a local HF directory) or "gguf" (a local .gguf file); dtype of the loaded weights.
   c.init = ml_collections.ConfigDict(dict(kind="scratch", path="", dtype="float32"))
@@ -198,6 +209,14 @@ RULES: dict[str, config_rules.Rule] = {
     "data.record_example_accuracy": Bool(),
     "data.one_shot_from": Str(),  # "": train on the whole train split
     "data.one_shot_rank": Int(ge=1),  # checked against the prior run's ranking when it is read
+    "data.env": Registered(environments.ENVS, optional=True),  # None: single-turn
+    "data.env_kw": Dict(checked_by="the environment's constructor (environments.make_env)"),
+    "data.max_turns": Int(ge=1),
+    "data.episode_tokens": Int(ge=0),  # 0: max_turns full turns and observations
+    "data.observation_len": Int(ge=1),
+    "data.turn_stop": Str(),  # "": a turn ends at EOS only
+    "data.env_workers": Int(ge=1),
+    "data.env_timeout_s": Float(gt=0),
     "init.kind": Choice("scratch", "hf", "gguf"),
     "init.path": Str(),
     "init.dtype": Choice(*_DTYPES),
@@ -382,8 +401,25 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
     need(not c.data.record_example_accuracy, "data.record_example_accuracy", "carried "
          "rollout groups do not keep their source index; turn rl.partial_rollouts off to "
          "record per-example accuracy")
+  if c.data.env is not None:
+    _check_env(c, method, need)
   max_len = c.algorithm.max_len or c.rl.max_new_tokens  # DAPO's L_max (0: not known yet)
   buffer_len = method.advantage.kw.get("overlong_buffer_len", 0)
   need(not max_len or buffer_len <= max_len, "algorithm.advantage_kw.overlong_buffer_len",
        f"{buffer_len} is longer than the completion budget L_max = {max_len} "
        "(algorithm.max_len, else rl.max_new_tokens)")
+
+
+def _check_env(c: ml_collections.ConfigDict, method: Method, need) -> None:
+  """What multi-turn episodes (data.env) do not combine with."""
+  why = f"is not supported with data.env={c.data.env!r} (multi-turn episodes)"
+  need(not c.rl.partial_rollouts, "rl.partial_rollouts", why)
+  need(c.algorithm.dynamic_sampling != "fill", "algorithm.dynamic_sampling", f"'fill' {why}; "
+       "'mask' is")
+  need("greedy_rewards" not in method.needs, "algorithm.advantage",
+       f"'{c.algorithm.advantage}' needs greedy completions, which multi-turn episodes "
+       "(data.env) do not sample")
+  need(not c.distributed, "distributed", why)
+  need(c.data.episode_tokens == 0 or c.data.episode_tokens >= c.rl.max_new_tokens,
+       "data.episode_tokens", f"{c.data.episode_tokens} is less than one turn "
+       f"(rl.max_new_tokens = {c.rl.max_new_tokens})")

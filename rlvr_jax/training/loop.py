@@ -71,7 +71,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                               use_async=config.checkpoint.use_async,
                               before_manifest=_sigkill_at(config.debug.sigkill_before_manifest))
   template = run.make_rl_state(run.init_params())
-  rl_step = run.compile_step(run._rl_step, template, with_rng=True)
+  rl_step = run.compile_rl_step(template)
   train_ds = run.rl_dataset()
   train_it = iter(train_ds)
   summary: dict[str, Any] = {}

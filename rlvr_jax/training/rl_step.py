@@ -38,7 +38,7 @@ class RLPhases(NamedTuple):
   sample(state, batch, rng) -> (comp, greedy); score(batch, comp, greedy) -> (rewards [b, g],
   greedy_rewards [b] | None); select(batch, comp, rewards, greedy_rewards) -> (the same four for
   the groups learned on, metrics); learn(state, batch, comp, rewards, greedy_rewards, rng[,
-  stale]) -> (state, metrics)."""
+  stale, policy_mask]) -> (state, metrics)."""
 
   sample: Callable
   score: Callable
@@ -70,12 +70,13 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
   spec = StepSpec.from_config(config, model_config, reward_fn, optimizers, eos_id=eos_id,
                               pad_id=pad_id, step_end_table=step_end_table)
 
-  def learn(state, batch, comp, rewards, greedy_rewards, rng, stale=None):
+  def learn(state, batch, comp, rewards, greedy_rewards, rng, stale=None, policy_mask=None):
     """Advantages and update of a rollout sampled from `state.params`, except where `stale`
     [b·G, n] is 1 (APRIL: tokens an earlier policy sampled, whose behaviour log-probs are
-    `comp.logprobs`)."""
+    `comp.logprobs`). With `policy_mask` [b·G, n] (multi-turn episodes) only its tokens are
+    trained on; the rest of `comp.mask` (observations) is attended to."""
     ro = Rollout(batch=batch, completions=comp, rewards=rewards, greedy_rewards=greedy_rewards,
-                 stale=stale)
+                 stale=stale, policy_mask=policy_mask)
     state, ro, credit_metrics = advantages(spec, state, ro)
     state, metrics = update(spec, state, ro, rng)
     metrics.update(rollout_metrics(ro), **credit_metrics)

@@ -99,7 +99,9 @@ class StepSpec:
 @flax.struct.dataclass
 class Rollout:
   """One step's data. batch: the b prompts' rows; completions: n rows; rewards [b, G];
-  greedy_rewards [b]; stale [n, t]: 1 on tokens an earlier policy sampled (APRIL). Added by
+  greedy_rewards [b]; stale [n, t]: 1 on tokens an earlier policy sampled (APRIL); policy_mask
+  [n, t]: 1 on the tokens the policy sampled, when the completions also hold tokens it attends to
+  but does not train on (an environment's observations; None: every valid token). Added by
   `advantages`, [n, t]: old_logp (behaviour), ref_logp, values, step_end / step_rewards (PRM),
   process_rewards (implicit PRM), advantages, returns (critic targets), loss_mask."""
   batch: dict[str, Array]
@@ -107,6 +109,7 @@ class Rollout:
   rewards: Array
   greedy_rewards: Array | None = None
   stale: Array | None = None
+  policy_mask: Array | None = None
   old_logp: Array | None = None
   ref_logp: Array | None = None
   values: Array | None = None
@@ -243,17 +246,19 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   if values is not None:  # critic targets: advantages + values; the policy sees them whitened
     returns = (adv + values) * comp.mask
     adv = adv_lib.whiten(adv, comp.mask)
-  loss_mask, filter_metrics = _loss_mask(spec, comp, ro.rewards)
+  loss_mask, filter_metrics = _loss_mask(spec, comp, ro.rewards, ro.policy_mask)
   ro = ro.replace(old_logp=old_logp, ref_logp=ref_logp, values=values, step_end=step_end,
                   step_rewards=step_r, process_rewards=process_r, advantages=adv,
                   returns=returns, loss_mask=loss_mask)
   return state, ro, {**filter_metrics, **metrics}
 
 
-def _loss_mask(spec: StepSpec, comp: sampling.Completions, rewards: Array):
-  """The completion mask less zero-variance groups (dynamic sampling: with "fill" the shortfall)
-  and truncated samples (DAPO §3.4's overlong filter; advantages unchanged)."""
-  loss_mask, metrics = comp.mask, {}
+def _loss_mask(spec: StepSpec, comp: sampling.Completions, rewards: Array,
+               policy_mask: Array | None = None):
+  """The completion mask (or `policy_mask`, the policy's own tokens of a multi-turn episode) less
+  zero-variance groups (dynamic sampling: with "fill" the shortfall) and truncated samples
+  (DAPO §3.4's overlong filter; advantages unchanged)."""
+  loss_mask, metrics = (comp.mask if policy_mask is None else policy_mask), {}
   if spec.dynamic_sampling != "none":
     keep_bg = adv_lib.dynamic_sampling_mask(rewards)
     loss_mask = loss_mask * keep_bg.reshape(-1, 1)

@@ -25,6 +25,7 @@ from rlvr_jax.checkpoints import extras
 from rlvr_jax.data import one_shot, pipeline, synthetic
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import april, prorl
+from rlvr_jax.training.episode_step import EpisodeRollouts
 from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
 from rlvr_jax.training.sft import make_sft_step
 from rlvr_jax.training.state import (TrainState, create_state, critic_from_policy, make_optimizer,
@@ -77,6 +78,8 @@ class Run:
                                  prime_optimizer=self.prime_optimizer, **ids)
     self._sft_step = make_sft_step(self.model_config, self.sft_optimizer)
     self._eval_step = make_eval_step(config, self.model_config, self.reward_fn, **ids)
+    # data.env: each RL step is a batch of multi-turn episodes, then the compiled learn phase
+    self.episodes = EpisodeRollouts(self) if config.data.env is not None else None
 
   @property
   def rl_prompts_per_step(self) -> int:
@@ -134,14 +137,28 @@ class Run:
     example ranked `data.one_shot_rank` there by historical variance (1-shot RLVR), repeated to
     fill every batch. Rows carry their source index with `data.record_example_accuracy`."""
     c = self.config
-    source = (one_shot.one_shot_source(self.task, c.data.one_shot_from, c.data.one_shot_rank)
-              if c.data.one_shot_from else None)
+    source = self.rl_source() if c.data.one_shot_from else None
     if source is not None:
       logging.info("1-shot RLVR: training on %r", source.example.prompt)
     return self.dataset("train", self.rl_prompts_per_step, seed=pipeline.rl_stream_seed(c.seed),
                         shuffle=True, size=c.data.rl_train_size or c.data.train_size,
                         source=source, with_demo="demos" in self.method.needs,
-                        with_index=c.data.record_example_accuracy)
+                        with_index=c.data.record_example_accuracy or self.episodes is not None)
+
+  def rl_source(self):
+    """The examples `rl_dataset`'s `index` rows point into (an environment resets on them)."""
+    c = self.config
+    if c.data.one_shot_from:
+      return one_shot.one_shot_source(self.task, c.data.one_shot_from, c.data.one_shot_rank)
+    return pipeline.TaskSource(self.task, "train", pipeline.rl_stream_seed(c.seed),
+                               c.data.rl_train_size or c.data.train_size)
+
+  def compile_rl_step(self, state: TrainState):
+    """The RL step, `step(state, batch, rng) -> (state, metrics)`: one compiled program, or with
+    `data.env` host-run episodes followed by the compiled learn phase (`episode_step`)."""
+    if self.episodes is not None:
+      return self.episodes.step_fn(state)
+    return self.compile_step(self._rl_step, state, with_rng=True)
 
   def make_state(self, params, optimizer, *, with_reference: bool,
                  with_value: bool = False, prm_params=None, with_prime: bool = False,
@@ -224,7 +241,10 @@ class Run:
                    out_shardings=parallel.replicated(self.mesh))
 
   def evaluate(self, params) -> float:
-    """Greedy accuracy on the held-out prompts."""
+    """Greedy accuracy on the held-out prompts (with data.env: the greedy episodes' mean
+    reward)."""
+    if self.episodes is not None:
+      return self.episodes.evaluate(params)
     rewards = [self.eval_step(params, b) for b in self.eval_batches]
     total = sum(float(self._replicated_sum(r)) for r in rewards)
     return total / sum(r.size for r in rewards)
