@@ -144,8 +144,8 @@ class EpisodeLog:
       self._logged += 1
 
   def apply_step(self, i: int, outcome: Outcome) -> str | None:
-    """Records episode i's step outcome; returns its observation when the episode goes on."""
-    self.turns[i] += 1
+    """Records episode i's step outcome; returns its observation when the episode goes on.
+    (`turns` counts the policy's turns, env-stepped or cut: the sampler adds them.)"""
     if outcome.error is not None:
       self.fail(i, outcome.error, outcome.timed_out)
       return None

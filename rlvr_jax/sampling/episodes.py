@@ -183,6 +183,7 @@ class EpisodeSampler:
         ids = out["tokens"][i, :k].tolist()
         segments[i].append((ids, 1.0, out["logprobs"][i, :k], out["entropies"][i, :k]))
         used[i] += k
+        log.turns[i] += 1
         if out["ended"][i] == turns.CUT:
           log.truncated[i] = True
         else:
