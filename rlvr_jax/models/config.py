@@ -11,6 +11,11 @@ import ml_collections
 REMAT_POLICIES = ("none", "full", "dots_saveable")
 # When the sampler gathers sharded weights (see ModelConfig.decode_weight_gather).
 DECODE_WEIGHT_GATHER = ("once", "per_layer")
+# Automatic model.attention_chunk: up to this many queries attend in one block, today's exact
+# path ([t, s] scores), so every shipped short config keeps its recorded numbers bit for bit;
+# above it, blocks of ATTENTION_BLOCK queries keep attention memory linear in length.
+ATTENTION_ONE_BLOCK_MAX = 1024
+ATTENTION_BLOCK = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +47,11 @@ class ModelConfig:
   # unrolls it, which on CPU saves the backward pass the stacked residual buffers (memset, slice
   # copies) at the cost of compile time growing with depth.
   unroll_layers: bool = False
+  # Training attention (full sequences, prefill) runs its queries in blocks of this many, each
+  # block's [chunk, s] scores computed and, in the backward, recomputed on their own, so the
+  # temporaries grow linearly in length instead of as [t, s]. Same numbers to float rounding.
+  # 0: automatic, one block up to ATTENTION_ONE_BLOCK_MAX queries, else ATTENTION_BLOCK.
+  attention_chunk: int = 0
   # Sampling with sharded weights (FSDP/tensor meshes): "once" gathers every layer's weights
   # before the decode loop (one device-local copy of the weights while sampling, the fewest
   # collectives); "per_layer" gathers each layer's weights when the decode step reaches it, every
@@ -93,6 +103,9 @@ class ModelConfig:
     if self.decode_weight_gather not in DECODE_WEIGHT_GATHER:
       raise ValueError(f"model.decode_weight_gather must be one of {DECODE_WEIGHT_GATHER}, "
                        f"got {self.decode_weight_gather!r}")
+    if self.attention_chunk < 0:
+      raise ValueError(f"model.attention_chunk must be >= 0 (0: automatic), "
+                       f"got {self.attention_chunk}")
     if self.decode_cache_segments < 0:
       raise ValueError(f"model.decode_cache_segments must be >= 0 (0: automatic), "
                        f"got {self.decode_cache_segments}")
@@ -119,6 +132,13 @@ class ModelConfig:
     if self.decode_cache_segments or shards <= 1:
       return self
     return dataclasses.replace(self, decode_cache_segments=1)
+
+  def attention_block(self, queries: int) -> int:
+    """Queries per attention block for `queries` query tokens (see `attention_chunk`); a block
+    of all of them is the one-block path."""
+    if self.attention_chunk:
+      return min(self.attention_chunk, queries)
+    return queries if queries <= ATTENTION_ONE_BLOCK_MAX else ATTENTION_BLOCK
 
   def cache_segments(self, max_new_tokens: int) -> int:
     """How many segments the sampler's decode loop runs in (see `decode_cache_segments`)."""

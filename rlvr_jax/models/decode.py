@@ -111,11 +111,10 @@ def prefill(c: ModelConfig, params: Params, tokens_bt: jax.Array, mask_bt: jax.A
   """
   b, t = tokens_bt.shape
   rope = rope_table(c, positions_from_mask(mask_bt), t)
-  mask_bts = jnp.tril(jnp.ones((t, t), bool))[None] & (mask_bt[:, None, :] > 0)
   x = params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt]
 
   def body(x, layer_params):
-    x, (k, v) = _layer(c, layer_params, x, rope, mask_bts)
+    x, (k, v) = _layer(c, layer_params, x, rope, mask_bt > 0)
     return x, (k, v)
 
   x, (k_lbtke, v_lbtke) = jax.lax.scan(body, x, params["layers"], unroll=c.scan_unroll)

@@ -212,7 +212,20 @@ def apply_rope(x_bthe: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Arra
   return out.astype(x_bthe.dtype)
 
 
-def _attention(q_bthe, k_bske, v_bske, mask_bts, n_kv_heads):
+def _visible(valid_bs, first: int | jax.Array, rows: int, t: int) -> jax.Array:
+  """[b, rows, s] bool: which keys queries first .. first + rows - 1 of t may attend to.
+
+  Queries are the last t of the s key positions (query i sits at key position i + s - t, so a
+  prompt's keys lie before a completion's own), and query i sees key j iff valid_bs[j] and
+  j <= i + s - t: the causal mask and the padding mask in one, built from [b, s] and two iotas
+  instead of being carried as a [t, s] array."""
+  s = valid_bs.shape[-1]
+  query_r = first + jnp.arange(rows)
+  return valid_bs[:, None, :] & (jnp.arange(s)[None, :] <= query_r[:, None] + (s - t))[None]
+
+
+def _attend(q_bthe, k_bske, v_bske, mask_bts, n_kv_heads):
+  """softmax(q k^T / sqrt(e) masked) v for one block of queries; scores [b, k, g, t, s] float32."""
   b, t, h, e = q_bthe.shape
   q = q_bthe.reshape(b, t, n_kv_heads, h // n_kv_heads, e)
   scores = jnp.einsum("btkge,bske->bkgts", q, k_bske, preferred_element_type=jnp.float32)
@@ -221,6 +234,38 @@ def _attention(q_bthe, k_bske, v_bske, mask_bts, n_kv_heads):
   probs = jax.nn.softmax(scores, axis=-1).astype(v_bske.dtype)
   out = jnp.einsum("bkgts,bske->btkge", probs, v_bske)
   return out.reshape(b, t, h, e)
+
+
+def _attention(q_bthe, k_bske, v_bske, valid_bs, n_kv_heads: int, chunk: int):
+  """Causal GQA attention [b, t, h, e] of t queries over s >= t keys (mask: `_visible`).
+
+  With chunk >= t this is one block, the scores of all queries at once [b, k, g, t, s]. Else
+  the queries run in blocks of `chunk` (the last one padded) under a `lax.scan` whose body is
+  checkpointed: the forward and the backward each hold one block's [b, k, g, chunk, s] scores
+  and probabilities, and the backward saves only the query blocks, so attention temporaries grow
+  as chunk x s, linearly in length. A fully masked query row (no valid key at or before it)
+  keeps the one-block behaviour: a uniform softmax over all s keys, never NaN.
+
+  Args:
+    q_bthe: queries; k_bske, v_bske: keys and values with n_kv_heads heads.
+    valid_bs: bool, keys that hold real tokens.
+    chunk: queries per block (`ModelConfig.attention_block`).
+  """
+  b, t, h, e = q_bthe.shape
+  if chunk >= t:
+    return _attend(q_bthe, k_bske, v_bske, _visible(valid_bs, 0, t, t), n_kv_heads)
+  n_blocks = -(-t // chunk)
+  q_nbche = jnp.pad(q_bthe, ((0, 0), (0, n_blocks * chunk - t), (0, 0), (0, 0)))
+  q_nbche = q_nbche.reshape(b, n_blocks, chunk, h, e).swapaxes(0, 1)
+
+  def block(_, xs):
+    i, q_bche = xs
+    return None, _attend(q_bche, k_bske, v_bske, _visible(valid_bs, i * chunk, chunk, t),
+                         n_kv_heads)
+
+  _, out_nbche = jax.lax.scan(jax.checkpoint(block, prevent_cse=False), None,
+                              (jnp.arange(n_blocks), q_nbche))
+  return out_nbche.swapaxes(0, 1).reshape(b, n_blocks * chunk, h, e)[:, :t]
 
 
 def _qkv(c: ModelConfig, p: Params, y_btd, rope):
@@ -251,32 +296,36 @@ def _mlp_block(c: ModelConfig, p: Params, x_btd):
   return constrain(x_btd + down, _RESIDUAL)
 
 
-def _layer(c: ModelConfig, p: Params, x_btd, rope, mask_bts):
-  """One pre-norm block over a full sequence; returns (x, (k_btke, v_btke)), the keys and values
-  a KV cache keeps (unused outside prefill, where XLA drops them)."""
+def _layer(c: ModelConfig, p: Params, x_btd, rope, valid_bt):
+  """One pre-norm block over a full sequence, causal over the keys of bool `valid_bt` [b, t];
+  returns (x, (k_btke, v_btke)), the keys and values a KV cache keeps (unused outside prefill,
+  where XLA drops them)."""
   x_btd = constrain(x_btd, _RESIDUAL)
   y = rms_norm(x_btd, p["attn_norm"], c.norm_eps)
   q, k, v = _qkv(c, p, y, rope)
-  attn = constrain(_attention(q, k, v, mask_bts, c.n_kv_heads), ("batch", "length", "heads", "kv"))
+  attn = _attention(q, k, v, valid_bt, c.n_kv_heads, c.attention_block(x_btd.shape[1]))
+  attn = constrain(attn, ("batch", "length", "heads", "kv"))
   x_btd = constrain(x_btd + linear(attn, p["wo"].astype(x_btd.dtype), 2),
                     _RESIDUAL)
   return _mlp_block(c, p, x_btd), (k, v)
 
 
-def _grouped_layer(c: ModelConfig, p: Params, xp_bpd, xs_ntd, ropes, masks, group: int):
+def _grouped_layer(c: ModelConfig, p: Params, xp_bpd, xs_ntd, ropes, valid, group: int):
   """One block over a prompt stream (b rows) and its completions stream (n = b x group rows):
   the prompt runs once per group; completions attend to their prompt's keys/values (repeated
   over the group, so gradients from every sample of the group meet in the shared prompt) and
-  causally to their own."""
+  causally to their own. `valid` holds the keys' bool masks: the prompts' [b, p] and the
+  completions' [n, p + t] (their prompt's keys, then their own)."""
   rope_bp, rope_nt = ropes
-  mask_bpp, mask_nts = masks
+  valid_bp, valid_ns = valid
   xp_bpd, xs_ntd = constrain(xp_bpd, _RESIDUAL), constrain(xs_ntd, _RESIDUAL)
   qp, kp, vp = _qkv(c, p, rms_norm(xp_bpd, p["attn_norm"], c.norm_eps), rope_bp)
   qs, ks, vs = _qkv(c, p, rms_norm(xs_ntd, p["attn_norm"], c.norm_eps), rope_nt)
-  attn_p = _attention(qp, kp, vp, mask_bpp, c.n_kv_heads)
+  attn_p = _attention(qp, kp, vp, valid_bp, c.n_kv_heads, c.attention_block(qp.shape[1]))
   repeat = lambda x: constrain(jnp.repeat(x, group, axis=0), ("batch", "length", "kv_heads", "kv"))
   attn_s = _attention(qs, jnp.concatenate([repeat(kp), ks], axis=1),
-                      jnp.concatenate([repeat(vp), vs], axis=1), mask_nts, c.n_kv_heads)
+                      jnp.concatenate([repeat(vp), vs], axis=1), valid_ns, c.n_kv_heads,
+                      c.attention_block(qs.shape[1]))
   wo = p["wo"].astype(xs_ntd.dtype)
   out = lambda attn: linear(constrain(attn, ("batch", "length", "heads", "kv")), wo, 2)
   xp_bpd, xs_ntd = xp_bpd + out(attn_p), xs_ntd + out(attn_s)
@@ -308,18 +357,15 @@ def completion_hidden_states(c: ModelConfig, params: Params, prompt_bp: jax.Arra
   pos_bp = positions_from_mask(prompt_mask_bp)
   pos_nt = jnp.maximum(jnp.repeat(prompt_len_b, group)[:, None]
                        + jnp.cumsum(completion_mask_nt.astype(jnp.int32), axis=-1) - 1, 0)
-  mask_bpp = jnp.tril(jnp.ones((p, p), bool))[None] & (prompt_mask_bp[:, None, :] > 0)
-  own_ntt = jnp.tril(jnp.ones((t, t), bool))[None] & (completion_mask_nt[:, None, :] > 0)
-  prompt_ntp = jnp.broadcast_to(jnp.repeat(prompt_mask_bp > 0, group, axis=0)[:, None],
-                                (n, t, p))
-  mask_nts = jnp.concatenate([prompt_ntp, own_ntt], axis=-1)
+  valid_bp = prompt_mask_bp > 0
+  valid_ns = jnp.concatenate([jnp.repeat(valid_bp, group, axis=0), completion_mask_nt > 0], -1)
   xp = constrain(params["embed"].astype(dtype)[prompt_bp], _RESIDUAL)
   xs = constrain(params["embed"].astype(dtype)[completion_nt], _RESIDUAL)
 
   ropes = (rope_table(c, pos_bp, p + t), rope_table(c, pos_nt, p + t))
 
   def body(carry, layer_params):
-    return _grouped_layer(c, layer_params, *carry, ropes, (mask_bpp, mask_nts), group), None
+    return _grouped_layer(c, layer_params, *carry, ropes, (valid_bp, valid_ns), group), None
 
   (xp, xs), _ = jax.lax.scan(_remat(c, body), (xp, xs), params["layers"], unroll=c.scan_unroll)
   before_first_nd = constrain(jnp.repeat(xp[:, -1], group, axis=0), ("batch", None))
@@ -347,12 +393,10 @@ def hidden_states(c: ModelConfig, params: Params, tokens_bt: jax.Array,
   if mask_bt is None:
     mask_bt = jnp.ones((b, t), jnp.int32)
   rope = rope_table(c, positions_from_mask(mask_bt), t)
-  causal_tt = jnp.tril(jnp.ones((t, t), bool))
-  mask_bts = causal_tt[None] & (mask_bt[:, None, :] > 0)
   x = constrain(params["embed"].astype(jnp.dtype(c.dtype))[tokens_bt], _RESIDUAL)
 
   def body(x, layer_params):
-    x, _ = _layer(c, layer_params, x, rope, mask_bts)
+    x, _ = _layer(c, layer_params, x, rope, mask_bt > 0)
     return x, None
 
   x, _ = jax.lax.scan(_remat(c, body), x, params["layers"], unroll=c.scan_unroll)

@@ -280,6 +280,7 @@ def _model_and_tokenizer(config, task):
   model_config = dataclasses.replace(model_config, remat=config.model.remat,
                                      dtype=config.model.dtype,
                                      unroll_layers=config.model.unroll_layers,
+                                     attention_chunk=config.model.attention_chunk,
                                      cache_dtype=config.model.cache_dtype,
                                      decode_weight_gather=config.model.decode_weight_gather,
                                      decode_cache_segments=config.model.decode_cache_segments)
