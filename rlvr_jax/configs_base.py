@@ -423,6 +423,10 @@ def _check_env(c: ml_collections.ConfigDict, method: Method, need) -> None:
   need("greedy_rewards" not in method.needs, "algorithm.advantage",
        f"'{c.algorithm.advantage}' needs greedy completions, which multi-turn episodes "
        "(data.env) do not sample")
+  token_level = sorted(method.needs & {"values", "step_rewards", "process_rewards"})
+  need(not token_level, "algorithm", f"a method that needs {', '.join(token_level)} (per-token "
+       f"states or step scores) {why}: the observations' tokens would count as the policy's "
+       "states; use an outcome estimator (grpo, rloo, ...)")
   need(not c.distributed, "distributed", why)
   need(c.data.episode_tokens == 0 or c.data.episode_tokens >= c.rl.max_new_tokens,
        "data.episode_tokens", f"{c.data.episode_tokens} is less than one turn "

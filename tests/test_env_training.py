@@ -71,6 +71,9 @@ def test_env_config_errors_name_the_field(tmp_path):
     loop.Run(_env_config(tmp_path, **{"data.env_kw": {"fail_evry": 2}}))
   with pytest.raises(ValueError, match="config.rl.partial_rollouts: is not supported"):
     loop.Run(_env_config(tmp_path, **{"rl.partial_rollouts": True}))
+  with pytest.raises(ValueError, match="config.algorithm: a method that needs values"):
+    loop.Run(_env_config(tmp_path, **{"algorithm.advantage": "gae",
+                                       "algorithm.terms": {"value": {}}}))
 
 
 def test_tool_gsm_tiny_runs_two_steps_with_the_calculator_env(tmp_path):
