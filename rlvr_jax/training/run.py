@@ -262,7 +262,8 @@ def _model_and_tokenizer(config, task):
                                      unroll_layers=config.model.unroll_layers,
                                      cache_dtype=config.model.cache_dtype,
                                      decode_weight_gather=config.model.decode_weight_gather,
-                                     decode_cache_segments=config.model.decode_cache_segments)
+                                     decode_cache_segments=config.model.decode_cache_segments,
+                                     logprob_chunk=config.model.logprob_chunk)
   return model_config, params, tokenizer
 
 
