@@ -133,6 +133,8 @@ def _chunked_bwd(head, residuals, cotangents):
   g_logp_nt, g_entropy_nt = cotangents
   t = h_ntd.shape[1]
   w32 = w.astype(jnp.float32)
+  # the dW accumulator laid out as its weight: else FSDP could hold a whole f32 copy a device
+  w_axes = ("vocab", "embed") if head.tied else ("embed", "vocab")
 
   def body(dw, xs):
     h_ncd, y_nc, lse_nc, ent_nc, g_logp_nc, g_ent_nc = xs
@@ -147,15 +149,15 @@ def _chunked_bwd(head, residuals, cotangents):
     h32 = h_ncd.astype(jnp.float32)
     if head.tied:
       dh_ncd = jnp.einsum("ncv,vd->ncd", dz_ncv, w32)
-      dw = dw + jnp.einsum("ncv,ncd->vd", dz_ncv, h32)
+      dw = constrain(dw + jnp.einsum("ncv,ncd->vd", dz_ncv, h32), w_axes)
     else:
       dh_ncd = jnp.einsum("ncv,dv->ncd", dz_ncv, w32)
-      dw = dw + jnp.einsum("ncd,ncv->dv", h32, dz_ncv)
+      dw = constrain(dw + jnp.einsum("ncd,ncv->dv", h32, dz_ncv), w_axes)
     return dw, dh_ncd.astype(h_ncd.dtype)
 
   xs = tuple(_to_chunks(x, head.chunk) for x in (h_ntd, targets_nt, lse_nt, entropy_nt,
                                                  g_logp_nt, g_entropy_nt))
-  dw, dh = jax.lax.scan(body, jnp.zeros(w.shape, jnp.float32), xs)
+  dw, dh = jax.lax.scan(body, constrain(jnp.zeros(w.shape, jnp.float32), w_axes), xs)
   return _from_chunks(dh, t), dw.astype(w.dtype), None
 
 
