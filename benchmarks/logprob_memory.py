@@ -64,7 +64,7 @@ def main():
   for chunk in (int(x) for x in (args.chunks or f"{args.t},0,512,128").split(",")):
     cc = dataclasses.replace(c, logprob_chunk=chunk)
     head, step = (temp_bytes(cc, args.n, args.t, step) / MIB for step in (False, True))
-    print(f"logprob_chunk={chunk} (chunk {models.logprob_chunk(cc, args.n, args.t)}): "
+    print(f"logprob_chunk={chunk} (chunk {models.logprob_chunk_size(cc, args.n, args.t)}): "
           f"temp head {head:.1f} MiB, step {step:.1f} MiB")
 
 

@@ -170,12 +170,12 @@ def test_automatic_chunk_is_everything_while_the_logits_fit_the_budget():
   c = models.tiny(152_064)
   row_bytes = 152_064 * 4  # one position's float32 logits
   fits = logprobs_lib.LOGITS_BUDGET_BYTES // row_bytes
-  assert models.logprob_chunk(c, 1, fits) == fits  # one chunk: the plain path
-  assert models.logprob_chunk(c, 1, fits + 1) == fits
-  assert models.logprob_chunk(c, 4, 16_384) == fits // 4
-  assert models.logprob_chunk(c, 4 * fits, 16) == 1  # never below one position
-  assert models.logprob_chunk(dataclasses.replace(c, logprob_chunk=512), 4, 16_384) == 512
-  assert models.logprob_chunk(dataclasses.replace(c, logprob_chunk=512), 4, 100) == 100
+  assert models.logprob_chunk_size(c, 1, fits) == fits  # one chunk: the plain path
+  assert models.logprob_chunk_size(c, 1, fits + 1) == fits
+  assert models.logprob_chunk_size(c, 4, 16_384) == fits // 4
+  assert models.logprob_chunk_size(c, 4 * fits, 16) == 1  # never below one position
+  assert models.logprob_chunk_size(dataclasses.replace(c, logprob_chunk=512), 4, 16_384) == 512
+  assert models.logprob_chunk_size(dataclasses.replace(c, logprob_chunk=512), 4, 100) == 100
 
 
 def test_negative_chunk_is_refused_naming_the_field():

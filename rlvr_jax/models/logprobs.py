@@ -36,7 +36,7 @@ LOGITS_BUDGET_BYTES = 256 * 2**20
 _LOGITS_AXES = ("batch", "length", "vocab")
 
 
-def logprob_chunk(c: ModelConfig, n: int, t: int) -> int:
+def logprob_chunk_size(c: ModelConfig, n: int, t: int) -> int:
   """Positions per chunk for n rows of t positions: `c.logprob_chunk` (at most t) when set; else
   all t while one device's n t v float32 logits fit `LOGITS_BUDGET_BYTES`, else the most
   positions whose logits do (at least 1). Rows per device: n over the mesh's batch shards."""
@@ -54,13 +54,13 @@ def token_logprobs(c: ModelConfig, params: Params, h_ntd: jax.Array, targets_nt:
   Args:
     h_ntd: final hidden states, the position before each target.
     targets_nt: int token ids.
-    chunk: positions per chunk along t; None: `logprob_chunk(c, n, t)`. chunk >= t computes the
+    chunk: positions per chunk along t; None: `logprob_chunk_size(c, n, t)`. chunk >= t computes the
       full logits at once (plain autodiff); smaller chunks run under the custom VJP above, t
       padded up to a multiple of chunk. Padding ids (>= `c.valid_vocab_size`) have probability
       exactly 0 and get no gradient either way.
   """
   n, t, _ = h_ntd.shape
-  chunk = logprob_chunk(c, n, t) if chunk is None else chunk
+  chunk = logprob_chunk_size(c, n, t) if chunk is None else chunk
   if chunk >= t:
     logits_ntv = constrain(logits_from_hidden(c, params, h_ntd), _LOGITS_AXES)
     logp_ntv = jax.nn.log_softmax(logits_ntv / max(temperature, 1e-6), axis=-1)
