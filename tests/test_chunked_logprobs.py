@@ -97,8 +97,8 @@ def test_padding_ids_hold_no_probability_and_get_no_gradient():
 
 @pytest.mark.parametrize("tied,padded", [(True, False), (False, True)])
 def test_completion_logprobs_gradients_through_the_trunk(tied, padded):
-  """`model.logprob_chunk` set: every parameter's gradient as with full logits (chunk 0 at this
-  size) and as the obvious reference over `models.forward`'s logits."""
+  """`model.logprob_chunk` set: every parameter's gradient as with full logits (the automatic
+  chunk at this size) and as the obvious reference over `models.forward`'s logits."""
   c = _config(tied, padded, n_layers=1)
   params = models.init_params(c, jax.random.key(0))
   prompts = jax.random.randint(jax.random.key(1), (N, P), 0, V)
@@ -179,6 +179,9 @@ def test_automatic_chunk_is_everything_while_the_logits_fit_the_budget():
 
 
 def test_negative_chunk_is_refused_naming_the_field():
+  with pytest.raises(ValueError, match="chunk must be >= 1"):
+    models.token_logprobs(_config(True, False), {}, jnp.zeros((1, 4, D)), jnp.zeros((1, 4), int),
+                          chunk=0)
   with pytest.raises(ValueError, match=r"model\.logprob_chunk"):
     models.tiny(V, logprob_chunk=-1)
   config = load_config()

@@ -10,9 +10,9 @@ statistics (lse, H); the backward recomputes each chunk's logits. With T the tem
   ∂ log p_y / ∂z = (onehot(y) - p) / T,   ∂H / ∂z = -p (log p + H) / T
   dh = dz Wᵀ,   dW = Σ_chunks hᵀ dz.
 
-While a micro-batch's logits fit `LOGITS_BUDGET_BYTES` (and `model.logprob_chunk` is 0) it takes
-the plain path instead, full logits and `jax.nn.log_softmax`: the program it compiled before
-chunking existed, so recorded runs stay bit-for-bit.
+While one device's logits of a micro-batch fit `LOGITS_BUDGET_BYTES` (and `model.logprob_chunk`
+is 0) it takes the plain path instead, full logits and `jax.nn.log_softmax`: the program it
+compiled before chunking existed, so recorded runs stay bit-for-bit.
 
 Shapes: n rows, t positions, d model, v vocab, k chunks, c positions per chunk.
 """
@@ -61,6 +61,8 @@ def token_logprobs(c: ModelConfig, params: Params, h_ntd: jax.Array, targets_nt:
   """
   n, t, _ = h_ntd.shape
   chunk = logprob_chunk_size(c, n, t) if chunk is None else chunk
+  if chunk < 1:
+    raise ValueError(f"token_logprobs: chunk must be >= 1 position, got {chunk}")
   if chunk >= t:
     logits_ntv = constrain(logits_from_hidden(c, params, h_ntd), _LOGITS_AXES)
     logp_ntv = jax.nn.log_softmax(logits_ntv / max(temperature, 1e-6), axis=-1)
