@@ -75,16 +75,19 @@ def base_config() -> ml_collections.ConfigDict:
   # weights, "once" gathers all layers before the decode loop (fastest, one copy of the weights
   # per device while sampling), "per_layer" one layer at a time each token (least memory);
   # decode_cache_segments: the decode loop runs in this many segments whose KV cache ends where
-  # the segment ends, so attention reads fewer empty slots (0: one per 32 new tokens, at most 8).
+  # the segment ends, so attention reads fewer empty slots (0: one per 32 new tokens, at most 8);
   # attention_chunk: training attention runs its queries in blocks of this many, so its memory
-  # grows linearly in length (0: one block up to 1024 queries, blocks of 512 above).
+  # grows linearly in length (0: one block up to 1024 queries, blocks of 512 above);
+  # logprob_chunk: completion log-probs are computed this many positions at a time, recomputing
+  # each chunk's logits in the backward pass (0: all at once while one device's float32 logits
+  # fit 256 MiB, else chunks that do; see models.token_logprobs).
   c.model = ml_collections.ConfigDict(dict(
       vocab_size=0, vocab_multiple=1, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
       head_dim=None, rope_theta=10_000.0, norm_eps=1e-6, qk_norm=False, qkv_bias=False,
       tie_embeddings=True, dtype="float32", param_dtype="float32", remat="none",
       attention_chunk=0,
       cache_dtype=ml_collections.FieldReference(None, field_type=str), unroll_layers=False,
-      decode_weight_gather="once", decode_cache_segments=0))
+      decode_weight_gather="once", decode_cache_segments=0, logprob_chunk=0))
   # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
   # init_from: an earlier run's workdir whose checkpoint 0 becomes this run's warm start (its SFT
   # policy; no SFT here). Ablations start every variant of a seed from one SFT this way; the
@@ -244,6 +247,7 @@ RULES: dict[str, config_rules.Rule] = {
     "model.unroll_layers": Bool(),
     "model.decode_weight_gather": Choice(*DECODE_WEIGHT_GATHER),
     "model.decode_cache_segments": Int(ge=0),  # 0: automatic (see ModelConfig)
+    "model.logprob_chunk": Int(ge=0),  # 0: automatic (see ModelConfig)
     "sft.steps": Int(ge=0),
     "sft.batch_size": Int(ge=1),
     **_optimizer_rules("sft.optimizer"),

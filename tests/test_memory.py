@@ -185,3 +185,25 @@ def test_constrain_is_a_no_op_without_a_mesh_and_replicates_undivisible_dims():
   # neither batch 6 (data x fsdp = 8) nor mlp 5 (tensor = 2) divides: both replicated
   assert parallel.logical_to_spec(("batch", "length", "mlp"), (6, 3, 5), mesh) == jax.P(
       None, None, None)
+
+
+def _logprob_temp_bytes(chunk, t, n=1, v=4096, d=64):
+  """Temp bytes of jit(grad) of summed token log-probs and entropies over given hidden states."""
+  c = models.tiny(v, d_model=d, tie_embeddings=False, logprob_chunk=chunk)
+  params = jax.eval_shape(lambda: models.init_params(c, jax.random.key(0)))
+
+  def loss(params, h_ntd, y_nt):
+    logp, entropy = models.token_logprobs(c, params, h_ntd, y_nt)
+    return jnp.sum(logp) + jnp.sum(entropy)
+
+  lowered = jax.jit(jax.grad(loss, (0, 1))).lower(
+      params, jax.ShapeDtypeStruct((n, t, d), jnp.float32), jax.ShapeDtypeStruct((n, t), jnp.int32))
+  return lowered.compile().memory_analysis().temp_size_in_bytes
+
+
+def test_chunked_logprobs_temporaries_do_not_grow_with_the_full_logits():
+  """Full logits [n, t, v] are temporaries of the plain path; with model.logprob_chunk only one
+  chunk's are, so doubling t leaves the temp bytes far below one full logits buffer."""
+  t, logits_bytes = 512, 512 * 4096 * 4
+  assert _logprob_temp_bytes(t, t) >= logits_bytes
+  assert _logprob_temp_bytes(64, 2 * t) < logits_bytes / 2

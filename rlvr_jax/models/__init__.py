@@ -3,6 +3,7 @@
 from rlvr_jax.models.config import ModelConfig, tiny
 from rlvr_jax.models.decode import (decode_step, extend_cache, grow_cache, init_cache, prefill,
                                     repeat_cache, unstack_layers)
+from rlvr_jax.models.logprobs import logprob_chunk_size, token_logprobs
 from rlvr_jax.models.transformer import (
     Params,
     completion_hidden_states,
@@ -21,5 +22,5 @@ __all__ = [
     "ModelConfig", "tiny", "Params", "completion_hidden_states", "decode_step", "extend_cache",
     "forward", "grow_cache", "hidden_states", "init_cache", "init_params", "join_prompt",
     "logits_from_hidden", "param_axes", "positions_from_mask", "prefill", "repeat_cache",
-    "scalar_head", "unstack_layers", "PRESETS", "preset",
+    "scalar_head", "unstack_layers", "PRESETS", "preset", "logprob_chunk_size", "token_logprobs",
 ]

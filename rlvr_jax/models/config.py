@@ -68,6 +68,12 @@ class ModelConfig:
   # each segment's loop would gather its own copy of the weights (benchmarks/MEMORY.md). The
   # sampled tokens are the same for every value.
   decode_cache_segments: int = 0
+  # Completion log-probs and entropies (`models.token_logprobs`) are computed this many positions
+  # at a time, under a custom VJP that recomputes each chunk's logits in the backward pass, so a
+  # micro-batch's float32 logits [n, t, v] never exist whole. 0: automatic, all positions at once
+  # (plain autodiff) while one device's n t v float32 logits fit 256 MiB, else chunks whose
+  # logits do. The numbers agree to float32 rounding for every value.
+  logprob_chunk: int = 0
   # Ids at or above this are padding rows of an enlarged embedding table (a vocabulary padded to
   # a multiple of 128, or a benchmark's fixed size): their logits are masked, so they are never
   # sampled and hold no probability. None: every id is a real token.
@@ -109,6 +115,9 @@ class ModelConfig:
     if self.decode_cache_segments < 0:
       raise ValueError(f"model.decode_cache_segments must be >= 0 (0: automatic), "
                        f"got {self.decode_cache_segments}")
+    if self.logprob_chunk < 0:
+      raise ValueError(f"model.logprob_chunk must be >= 0 (positions per chunk; 0: automatic), "
+                       f"got {self.logprob_chunk}")
     if isinstance(self.rope_scaling, dict):  # accept a plain dict, store it hashable
       object.__setattr__(self, "rope_scaling", tuple(sorted(self.rope_scaling.items())))
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlvr_jax import models, parallel
-from rlvr_jax.algorithms import losses
+from rlvr_jax import models
 
 
 def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
@@ -18,7 +17,8 @@ def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
                         completion_mask: jax.Array, temperature: float = 1.0):
   """Float32 log-probs and entropies [n, t] of completions given their prompt rows. Logits are
   divided by the sampling temperature, as the sampler's distribution is; they exist only where
-  completion tokens are predicted."""
+  completion tokens are predicted, a chunk of positions at a time when the micro-batch's whole
+  logits would be large (`models.token_logprobs`, `model.logprob_chunk`)."""
   if prompt_ids.shape[0] != completion_ids.shape[0]:
     h_ntd = models.completion_hidden_states(model_config, params, prompt_ids, prompt_mask,
                                             completion_ids, completion_mask)
@@ -26,11 +26,8 @@ def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
     p = prompt_ids.shape[1]
     seq, seq_mask = models.join_prompt(prompt_ids, prompt_mask, completion_ids, completion_mask)
     h_ntd = models.hidden_states(model_config, params, seq, seq_mask)[:, p - 1:-1]
-  logits = parallel.constrain(models.logits_from_hidden(model_config, params, h_ntd),
-                              ("batch", "length", "vocab"))
-  logp_ntv = jax.nn.log_softmax(logits / max(temperature, 1e-6), axis=-1)
-  logp = jnp.take_along_axis(logp_ntv, completion_ids[..., None], axis=-1)[..., 0]
-  return logp, losses.entropy_from_logp(logp_ntv)
+  return models.token_logprobs(model_config, params, h_ntd, completion_ids,
+                               temperature=temperature)
 
 
 def completion_values(model_config: models.ModelConfig, value_params: models.Params,

@@ -283,7 +283,8 @@ def _model_and_tokenizer(config, task):
                                      attention_chunk=config.model.attention_chunk,
                                      cache_dtype=config.model.cache_dtype,
                                      decode_weight_gather=config.model.decode_weight_gather,
-                                     decode_cache_segments=config.model.decode_cache_segments)
+                                     decode_cache_segments=config.model.decode_cache_segments,
+                                     logprob_chunk=config.model.logprob_chunk)
   return model_config, params, tokenizer
 
 
