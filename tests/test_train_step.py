@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from rlvr_jax.training import rl_step, warm_start
+from rlvr_jax.training.state import create_state
 from tests.helpers import device_batches, rl_run
 
 
@@ -122,3 +123,25 @@ def test_length_by_outcome_is_the_masked_mean_of_each_kind():
   none_right = jax.device_get(rl_step.length_by_outcome(lengths, np.zeros(6, np.float32)))
   assert none_right["completion_tokens_correct"] == 0.0 and none_right["correct_frac"] == 0.0
   np.testing.assert_allclose(none_right["completion_tokens_wrong"], lengths.mean(), rtol=1e-6)
+
+
+def test_plain_api_step_is_the_run_builders_step_and_donates_the_state():
+  """make_rl_step + create_state + jit_rl_step (the documented plain recipe) compiles the step
+  as Run.compile_step does: the same numbers from the same state and batches, and the state is
+  donated (the old state's buffers are consumed, the update lands in place)."""
+  run = rl_run()
+  ids = dict(eos_id=run.tokenizer.eos_id, pad_id=run.tokenizer.pad_id)
+  plain = rl_step.jit_rl_step(rl_step.make_rl_step(run.config, run.model_config, run.reward_fn,
+                                                   run.rl_optimizer, **ids))
+  built = run.compile_step(run._rl_step, run.make_rl_state(run.init_params()), with_rng=True)
+  states = {"plain": create_state(run.init_params(), run.rl_optimizer, with_reference=False),
+            "run": run.make_rl_state(run.init_params())}
+  out = {}
+  for name, step in (("plain", plain), ("run", built)):
+    state = states[name]
+    for i, b in enumerate(device_batches(run, 2)):
+      before = state
+      state, metrics = step(state, b, jax.random.key(i))
+      assert before.params["embed"].is_deleted(), name  # donated
+    out[name] = jax.device_get((state, metrics))
+  chex.assert_trees_all_equal(out["plain"], out["run"])

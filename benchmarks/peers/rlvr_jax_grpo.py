@@ -28,14 +28,17 @@ from rlvr_jax.configs_base import load_config  # noqa: E402
 from rlvr_jax.training.run import Run  # noqa: E402
 
 
-def check_dims(run, size: dict) -> dict:
+def check_dims(run, name: str) -> dict:
   c, rl = run.model_config, run.config.rl
   dims = dict(vocab=c.vocab_size, d_model=c.d_model, d_ff=c.d_ff, layers=c.n_layers,
               heads=c.n_heads, kv_heads=c.n_kv_heads, prompts=rl.batch_size, group=rl.group_size,
               new_tokens=rl.max_new_tokens, prompt_len=run.shapes.prompt_len)
-  if dims != size:
-    raise SystemExit(f"configs/bench.py disagrees with benchmarks/peers/sizes.py: {dims} vs {size}")
-  return dims
+  want = {k: sizes.SIZES[name][k] for k in sizes.DIMS}
+  if dims != want or c.qkv_bias != sizes.arch(name)["qkv_bias"] or not c.tie_embeddings:
+    raise SystemExit(f"configs/bench.py disagrees with benchmarks/peers/sizes.py: {dims}, "
+                     f"qkv_bias {c.qkv_bias}, tied {c.tie_embeddings} vs {want}, "
+                     f"{sizes.arch(name)}")
+  return dict(dims, head_dim=c.resolved_head_dim, qkv_bias=c.qkv_bias)
 
 
 def main():
@@ -47,7 +50,7 @@ def main():
   ap.add_argument("--phases", action="store_true", help="also time sample / learn alone")
   args = ap.parse_args()
   run = Run(load_config(os.path.join(ROOT, f"configs/bench.py:{args.size}")))
-  dims = check_dims(run, sizes.SIZES[args.size])
+  dims = check_dims(run, args.size)
   it = iter(run.dataset("train", run.config.rl.batch_size, seed=0, shuffle=True, size=10_000))
   state = run.make_rl_state(run.init_params())
   step = run.compile_step(run._rl_step, state, with_rng=True)

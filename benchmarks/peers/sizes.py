@@ -5,8 +5,10 @@ One GRPO step = `prompts` prompts x `group` completions, every completion exactl
 long (EOS never ends one early), temperature 1.0, no top-k / top-p, one reward per completion,
 then ONE policy update on all prompts x group rows (one PPO/GRPO iteration, one minibatch, no
 gradient accumulation, no KL / reference model), token-mean loss, fp32, AdamW. Prompts are
-`prompt_len` tokens (left-padded buffer of that length). The model is Qwen2-like: RMSNorm, RoPE,
-grouped-query attention with QKV bias, SwiGLU, tied input/output embeddings.
+`prompt_len` tokens (left-padded buffer of that length). The model is RMSNorm, RoPE, grouped-query
+attention, SwiGLU, tied input/output embeddings, of the size's `family`: "qwen2" has biases on the
+Q, K and V projections, "llama" (SmolLM2) has none. Every framework builds that family's model
+(`qkv_bias` below), so all three do the same work.
 """
 
 SIZES = {
@@ -14,14 +16,35 @@ SIZES = {
                  prompts=8, group=4, new_tokens=32, prompt_len=16),
     "larger": dict(vocab=2048, d_model=512, d_ff=1536, layers=4, heads=8, kv_heads=4,
                    prompts=8, group=8, new_tokens=64, prompt_len=16),
+    # SmolLM2-135M's shape (head dim 576 / 9 = 64; rope theta 1e5, RMSNorm eps 1e-5 as in its
+    # config.json; neither changes the work).
+    "smollm2": dict(vocab=49152, d_model=576, d_ff=1536, layers=30, heads=9, kv_heads=3,
+                    prompts=4, group=4, new_tokens=64, prompt_len=32, family="llama"),
 }
+FAMILIES = {"qwen2": dict(qkv_bias=True, rope_theta=1_000_000, norm_eps=1e-6),
+            "llama": dict(qkv_bias=False, rope_theta=100_000, norm_eps=1e-5)}
+# The keys every framework's script checks against the model it built (family is not a dim).
+DIMS = ("vocab", "d_model", "d_ff", "layers", "heads", "kv_heads", "prompts", "group",
+        "new_tokens", "prompt_len")
+
+
+def family(name: str) -> str:
+  return SIZES[name].get("family", "qwen2")
+
+
+def arch(name: str) -> dict:
+  """The size's family settings: qkv_bias, rope_theta, norm_eps."""
+  return dict(FAMILIES[family(name)], family=family(name))
 
 
 def describe(name: str) -> str:
   s = SIZES[name]
-  return (f"{name}: vocab {s['vocab']}, d {s['d_model']}, ffn {s['d_ff']}, {s['layers']} layers, "
-          f"{s['heads']}q/{s['kv_heads']}kv heads; {s['prompts']} prompts x G={s['group']} x "
-          f"{s['new_tokens']} tokens, prompt {s['prompt_len']}")
+  a = arch(name)
+  return (f"{name}: {a['family']} ({'QKV bias' if a['qkv_bias'] else 'no QKV bias'}), "
+          f"vocab {s['vocab']}, d {s['d_model']}, ffn {s['d_ff']}, {s['layers']} layers, "
+          f"{s['heads']}q/{s['kv_heads']}kv heads (head dim {s['d_model'] // s['heads']}); "
+          f"{s['prompts']} prompts x G={s['group']} x {s['new_tokens']} tokens, "
+          f"prompt {s['prompt_len']}")
 
 
 def _forward_flops_per_token(s: dict, context: float) -> float:

@@ -1,4 +1,6 @@
-"""Peer benchmark: Hugging Face TRL `GRPOTrainer` GRPO steps on a small randomly initialised Qwen2, CPU.
+"""Peer benchmark: Hugging Face TRL `GRPOTrainer` GRPO steps on a small randomly initialised model,
+CPU: a `Qwen2ForCausalLM` (QKV bias) for the "qwen2" sizes, a `LlamaForCausalLM` (no biases) for the
+"llama" ones (SmolLM2).
 
 Run with TRL's own virtualenv (PyPI trl, CPU torch, transformers), e.g.
 
@@ -14,7 +16,7 @@ tokens with min_new_tokens = max_new_tokens = new_tokens.
 Timing is observation only: a TrainerCallback stamps on_step_begin/on_step_end (and the optimizer
 step), and thin wrappers time `model.generate`, `trainer._generate_and_score_completions` and
 `trainer.compute_loss` without changing what they do. Everything offline: the tokenizer is a
-word-level vocabulary built in-process, the model comes from a Qwen2Config.
+word-level vocabulary built in-process, the model comes from a Qwen2Config / LlamaConfig.
 """
 
 import argparse
@@ -31,15 +33,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sizes import SIZES, describe  # noqa: E402
+from sizes import SIZES, arch, describe  # noqa: E402
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
 import trl  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
-from transformers import (PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM,  # noqa: E402
-                          TrainerCallback)
+from transformers import (LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,  # noqa: E402
+                          Qwen2Config, Qwen2ForCausalLM, TrainerCallback)
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
@@ -124,15 +126,22 @@ def main():
 
   torch.manual_seed(args.seed)
   tokenizer = make_tokenizer(s["vocab"])
-  config = Qwen2Config(
+  a = arch(args.size)
+  common = dict(
       vocab_size=s["vocab"], hidden_size=s["d_model"], intermediate_size=s["d_ff"],
       num_hidden_layers=s["layers"], num_attention_heads=s["heads"],
-      num_key_value_heads=s["kv_heads"], tie_word_embeddings=True, torch_dtype=torch.float32,
-      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
-      use_cache=True)
-  model = Qwen2ForCausalLM(config).to(torch.float32)
+      num_key_value_heads=s["kv_heads"], head_dim=s["d_model"] // s["heads"],
+      rope_theta=a["rope_theta"], rms_norm_eps=a["norm_eps"], tie_word_embeddings=True,
+      torch_dtype=torch.float32, pad_token_id=tokenizer.pad_token_id,
+      eos_token_id=tokenizer.eos_token_id, bos_token_id=None, use_cache=True)
+  if a["family"] == "qwen2":
+    model = Qwen2ForCausalLM(Qwen2Config(**common)).to(torch.float32)
+  else:  # SmolLM2 is a Llama: no bias on any projection
+    model = LlamaForCausalLM(LlamaConfig(**common, attention_bias=False, mlp_bias=False)
+                             ).to(torch.float32)
   assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), "untied"
-  assert model.model.layers[0].self_attn.q_proj.bias is not None, "no QKV bias"
+  has_bias = model.model.layers[0].self_attn.q_proj.bias is not None
+  assert has_bias == a["qkv_bias"], f"QKV bias {has_bias}, {a['family']} wants {a['qkv_bias']}"
   n_params = sum(p.numel() for p in model.parameters())
 
   prompts = make_prompts(P * total * 2, s["prompt_len"], s["vocab"], args.seed)
@@ -231,6 +240,7 @@ def main():
                                       if getattr(c, "tie_word_embeddings", None) is not None
                                       else c.get_text_config().tie_word_embeddings),
           "qkv_bias": model.model.layers[0].self_attn.q_proj.bias is not None,
+          "family": a["family"], "model_class": type(model).__name__,
           "dtype": str(next(model.parameters()).dtype),
           "attn_implementation": getattr(c, "_attn_implementation", None),
           "params": n_params,

@@ -5,8 +5,9 @@ Run with the Tunix virtualenv, not ours:
   /work/peers/tunix/bin/python benchmarks/peers/tunix_grpo.py --size tiny --steps 3 --warmup 1 \
       --out /tmp/tunix_tiny.json
 
-What runs is Tunix's own stack, unmodified: `tunix.models.qwen2.Qwen2` (randomly initialised at the
-sizes.py dims, tied embeddings, QKV bias, fp32), `tunix.rl.rl_cluster.RLCluster` with the "vanilla"
+What runs is Tunix's own stack, unmodified: `tunix.models.qwen2.Qwen2` for the "qwen2" sizes (QKV
+bias) and `tunix.models.llama3.Llama3` for the "llama" ones (SmolLM2: no QKV bias), randomly
+initialised at the sizes.py dims, tied embeddings, fp32, `tunix.rl.rl_cluster.RLCluster` with the "vanilla"
 rollout engine (Tunix's `generate.sampler.Sampler`), and `tunix.rl.grpo.grpo_learner.GRPOLearner`
 driven through its normal `train()` loop (num_iterations=1, beta=0, one mini-batch of all
 prompts x G rows, no gradient accumulation, optax AdamW, loss_agg_mode="token-mean").
@@ -37,7 +38,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sizes import SIZES, describe  # noqa: E402
+from sizes import SIZES, arch, describe  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -45,6 +46,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from tunix.models.llama3 import model as llama3_lib  # noqa: E402
 from tunix.models.qwen2 import model as qwen2_lib  # noqa: E402
 from tunix.rl import rl_cluster as rl_cluster_lib  # noqa: E402
 from tunix.rl.grpo import grpo_learner  # noqa: E402
@@ -91,30 +93,27 @@ def reward_fn(prompts, completions, **kwargs):
   return out
 
 
-def build_model(s, seed):
+def build_model(size: str, seed: int):
+  s, a = SIZES[size], arch(size)
   d, heads = s["d_model"], s["heads"]
-  cfg = qwen2_lib.ModelConfig(
-      num_layers=s["layers"],
-      vocab_size=s["vocab"],
-      embed_dim=d,
-      hidden_dim=s["d_ff"],
-      num_heads=heads,
-      head_dim=d // heads,
-      num_kv_heads=s["kv_heads"],
-      rope_theta=1_000_000,
-      norm_eps=1e-6,
-      use_tied_embedding=True,
-      dtype=jnp.float32,
-      param_dtype=jnp.float32,
-  )
-  model = qwen2_lib.Qwen2(cfg, rngs=nnx.Rngs(seed))
-  # Tunix's Qwen2 constructor initialises the MLP kernels and QKV biases to zeros (it expects a
-  # checkpoint to be loaded next). Give them random values too so this is a genuinely random
-  # model; shapes, dtypes and therefore the compute are unchanged.
-  # Its embedding init is N(0, 1), which with tied embeddings gives logits so large that
+  common = dict(num_layers=s["layers"], vocab_size=s["vocab"], embed_dim=d, hidden_dim=s["d_ff"],
+                num_heads=heads, head_dim=d // heads, num_kv_heads=s["kv_heads"],
+                rope_theta=a["rope_theta"], norm_eps=a["norm_eps"])
+  if a["family"] == "qwen2":
+    cfg = qwen2_lib.ModelConfig(**common, use_tied_embedding=True, dtype=jnp.float32,
+                                param_dtype=jnp.float32)
+    model = qwen2_lib.Qwen2(cfg, rngs=nnx.Rngs(seed))
+  else:  # Tunix's Llama3 has no dtype fields: its parameters and compute are float32
+    cfg = llama3_lib.ModelConfig(**common, weight_tying=True)
+    model = llama3_lib.Llama3(cfg, rngs=nnx.Rngs(seed))
+  # Tunix's constructors initialise the MLP kernels (and Qwen2's QKV biases) to zeros (they
+  # expect a checkpoint to be loaded next). Give them random values too so this is a genuinely
+  # random model; shapes, dtypes and therefore the compute are unchanged.
+  # Qwen2's embedding init is N(0, 1), which with tied embeddings gives logits so large that
   # sampling at temperature 1 is effectively greedy: every group's G completions come out
   # identical, all GRPO advantages are 0 and the update is a no-op (grad_norm 0). Use the usual
-  # N(0, 0.02) instead so completions, rewards and gradients are non-degenerate.
+  # N(0, 0.02) instead (for both families) so completions, rewards and gradients are
+  # non-degenerate.
   key = jax.random.PRNGKey(seed + 1)
   key, k = jax.random.split(key)
   e = model.embedder.input_embedding.get_value()
@@ -124,7 +123,7 @@ def build_model(s, seed):
       key, k = jax.random.split(key)
       w = lin.kernel.get_value()
       lin.kernel.set_value(jax.random.normal(k, w.shape, w.dtype) / np.sqrt(w.shape[0]))
-    for name in ("q_bias", "k_bias", "v_bias"):
+    for name in ("q_bias", "k_bias", "v_bias") if a["qkv_bias"] else ():
       key, k = jax.random.split(key)
       p = getattr(layer.attn, name)
       b = p.get_value()
@@ -151,7 +150,7 @@ def read_dims(model):
       "head_dim": int(q.shape[2]),
       "tied_embeddings": not hasattr(model, "lm_head"),
       "qkv_bias": [int(getattr(attn, n).get_value().shape[0])
-                   for n in ("q_bias", "k_bias", "v_bias")],
+                   for n in ("q_bias", "k_bias", "v_bias") if hasattr(attn, n)],
       "param_dtype": str(emb.dtype),
       "n_params": int(sum(x.size for x in leaves)),
   }
@@ -180,7 +179,7 @@ def main():
 
   mesh = mesh_lib.create_mesh((1, 1), ("fsdp", "tp"))  # Tunix's helper (Auto axis types)
   with jax.set_mesh(mesh):
-    model, _ = build_model(s, args.seed)
+    model, _ = build_model(args.size, args.seed)
   tokenizer = BenchTokenizer(V)
 
   rollout_config = base_rollout.RolloutConfig(
@@ -235,6 +234,8 @@ def main():
   got = {k: dims[k] for k in expect}
   assert got == expect, (got, expect)
   assert dims["head_dim"] == s["d_model"] // s["heads"] and dims["tied_embeddings"]
+  assert bool(dims["qkv_bias"]) == arch(args.size)["qkv_bias"], dims["qkv_bias"]
+  dims["family"] = arch(args.size)["family"]
 
   emb0 = np.array(actor_model.embedder.input_embedding.get_value(), copy=True)
 
@@ -350,10 +351,11 @@ def main():
       f"(learner.should_sync_weights={learner.should_sync_weights}).",
       "EOS/pad ids lie outside the model vocab (pad=vocab, eos=vocab+1), so completions are "
       "always new_tokens long; checked on every rollout.",
-      "Tunix's Qwen2 init leaves MLP kernels and QKV biases at zero and draws the (tied) "
-      "embedding from N(0,1); the script overwrites MLP kernels (N(0,1/fan_in)), QKV biases "
-      "(N(0,0.02^2)) and the embedding (N(0,0.02^2)) so the random model samples diverse "
-      "completions and gets non-zero advantages/gradients (same shapes/compute).",
+      "Tunix's Qwen2 / Llama3 init leaves MLP kernels (and Qwen2's QKV biases) at zero; Qwen2 "
+      "draws the (tied) embedding from N(0,1); the script overwrites MLP kernels "
+      "(N(0,1/fan_in)), QKV biases where the family has them (N(0,0.02^2)) and the embedding "
+      "(N(0,0.02^2)) so the random model samples diverse completions and gets non-zero "
+      "advantages/gradients (same shapes/compute).",
       "Sampler seed: RolloutConfig.seed is left at its default (None), which makes Tunix's "
       "sampler use PRNGKey(0) on every rollout; does not affect timing.",
       "The training forward passes segment_ids (all ones) to Qwen2, which adds an extra "

@@ -94,18 +94,32 @@ def inverse_cdf(u_b: jax.Array, probs_bv: jax.Array, block: int | None = None) -
   return (block_b * block + index_b).astype(jnp.int32)
 
 
+def first_argmax(x_bv: jax.Array, max_b1: jax.Array | None = None) -> jax.Array:
+  """int32 [b]: `jnp.argmax(x, -1)` (the first index of the maximum; of the first NaN if any)
+  as two plain reductions, a max and a min over indices. XLA:CPU lowers argmax to one variadic
+  (value, index) reduce that it does not vectorise: 0.3-0.5 ms for [32, 2048] and 7-18 ms for
+  [16, 49152], against a few microseconds here. `max_b1`: `jnp.max(x, -1, keepdims=True)` when
+  the caller has it."""
+  v = x_bv.shape[-1]
+  m = jnp.max(x_bv, axis=-1, keepdims=True) if max_b1 is None else max_b1
+  hit = (x_bv == m) | jnp.isnan(x_bv)  # with a NaN, max is NaN and argmax picks the first NaN
+  index = jnp.min(jnp.where(hit, jnp.arange(v, dtype=jnp.int32), v), axis=-1)
+  return jnp.minimum(index, v - 1)
+
+
 def _choose(u_b, logits_bv, temperature, top_k, top_p):
   """Returns (token [b], logprob [b], entropy [b]) for one decode position; the distribution's
   exponentials are computed once and shared by the draw, the log-prob and the entropy."""
   scaled = logits_bv if temperature == 0.0 else logits_bv / temperature
-  shifted = scaled - jnp.max(scaled, axis=-1, keepdims=True)
+  max_b1 = jnp.max(scaled, axis=-1, keepdims=True)
+  shifted = scaled - max_b1
   exp_bv = jnp.exp(shifted)
   total_b1 = jnp.sum(exp_bv, axis=-1, keepdims=True)
   probs_bv = exp_bv / total_b1
   logp_bv = shifted - jnp.log(total_b1)
   entropy = -jnp.sum(probs_bv * logp_bv, axis=-1)
   if temperature == 0.0:
-    token = jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
+    token = first_argmax(logits_bv, max_b1)  # scaled is logits_bv: the max is shared
   elif top_k > 0 or top_p < 1.0:
     token = categorical(u_b, filter_logits(scaled, top_k, top_p))
   else:

@@ -13,6 +13,12 @@
 
 Which components run, and what is built for them, is the config's `algorithm` block resolved by
 `algorithms.method.Method`; nothing here names a method. Nothing leaves the device.
+
+Compile it with `jit_rl_step` (what `Run.compile_step` and so `python -m rlvr_jax.main` use):
+
+    step = jit_rl_step(make_rl_step(config, model_config, reward_fn, optimizer, eos_id=.., pad_id=..))
+    state = create_state(params, optimizer, with_reference=False)
+    state, metrics = step(state, batch, rng)   # `state` is donated: use the returned one
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import jax
 import ml_collections
 import optax
 
-from rlvr_jax import models, sampling
+from rlvr_jax import models, parallel, sampling
 from rlvr_jax.training import april, prorl
 from rlvr_jax.training.forward import completion_logprobs, completion_values  # noqa: F401
 from rlvr_jax.training.rollout import (RewardFn, Rollout, StepSpec, advantages,
@@ -53,8 +59,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
                  step_end_table: Any = None,
                  prime_optimizer: optax.GradientTransformation | None = None
                  ) -> Callable[..., tuple[TrainState, dict[str, Any]]]:
-  """Builds `rl_step(state, batch, rng) -> (state, metrics)` (not yet jitted); its phases are
-  also `rl_step.phases` (an `RLPhases`).
+  """Builds `rl_step(state, batch, rng) -> (state, metrics)` (not yet jitted: compile it with
+  `jit_rl_step`, which donates the state); its phases are also `rl_step.phases` (an `RLPhases`).
 
   Args:
     config: the run config (reads `rl` and `algorithm`).
@@ -116,6 +122,28 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
       learn=learn,
       select=lambda *args: select(spec, *args))
   return step_fn
+
+
+def jit_rl_step(step_fn: Callable, state: TrainState | None = None,
+                mesh: jax.sharding.Mesh | None = None, *, with_rng: bool = True) -> Callable:
+  """`step_fn(state, batch[, rng]) -> (state, metrics)` (`make_rl_step`'s step, an SFT step)
+  compiled the way the run builder compiles it: the state is donated, so the update is written
+  in place of the old state instead of into fresh buffers (the argument is consumed: use the
+  returned state). With a `mesh` (and the `state` whose arrays carry its shardings) the state's
+  shardings are also pinned on input and output, the batch is split over the mesh's data axes,
+  and the step is traced under the mesh so the model's activation pins apply
+  (`Run.compile_step`).
+  """
+  if mesh is None:
+    return jax.jit(step_fn, donate_argnums=0)
+  if state is None:
+    raise ValueError("jit_rl_step: a mesh needs the state (its arrays' shardings are pinned)")
+  shardings = jax.tree.map(lambda x: x.sharding, state)
+  replicated = parallel.replicated(mesh)
+  in_shardings = (shardings, parallel.batch_sharding(mesh, ndim=1)) + (
+      (replicated,) if with_rng else ())
+  return jax.jit(parallel.traced_under_mesh(step_fn, mesh), in_shardings=in_shardings,
+                 out_shardings=(shardings, replicated), donate_argnums=0)
 
 
 def make_eval_step(config: ml_collections.ConfigDict, model_config: models.ModelConfig,

@@ -26,7 +26,7 @@ from rlvr_jax.data import one_shot, pipeline, synthetic
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import april, prorl
 from rlvr_jax.training.episode_step import EpisodeRollouts
-from rlvr_jax.training.rl_step import make_eval_step, make_rl_step
+from rlvr_jax.training.rl_step import jit_rl_step, make_eval_step, make_rl_step
 from rlvr_jax.training.sft import make_sft_step
 from rlvr_jax.training.state import (TrainState, create_state, critic_from_policy, make_optimizer,
                                      state_shardings)
@@ -207,12 +207,9 @@ class Run:
 
   def compile_step(self, step_fn, state: TrainState, *, with_rng: bool):
     """jit with the state's shardings pinned on input and output, so it is traced once; traced
-    under the mesh so the model's activation pins apply; the state is donated (updated in place)."""
-    shardings = jax.tree.map(lambda x: x.sharding, state)
-    batch = parallel.batch_sharding(self.mesh, ndim=1)
-    in_shardings = (shardings, batch) + ((parallel.replicated(self.mesh),) if with_rng else ())
-    return jax.jit(parallel.traced_under_mesh(step_fn, self.mesh), in_shardings=in_shardings,
-                   out_shardings=(shardings, parallel.replicated(self.mesh)), donate_argnums=0)
+    under the mesh so the model's activation pins apply; the state is donated (updated in place).
+    The same compilation as `rl_step.jit_rl_step` with this run's mesh."""
+    return jit_rl_step(step_fn, state, self.mesh, with_rng=with_rng)
 
   def compile_reset(self, state: TrainState):
     """jit of ProRL's `reset_reference` (a plateau reset between steps), shardings pinned."""
