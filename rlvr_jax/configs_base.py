@@ -84,7 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
   # groups, stop once batch_size are done, carry the rest to the next step in the train state.
   # decode_refill: in-flight refill (sampling.generate's decode_slots): decode_slots groups
   # decode at once, a group whose samples are all done hands its rows to the next waiting
-  # prompt inside the decode loop (0: half the prompts); the same tokens as without it.
+  # prompt inside the decode loop (0: a quarter of the prompts); the same tokens as without it.
   c.rl = ml_collections.ConfigDict(dict(
       steps=100, batch_size=16, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0,
       top_p=1.0, ignore_eos=False, ppo_epochs=1, minibatches=1, microbatches=1,

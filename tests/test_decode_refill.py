@@ -120,12 +120,12 @@ def test_decode_steps_and_utilisation_follow_list_scheduling():
                              fixed.mask.sum() / (fixed_stats.decode_steps * B * g), rtol=1e-6)
 
 
-def test_automatic_slots_are_half_the_prompts():
+def test_automatic_slots_are_a_quarter_of_the_prompts():
   c, params, prompts, mask = _setup(5)
   comp, stats = _sample(c, params, prompts, mask, slots=0, n=8, g=2)
-  assert sampling.auto_slots(B) == 3
+  assert sampling.auto_slots(B) == 2 and sampling.auto_slots(16) == 4
   group_len = comp.mask.sum(-1).reshape(B, 2).max(-1)
-  assert stats.decode_steps == _list_schedule(group_len.tolist(), 3)
+  assert stats.decode_steps == _list_schedule(group_len.tolist(), 2)
 
 
 def _step_metrics(refill: bool):
