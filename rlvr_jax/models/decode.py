@@ -27,9 +27,8 @@ def _decode_layer(c: ModelConfig, p: Params, x_bd, rope, cache: dict[str, jax.Ar
   kv, e = c.n_kv_heads, c.resolved_head_dim
   y = rms_norm(x_bd, p["attn_norm"], c.norm_eps)[:, None]
   q, k, v = _qkv(c, p, y, rope)
-  write = lambda buf, new, axis: jax.lax.dynamic_update_slice_in_dim(
-      buf, jnp.expand_dims(new, axis).astype(buf.dtype), slot, axis=axis)
-  cache = {"k": write(cache["k"], k[:, 0], 3), "v": write(cache["v"], v[:, 0], 2)}
+  cache = {"k": _write_slot(cache["k"], k[:, 0], slot, 3),
+           "v": _write_slot(cache["v"], v[:, 0], slot, 2)}
   q_bkge = q.reshape(b, kv, c.n_heads // kv, e)
   if cache["k"].dtype == dtype:  # batched matrix-vector products
     scores_bkgs = jnp.einsum("bkge,bkes->bkgs", q_bkge, cache["k"],
@@ -46,6 +45,28 @@ def _decode_layer(c: ModelConfig, p: Params, x_bd, rope, cache: dict[str, jax.Ar
                         axis=3).astype(dtype)
   x_bd = x_bd + linear(attn_bkge.reshape(b, c.n_heads, e).astype(dtype), p["wo"].astype(dtype), 2)
   return _mlp_block(c, p, x_bd[:, None])[:, 0], cache
+
+
+def _write_slot(buf, new_bke, slot, axis: int):
+  """`buf` [b, ..., s, ...] (slots on `axis`) with `new_bke` [b, k, e] written at cache slot
+  `slot`: an int32 scalar shared by every row (one dynamic_update_slice), or int32 [b], a slot
+  per row (a scatter: the refilling sampler's rows are at different steps)."""
+  new_bke = new_bke.astype(buf.dtype)
+  if jnp.ndim(slot) == 0:
+    return jax.lax.dynamic_update_slice_in_dim(buf, jnp.expand_dims(new_bke, axis), slot,
+                                               axis=axis)
+  index = [slice(None)] * buf.ndim
+  index[0], index[axis] = jnp.arange(buf.shape[0]), slot
+  return buf.at[tuple(index)].set(new_bke)
+
+
+def _read_slot(buf, slot, axis: int):
+  """The [b, k, e] entries of `buf` at cache slot `slot` (scalar or int32 [b]; `_write_slot`)."""
+  if jnp.ndim(slot) == 0:
+    return jax.lax.dynamic_index_in_dim(buf, slot, axis=axis, keepdims=False)
+  index = [slice(None)] * buf.ndim
+  index[0], index[axis] = jnp.arange(buf.shape[0]), slot
+  return buf[tuple(index)]
 
 
 def init_cache(c: ModelConfig, batch: int, length: int) -> list[dict[str, jax.Array]] | dict:
@@ -70,6 +91,29 @@ def repeat_cache(c: ModelConfig, cache, n: int):
   """Each row of the cache repeated n times in consecutive rows (a prompt's n samples)."""
   axis = 1 if _scans_layers(c) else 0
   return jax.tree.map(lambda x: jnp.repeat(x, n, axis=axis), cache)
+
+
+def load_prompt_rows(c: ModelConfig, cache, prompt_cache, source_r: jax.Array,
+                     load_r: jax.Array):
+  """`cache` (r rows) whose rows where `load_r` (bool [r]) hold, in slots [0, p), the prompt
+  keys/values of `prompt_cache` row `source_r` (int32 [r]; a `prefill` cache of p slots);
+  the other rows and slots are unchanged. The refilling sampler starts a waiting group in the
+  rows of a finished one this way, without prefilling again."""
+  lead = 1 if _scans_layers(c) else 0
+  r = load_r.shape[0]
+  rows_r = jnp.where(load_r, jnp.arange(r), r)  # rows that keep theirs write out of bounds
+
+  def load(buf, prompt, slot_axis):
+    p = prompt.shape[lead + slot_axis]
+    index = [slice(None)] * buf.ndim
+    index[lead], index[lead + slot_axis] = rows_r, slice(0, p)
+    return buf.at[tuple(index)].set(jnp.take(prompt, source_r, axis=lead), mode="drop")
+
+  both = lambda layer, prompt: {"k": load(layer["k"], prompt["k"], 3),
+                                "v": load(layer["v"], prompt["v"], 2)}
+  if _scans_layers(c):
+    return both(cache, prompt_cache)
+  return [both(layer, prompt) for layer, prompt in zip(cache, prompt_cache)]
 
 
 def grow_cache(c: ModelConfig, cache, extra: int):
@@ -143,7 +187,7 @@ def decode_step(c: ModelConfig, params: Params, token_b: jax.Array, position_b: 
     params: from `unstack_layers` (per-layer weights as a list, unless the layers are scanned).
     token_b: int32 token ids; position_b: their RoPE positions.
     cache: from `prefill` / `init_cache`.
-    slot: int32 scalar cache slot of the new tokens.
+    slot: cache slot of the new tokens: int32 scalar (every row's), or int32 [b] (each row's).
     valid_bs: 1 for cache slots holding real tokens, `slot` included.
 
   Returns:
@@ -174,11 +218,16 @@ def _decode_scanned_layers(c: ModelConfig, layers: Params, x_bd, rope, cache: di
     view = {name: jax.lax.dynamic_index_in_dim(buf, i, keepdims=False)
             for name, buf in cache.items()}
     x, view = _decode_layer(c, layer, x, rope, view, slot, valid_bs)
-    new_k = jax.lax.dynamic_slice_in_dim(view["k"], slot, 1, axis=3)[None]
-    new_v = jax.lax.dynamic_slice_in_dim(view["v"], slot, 1, axis=2)[None]
-    zero = jnp.zeros((), jnp.int32)
-    cache = {"k": jax.lax.dynamic_update_slice(cache["k"], new_k, (i, zero, zero, zero, slot)),
-             "v": jax.lax.dynamic_update_slice(cache["v"], new_v, (i, zero, zero, slot, zero))}
+    if jnp.ndim(slot) == 0:
+      new_k = jax.lax.dynamic_slice_in_dim(view["k"], slot, 1, axis=3)[None]
+      new_v = jax.lax.dynamic_slice_in_dim(view["v"], slot, 1, axis=2)[None]
+      zero = jnp.zeros((), jnp.int32)
+      cache = {"k": jax.lax.dynamic_update_slice(cache["k"], new_k, (i, zero, zero, zero, slot)),
+               "v": jax.lax.dynamic_update_slice(cache["v"], new_v, (i, zero, zero, slot, zero))}
+    else:  # a slot per row: write back this layer's rows at their own slots
+      layer_k = _write_slot(cache["k"][i], _read_slot(view["k"], slot, 3), slot, 3)
+      layer_v = _write_slot(cache["v"][i], _read_slot(view["v"], slot, 2), slot, 2)
+      cache = {"k": cache["k"].at[i].set(layer_k), "v": cache["v"].at[i].set(layer_v)}
     return (x, cache, i + 1), None
 
   (x_bd, cache, _), _ = jax.lax.scan(body, (x_bd, cache, jnp.int32(0)), layers)

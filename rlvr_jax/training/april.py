@@ -145,13 +145,18 @@ def rollout(model_config: models.ModelConfig, params: models.Params, buffer: Rol
 
 
 def metrics(train: RolloutBuffer, buffer: RolloutBuffer, stale: jax.Array, step: jax.Array,
-            decode_steps: jax.Array) -> dict[str, jax.Array]:
-  """decode_steps; the share of trained tokens (and groups) sampled in earlier steps; the
-  largest policy lag (updates between a trained group's first token and this update); the mean
-  tokens already sampled per buffered row."""
+            decode_steps: jax.Array, carried: RolloutBuffer) -> dict[str, jax.Array]:
+  """decode_steps; decode_slot_utilisation: tokens this rollout generated / (decode_steps x
+  pool rows), the pool being `carried` (the buffer it started from) + the fresh groups; the
+  share of trained tokens (and groups) sampled in earlier steps; the largest policy lag
+  (updates between a trained group's first token and this update); the mean tokens already
+  sampled per buffered row."""
   mask = train.part.mask
+  generated = mask.sum() + buffer.part.mask.sum() - carried.part.mask.sum()
+  rows = mask.shape[0] + buffer.part.mask.shape[0]
   return dict(
       decode_steps=decode_steps,
+      decode_slot_utilisation=generated / jnp.maximum(decode_steps * rows, 1),
       april_stale_token_frac=losses.masked_mean(stale, mask),
       april_resumed_group_frac=jnp.mean(stale.reshape(train.born.shape[0], -1).max(-1)),
       april_policy_lag_max=jnp.max(step - train.born),

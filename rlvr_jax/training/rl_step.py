@@ -3,7 +3,8 @@
     state, metrics = rl_step(state, batch, rng)
 
 1. `rollout.rollout`: G completions a prompt from the KV-cache sampler (with APRIL,
-   `rl.partial_rollouts`, unfinished groups of earlier steps resume from the state's buffer).
+   `rl.partial_rollouts`, unfinished groups of earlier steps resume from the state's buffer;
+   with `rl.decode_refill`, finished groups' rows take waiting prompts inside the loop).
 2. `rollout.score`: the task's jittable reward (or a `jax.pure_callback` verifier).
 3. `rollout.select`: with DAPO's `dynamic_sampling="fill"`, the first B groups that vary.
 4. `rollout.advantages`: what the method's components need (behaviour, reference and critic
@@ -34,7 +35,8 @@ from rlvr_jax.training import april, prorl
 from rlvr_jax.training.forward import completion_logprobs, completion_values  # noqa: F401
 from rlvr_jax.training.rollout import (RewardFn, Rollout, StepSpec, advantages,
                                        length_by_outcome, outcome_metrics, rollout,
-                                       rollout_metrics, score, select, select_groups)  # noqa: F401
+                                       rollout_metrics, rollout_with_stats, score, select,
+                                       select_groups)  # noqa: F401
 from rlvr_jax.training.state import TrainState
 from rlvr_jax.training.update import update
 
@@ -93,13 +95,12 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
 
   def rl_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     rng_sample, rng_learn = jax.random.split(rng)
-    comp, greedy = rollout(spec, state.params, batch, rng_sample)
+    # decode metrics of every group sampled (with "fill": of all k·B groups)
+    comp, greedy, decode_metrics = rollout_with_stats(spec, state.params, batch, rng_sample)
     rewards, greedy_rewards = score(spec, batch, comp, greedy)
-    # the sampler's loop runs until its longest row ends (with "fill": of all k·B groups)
-    decode_steps = comp.mask.sum(-1).max()
     *kept, select_metrics = select(spec, batch, comp, rewards, greedy_rewards)
     state, metrics = learn(state, *kept, rng_learn)
-    return state, {**metrics, **select_metrics, "decode_steps": decode_steps}
+    return state, {**metrics, **select_metrics, **decode_metrics}
 
   def april_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     """APRIL rollout (resume the buffer + fresh groups until b are done) -> score -> learn."""
@@ -113,7 +114,8 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
     rewards, _ = score(spec, train_batch, comp, None)
     new_state, metrics = learn(state.replace(rollouts=buffer), train_batch, comp, rewards, None,
                                rng_learn, stale=stale)
-    return new_state, metrics | april.metrics(train, buffer, stale, state.step, decode_steps)
+    return new_state, metrics | april.metrics(train, buffer, stale, state.step, decode_steps,
+                                              state.rollouts)
 
   step_fn = april_step if config.rl.get("partial_rollouts", False) else rl_step
   step_fn.phases = RLPhases(

@@ -76,6 +76,8 @@ class StepSpec:
     sample_kw = dict(max_new_tokens=rl.max_new_tokens, temperature=rl.temperature,
                      top_k=rl.get("top_k", 0), top_p=rl.get("top_p", 1.0),
                      eos_id=None if rl.get("ignore_eos", False) else eos_id, pad_id=pad_id)
+    if rl.get("decode_refill", False):  # in-flight refill (0: sampling.auto_slots)
+      sample_kw["decode_slots"] = rl.get("decode_slots", 0)
     return cls(model_config=model_config, method=method, reward_fn=reward_fn,
                optimizers=dict(optimizers), group_size=rl.group_size, batch_size=rl.batch_size,
                sample_kw=sample_kw, temperature=rl.temperature,
@@ -128,13 +130,24 @@ def rollout(spec: StepSpec, params: models.Params, batch: dict[str, Array], rng:
             ) -> tuple[sampling.Completions, sampling.Completions | None]:
   """G completions a prompt (each prompt prefilled once), and a greedy one when a component
   needs greedy rewards (ReMax's baseline)."""
-  comp = sampling.generate(spec.model_config, params, batch["prompt_ids"], batch["prompt_mask"],
-                           rng, num_samples=spec.group_size, **spec.sample_kw)
+  return rollout_with_stats(spec, params, batch, rng)[:2]
+
+
+def rollout_with_stats(spec: StepSpec, params: models.Params, batch: dict[str, Array],
+                       rng: Array) -> tuple[sampling.Completions, sampling.Completions | None,
+                                            dict[str, Array]]:
+  """`rollout`, and what the sampled completions' decode loop cost: decode_steps (loop
+  iterations) and decode_slot_utilisation (generated tokens / (decode_steps x rows decoding);
+  `sampling.DecodeStats`). The greedy completions' loop is not counted."""
+  comp, stats = sampling.generate_with_stats(
+      spec.model_config, params, batch["prompt_ids"], batch["prompt_mask"], rng,
+      num_samples=spec.group_size, **spec.sample_kw)
   greedy = None
   if "greedy_rewards" in spec.method.needs:
     greedy = sampling.generate(spec.model_config, params, batch["prompt_ids"],
                                batch["prompt_mask"], rng, **(spec.sample_kw | dict(temperature=0.0)))
-  return comp, greedy
+  return comp, greedy, dict(decode_steps=stats.decode_steps,
+                            decode_slot_utilisation=stats.slot_utilisation)
 
 
 def score(spec: StepSpec, batch: dict[str, Array], comp: sampling.Completions,
