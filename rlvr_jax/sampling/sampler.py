@@ -2,8 +2,8 @@
 
 The loop exits as soon as every row has emitted EOS (or a stop token), so short answers cost
 short loops even with a generous `max_new_tokens`. With in-flight refill (`decode_slots`) fewer
-rows decode at once and a finished group's rows take the next waiting prompt, so rows rarely
-idle behind the longest one. Everything is jittable; the arguments after `rng` are static.
+rows decode at once and a finished row's slot takes the next waiting (prompt, sample) row, so
+slots rarely idle behind the longest row. Everything is jittable; the arguments after `rng` are static.
 """
 
 from __future__ import annotations
@@ -166,9 +166,9 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
     num_samples: completions per prompt (a GRPO group), in consecutive rows; each prompt is
       prefilled once and its cache shared by its samples.
     decode_slots: None: every row decodes from the first step to the last (the loop runs as
-      long as the longest row). k >= 1: in-flight refill, k groups decode at once and a group
-      whose rows have all finished hands its rows to the next waiting prompt (0: `auto_slots`).
-      The same tokens either way (per-row uniforms; the same prefill); see `_decode_refill`.
+      long as the longest row). k >= 1: in-flight refill, k rows decode at once and a finished
+      row's slot takes the next waiting (prompt, sample) row (0: `auto_slots`). The same
+      tokens either way (per-row uniforms; the same prefill); see `_decode_refill`.
 
   Returns:
     `Completions` with [b * num_samples, n] arrays.
@@ -193,7 +193,7 @@ def generate_with_stats(model_config: models.ModelConfig, params: models.Params,
   if decode_slots is None or max_new_tokens == 0:
     comp, steps, rows = _decode_fixed(model_config, params, prompts, prompt_mask, rng, **kw)
   else:
-    slots = decode_slots or auto_slots(prompts.shape[0])
+    slots = decode_slots or auto_slots(prompts.shape[0] * num_samples)
     comp, steps, rows = _decode_refill(model_config, params, prompts, prompt_mask, rng,
                                        slots=slots, **kw)
   steps = steps.astype(jnp.float32)
@@ -201,13 +201,10 @@ def generate_with_stats(model_config: models.ModelConfig, params: models.Params,
   return comp, DecodeStats(decode_steps=steps, slot_utilisation=utilisation)
 
 
-def auto_slots(num_prompts: int) -> int:
-  """Groups decoding at once under refill when `decode_slots` is 0: a quarter of the prompts
-  (rounded up). Fewer slots fill better but run more loop steps: on a 2-core CPU (16 prompts x
-  8) a quarter sampled in 0.56x the fixed batch's time, half in 0.65x, an eighth in 0.47x with
-  3.4x its decode steps (experiments/results/decode_refill; unmeasured on accelerators, where a
-  step's cost depends less on its rows and fewer steps matter more)."""
-  return max(1, -(-num_prompts // 4))
+def auto_slots(num_rows: int) -> int:
+  """Rows decoding at once under refill when `decode_slots` is 0: an eighth of the
+  (prompt, sample) rows, rounded up. PLACEHOLDER until measured."""
+  return max(1, -(-num_rows // 8))
 
 
 def _decode_fixed(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pad_id,
@@ -263,37 +260,37 @@ def _decode_fixed(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pad
 
 def _decode_refill(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pad_id,
                    group_size, slots):
-  """In-flight refill: `slots` groups of G rows decode at once; when every row of a slot's
-  group is done, the next waiting prompt takes the slot (queue order), until all b are done.
+  """In-flight refill: `slots` rows decode at once; when a row is done and (prompt, sample)
+  rows still wait, the next waiting row (original order) takes its slot, so slots idle only
+  once the queue has run dry. Rows rather than whole groups: a group's slots would wait for
+  its longest sample (measured 0.5-0.7 utilisation on longtail_reverse, group size 8).
 
   Why the tokens equal `_decode_fixed`'s: all b prompts are prefilled at once before the loop
-  (the same prefill), and a slot starts a group by copying its prompt keys/values and last
-  logits into the slot's rows (`models.load_prompt_rows`); each row then keeps its own step
-  i_r (cache slot p + i_r, RoPE position prompt length + i_r, its own validity), and draws
-  token i_r of output row q with the uniforms[i_r, q] the fixed batch uses. Outputs are
-  scattered to the group's own rows, so the layout is the fixed batch's. What differs is the
-  float arithmetic's batch (r = slots x G rows instead of b x G) and the attention length (the
-  whole p + n cache: with rows at different steps the cache cannot grow by segments, see
-  `ModelConfig.decode_cache_segments`), so logits agree to rounding, not bit for bit.
+  (the same prefill), and a slot starts output row q by copying prompt q // G's keys/values
+  and last logits (`models.load_prompt_rows`); each slot then keeps its own step i_r (cache
+  slot p + i_r, RoPE position prompt length + i_r, its own validity), and draws token i_r of
+  row q with the uniforms[i_r, q] the fixed batch uses. Outputs are scattered to row q, so the
+  layout is the fixed batch's. What differs is the float arithmetic's batch (r rows instead of
+  b x G) and the attention length (the whole p + n cache: with rows at different steps the
+  cache cannot grow by segments, see `ModelConfig.decode_cache_segments`), so logits agree to
+  rounding, not bit for bit.
 
   Returns (completions [b * G, n], int32 loop iterations, r rows decoding).
   """
   b, p = prompts.shape
   g = group_size
-  slots = min(slots, b)
-  r, q = slots * g, b * g
+  q = b * g
+  r = min(slots, q)
   logits_bv, prompt_cache = models.prefill(c, params, prompts, prompt_mask, p)
   prompt_len_b = prompt_mask.sum(-1)
   params = models.unstack_layers(c, params)
   uniforms_nq = jax.random.uniform(rng, (n, q), jnp.float32)
-  member_r = jnp.tile(jnp.arange(g), slots)  # a row's sample index within its group
   rows_r = jnp.arange(r)
   stop_ids = jnp.asarray(stops, jnp.int32)
 
-  def load(s, load_s):
-    """The rows of the slots where `load_s` start their (new) group at step 0."""
-    load_r = jnp.repeat(load_s, g)
-    source_r = jnp.minimum(jnp.repeat(s["group"], g), b - 1)
+  def load(s, load_r):
+    """The slots where `load_r` start their (new) output row at step 0."""
+    source_r = jnp.minimum(s["row"] // g, b - 1)
     valid_rs = jnp.pad(prompt_mask[source_r], ((0, 0), (0, n)))
     return dict(s, cache=models.load_prompt_rows(c, s["cache"], prompt_cache, source_r, load_r),
                 logits=jnp.where(load_r[:, None], logits_bv[source_r], s["logits"]),
@@ -302,17 +299,18 @@ def _decode_refill(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pa
                 i=jnp.where(load_r, 0, s["i"]), done=s["done"] & ~load_r)
 
   def refill(s):
-    """Finished slots take the next waiting groups, in slot order; with none left they idle
-    (group b, rows done). The cache copy runs only on iterations where some slot loads."""
-    free_s = s["done"].reshape(slots, g).all(-1)
-    take_s = s["queue"] + jnp.cumsum(free_s) - 1
-    load_s = free_s & (take_s < b)
-    s = dict(s, group=jnp.where(free_s, jnp.where(load_s, take_s, b), s["group"]),
-             queue=jnp.minimum(s["queue"] + free_s.sum(), b))
-    return jax.lax.cond(load_s.any(), load, lambda s, _: s, s, load_s)
+    """Every done slot takes the next waiting row, in slot order (a rank by cumulative sum, so
+    all slots freed in one step load together); with none left it idles (row q, done). The
+    cache copy runs only on iterations where some slot loads."""
+    free_r = s["done"]
+    take_r = s["queue"] + jnp.cumsum(free_r) - 1
+    load_r = free_r & (take_r < q)
+    s = dict(s, row=jnp.where(free_r, jnp.where(load_r, take_r, q), s["row"]),
+             queue=jnp.minimum(s["queue"] + free_r.sum(), q))
+    return jax.lax.cond(load_r.any(), load, lambda s, _: s, s, load_r)
 
   zeros_f = jnp.zeros((q, n), jnp.float32)
-  state = dict(steps=jnp.int32(0), queue=jnp.int32(0), group=jnp.full((slots,), b, jnp.int32),
+  state = dict(steps=jnp.int32(0), queue=jnp.int32(0), row=jnp.full((r,), q, jnp.int32),
                i=jnp.zeros((r,), jnp.int32), start=jnp.zeros((r,), jnp.int32),
                done=jnp.ones((r,), bool), logits=jnp.zeros((r,) + logits_bv.shape[1:]),
                cache=models.init_cache(c, r, p + n), valid=jnp.zeros((r, p + n), jnp.int32),
@@ -320,13 +318,12 @@ def _decode_refill(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pa
                entropies=zeros_f, mask=zeros_f)
 
   def body(s):
-    i_r = s["i"]
-    out_r = jnp.repeat(s["group"], g) * g + member_r  # idle slots: >= q
-    u_r = uniforms_nq[jnp.minimum(i_r, n - 1), jnp.minimum(out_r, q - 1)]
+    i_r, row_r = s["i"], s["row"]  # idle slots: row q
+    u_r = uniforms_nq[jnp.minimum(i_r, n - 1), jnp.minimum(row_r, q - 1)]
     token, logprob, entropy = choose(u_r, s["logits"])
     live = ~s["done"]
     token = jnp.where(live, token, pad_id)
-    write_r = jnp.where(live, out_r, q)  # finished and idle rows write out of bounds: dropped
+    write_r = jnp.where(live, row_r, q)  # finished and idle slots write out of bounds: dropped
     put = lambda buf, x: buf.at[write_r, i_r].set(x, mode="drop")
     done = s["done"] | (i_r + 1 >= n)
     if stops:
