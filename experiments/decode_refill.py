@@ -1,16 +1,19 @@
 """Fixed batch vs APRIL vs in-flight refill on heavy-tailed answer lengths (issue 21, item 3).
 
     python experiments/decode_refill.py [--seeds 0,1,2 --steps 60 --timing_batches 8]
+    python experiments/decode_refill.py --timing_only --workdir /tmp/decode_refill  # no RL runs
 
 `configs/april_longtail.py` (`longtail_reverse`: answer lengths P(L) ∝ L^-1.2 on [1, 24]),
 one SFT a seed, then three RL runs from it: the fixed batch (every row decodes until the longest
 ends), APRIL (`rl.partial_rollouts`, factor 2) and refill (`rl.decode_refill`, `rl.decode_slots`
-groups decoding at once). The runs' metrics give decode_steps and decode_slot_utilisation per RL
+rows decoding at once). The runs' metrics give decode_steps and decode_slot_utilisation per RL
 step and held-out greedy accuracy. Sampling time is measured apart from the runs, on each
 seed's SFT policy: the jitted sampling phase of each variant (APRIL: its rollout, carrying its
 buffer from call to call) on the same batches, interleaved in ABBA order (fixed, refill, APRIL,
 then the reverse), median seconds a call and the per-batch ratio to the fixed batch.
-Writes results.json, table.md and README numbers into --out.
+Writes results.json, table.md and README numbers into --out. --timing_only: only the sampling
+timing (refill at a half to a sixteenth of the rows, no APRIL), from the SFT policies already in
+--workdir (trained when missing), into timing_rows.json and timing_rows.md.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import common  # noqa: E402
 import jax  # noqa: E402
 
 from rlvr_jax import sampling  # noqa: E402
-from rlvr_jax.training import april, warm_start  # noqa: E402
+from absl import logging  # noqa: E402
+
+from rlvr_jax.training import april, loop, warm_start  # noqa: E402
 from rlvr_jax.training.run import Run  # noqa: E402
 
 BASE = "configs/april_longtail.py"
@@ -38,7 +43,7 @@ VARIANTS = {"fixed": {}, "april": {"rl.partial_rollouts": True},
 
 def _sampler(run: Run, state, params, slots):
   """A jitted `sample(batch, rng) -> (mask [rows, n], decode_steps, utilisation)` of the
-  variant: the fixed batch (slots None), refill with `slots` groups decoding at once, or
+  variant: the fixed batch (slots None), refill with `slots` rows decoding at once, or
   ("april") APRIL's rollout, which carries its buffer between calls."""
   rl = run.config.rl
   kw = dict(max_new_tokens=rl.max_new_tokens, temperature=rl.temperature, top_k=rl.top_k,
@@ -80,10 +85,11 @@ def time_sampling(args, seed: int, sft_dir: str) -> dict:
   it = iter(run.rl_dataset())
   state = run.prime_rollouts(run.make_rl_state(params), it)
   batches = [run.device_batch(next(it)) for _ in range(args.timing_batches + 2)]
-  b = config.rl.batch_size
-  variants = {"fixed": None, "april": "april",
-              **{f"refill_s{k}": k for k in sorted({sampling.auto_slots(b), b // 4, b // 8}
-                                                   - {0}, reverse=True)}}
+  rows = config.rl.batch_size * config.rl.group_size
+  fractions = (2, 4, 8, 16) if args.timing_only else (4, 8)
+  refill = {sampling.auto_slots(rows)} | {rows // f for f in fractions}
+  variants = {"fixed": None, **({} if args.timing_only else {"april": "april"}),
+              **{f"refill_r{k}": k for k in sorted(refill - {0}, reverse=True)}}
   samplers = {v: _sampler(run, state, params, slots) for v, slots in variants.items()}
   order = list(variants)
   out = {key: {v: [] for v in order} for key in ("seconds", "decode_steps", "utilisation")}
@@ -122,8 +128,12 @@ def table(records: list[dict], timing: dict) -> list[str]:
       ("held-out greedy accuracy, final", _final_acc)]:
     cells = [common.fmt([fn(r) for r in records if r["variant"] == v]) for v in variants]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  return lines + [""] + timing_table(timing)
+
+
+def timing_table(timing: dict) -> list[str]:
   timing_variants = list(next(iter(timing.values()))["median_s"])
-  lines += ["", "Sampling phase alone, on each seed's SFT policy (ABBA-interleaved, mean ± SE "
+  lines = ["Sampling phase alone, on each seed's SFT policy (ABBA-interleaved, mean ± SE "
             "over seeds of the per-seed medians / means):", "",
             "| | " + " | ".join(timing_variants) + " |",
             "|---|" + "---|" * len(timing_variants)]
@@ -137,11 +147,37 @@ def table(records: list[dict], timing: dict) -> list[str]:
   return lines
 
 
+def timing_only(args):
+  """The sampling timing of `time_sampling` per seed, without the RL runs."""
+  workdir = args.workdir or "/tmp/decode_refill"
+  logging.set_verbosity(logging.WARNING)
+  timing = {}
+  for seed in common.seeds_of(args):
+    sft_dir = os.path.join(workdir, f"seed{seed}", "sft")
+    loop.train(common.config_for(BASE, {"rl.steps": 0}, seed, args.tiny), sft_dir,
+               progress=False)  # resumes: a no-op when the SFT is done
+    timing[str(seed)] = time_sampling(args, seed, sft_dir)
+    print(json.dumps({"seed": seed, **{k: timing[str(seed)][k] for k in
+                                       ("median_s", "ratio_median", "load_avg")}}), flush=True)
+  with open(os.path.join(args.out, "timing_rows.json"), "w", encoding="utf-8") as f:
+    json.dump({"timing": timing, "machine": common.machine(), "load_avg_end": os.getloadavg()},
+              f, indent=1)
+  lines = timing_table(timing)
+  with open(os.path.join(args.out, "timing_rows.md"), "w", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines))
+
+
 def main():
   p = common.parser(__doc__, out="experiments/results/decode_refill")
   p.add_argument("--steps", type=int, default=60, help="RL steps a run")
   p.add_argument("--timing_batches", type=int, default=8)
+  p.add_argument("--timing_only", action="store_true",
+                 help="only the sampling timing, from the SFT policies in --workdir")
   args = p.parse_args()
+  if args.timing_only:
+    timing_only(args)
+    return
   if args.replot:
     data = json.load(open(os.path.join(args.out, "results.json"), encoding="utf-8"))
     records, timing = data["records"], data["timing"]

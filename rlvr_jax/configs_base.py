@@ -99,9 +99,9 @@ def base_config() -> ml_collections.ConfigDict:
   # work); the EOS token is then an ordinary token.
   # partial_rollouts: APRIL (training/april.py): decode partial_rollouts_factor x batch_size
   # groups, stop once batch_size are done, carry the rest to the next step in the train state.
-  # decode_refill: in-flight refill (sampling.generate's decode_slots): decode_slots groups
-  # decode at once, a group whose samples are all done hands its rows to the next waiting
-  # prompt inside the decode loop (0: a quarter of the prompts); the same tokens as without it.
+  # decode_refill: in-flight refill (sampling.generate's decode_slots): decode_slots rows
+  # (prompt, sample pairs) decode at once, a finished row's slot takes the next waiting row
+  # inside the decode loop (0: sampling.auto_slots); the same tokens as without it.
   c.rl = ml_collections.ConfigDict(dict(
       steps=100, batch_size=16, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0,
       top_p=1.0, ignore_eos=False, ppo_epochs=1, minibatches=1, microbatches=1,
@@ -272,7 +272,7 @@ RULES: dict[str, config_rules.Rule] = {
     "rl.partial_rollouts": Bool(),
     "rl.partial_rollouts_factor": Int(ge=2),  # pool = factor x batch_size groups
     "rl.decode_refill": Bool(),
-    "rl.decode_slots": Int(ge=0),  # groups decoding at once with decode_refill (0: automatic)
+    "rl.decode_slots": Int(ge=0),  # rows decoding at once with decode_refill (0: automatic)
     **_optimizer_rules("rl.optimizer"),
     "algorithm.advantage": Registered(registry.ADVANTAGES),
     "algorithm.advantage_kw": Dict(checked_by="the estimator's keyword arguments"),
@@ -402,7 +402,7 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(not c.logging.wandb or importlib.util.find_spec("wandb") is not None, "logging.wandb",
        "True needs the [wandb] extra: pip install 'rlvr_jax[wandb]'")
   need(c.rl.decode_refill or not c.rl.decode_slots, "rl.decode_slots",
-       f"{c.rl.decode_slots} groups decoding at once is read only with rl.decode_refill=True; "
+       f"{c.rl.decode_slots} rows decoding at once is read only with rl.decode_refill=True; "
        "set rl.decode_refill=True, or leave rl.decode_slots=0")
   if c.rl.partial_rollouts:
     need(not c.rl.decode_refill, "rl.decode_refill", "APRIL (rl.partial_rollouts) decodes "

@@ -4,7 +4,7 @@
 
 1. `rollout.rollout`: G completions a prompt from the KV-cache sampler (with APRIL,
    `rl.partial_rollouts`, unfinished groups of earlier steps resume from the state's buffer;
-   with `rl.decode_refill`, finished groups' rows take waiting prompts inside the loop).
+   with `rl.decode_refill`, a finished row's slot takes the next waiting row inside the loop).
 2. `rollout.score`: the task's jittable reward (or a `jax.pure_callback` verifier).
 3. `rollout.select`: with DAPO's `dynamic_sampling="fill"`, the first B groups that vary.
 4. `rollout.advantages`: what the method's components need (behaviour, reference and critic
