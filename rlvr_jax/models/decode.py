@@ -97,8 +97,8 @@ def load_prompt_rows(c: ModelConfig, cache, prompt_cache, source_r: jax.Array,
                      load_r: jax.Array):
   """`cache` (r rows) whose rows where `load_r` (bool [r]) hold, in slots [0, p), the prompt
   keys/values of `prompt_cache` row `source_r` (int32 [r]; a `prefill` cache of p slots);
-  the other rows and slots are unchanged. The refilling sampler starts a waiting group in the
-  rows of a finished one this way, without prefilling again."""
+  the other rows and slots are unchanged. The refilling sampler starts a waiting row in the
+  slot of a finished one this way, without prefilling again."""
   lead = 1 if _scans_layers(c) else 0
   r = load_r.shape[0]
   rows_r = jnp.where(load_r, jnp.arange(r), r)  # rows that keep theirs write out of bounds
