@@ -3,7 +3,8 @@
 The loop exits as soon as every row has emitted EOS (or a stop token), so short answers cost
 short loops even with a generous `max_new_tokens`. With in-flight refill (`decode_slots`) fewer
 rows decode at once and a finished row's slot takes the next waiting (prompt, sample) row, so
-slots rarely idle behind the longest row. Everything is jittable; the arguments after `rng` are static.
+slots rarely idle behind the longest row. Everything is jittable; the arguments after `rng` are
+static.
 """
 
 from __future__ import annotations
