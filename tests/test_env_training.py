@@ -55,7 +55,7 @@ def test_tiny_env_run_trains_and_logs_episode_metrics(tmp_path):
   for r in rl:
     for k in ("reward_mean", "loss", "grad_norm", "env_errors", "env_timeouts", "turns_mean",
               "truncated_frac", "env_calls", "policy_tokens_mean", "observation_tokens_mean",
-              "decode_steps", "loss_tokens_frac"):
+              "decode_steps", "decode_slot_utilisation", "loss_tokens_frac"):
       assert k in r and np.isfinite(r[k]), k
     assert 0 < r["loss_tokens_frac"] <= 1
   assert np.isfinite(rl[-1]["eval_accuracy"])  # greedy episodes on held-out prompts

@@ -61,6 +61,10 @@ def test_episodes_match_a_teacher_forced_forward_of_the_conversation(gather):
   assert ep.tokens.shape == (n, 64) and ep.prompt_ids.shape == (2, P)
   assert max(ep.turns) == 3 and ep.metrics["env_errors"] == 0  # some episodes went the distance
   assert np.all(ep.loss_mask <= ep.mask) and np.all(ep.logprobs[ep.loss_mask == 0] == 0)
+  # the policy's tokens over the row-steps the turns' decode loops ran
+  assert ep.metrics["decode_slot_utilisation"] == pytest.approx(
+      ep.loss_mask.sum() / (ep.metrics["decode_steps"] * n))
+  assert 0 < ep.metrics["decode_slot_utilisation"] <= 1
   # log-probs of the policy's tokens: the decode path == a forward of the whole conversation
   tf = _teacher_forced_logp(c, params, np.repeat(ep.prompt_ids, G, 0),
                             np.repeat(ep.prompt_mask, G, 0), ep.tokens, ep.mask)

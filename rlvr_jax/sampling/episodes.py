@@ -163,7 +163,7 @@ class EpisodeSampler:
     carry = self._start(params, prompt_ids, prompt_mask, group=group_size, cache_len=cache_len)
     slot, used = self.prompt_len, np.zeros(n, np.int64)
     segments: list[list[tuple]] = [[] for _ in range(n)]
-    decode_steps, cut_observations = 0, 0
+    decode_steps, cut_observations, generated = 0, 0, 0
     for turn in range(spec.max_turns):
       live = np.asarray([log.live(i) for i in range(n)])
       if not live.any():
@@ -183,6 +183,7 @@ class EpisodeSampler:
         ids = out["tokens"][i, :k].tolist()
         segments[i].append((ids, 1.0, out["logprobs"][i, :k], out["entropies"][i, :k]))
         used[i] += k
+        generated += k
         log.turns[i] += 1
         if out["ended"][i] == turns.CUT:
           log.truncated[i] = True
@@ -212,7 +213,9 @@ class EpisodeSampler:
           segments[i].append((ids, 0.0, zeros, zeros))
           used[i] += len(ids)
     return self._assemble(prompt_ids, prompt_mask, segments, log, dict(
-        timer, decode_steps=float(decode_steps), observations_cut=float(cut_observations)))
+        timer, decode_steps=float(decode_steps), observations_cut=float(cut_observations),
+        # every episode's row runs each decode step, finished or not (as the fixed batch's)
+        decode_slot_utilisation=generated / max(decode_steps * n, 1)))
 
   def _append_block(self, params, carry, block: dict[int, list[int]], n: int, slot: int):
     l, pad = self.spec.observation_len, self.tokenizer.pad_id
