@@ -4,12 +4,14 @@
         --config.init.path=/path/to/DeepSeek-R1-Distill-Qwen-1.5B
     python -m rlvr_jax.main --config=configs/long_reasoning.py:cpu --workdir=/tmp/long_cpu
 
-The settings that make 8 prompts x G 8 x 16,384 tokens fit one 80 GiB card (57.98 GiB by XLA's
+The settings that make 8 prompts x G 8 x 16,384 tokens fit one 80 GiB card (59.28 GiB by XLA's
 buffer assignment for Qwen2.5-1.5B's shapes, benchmarks/MEMORY.md "Long completions"):
-bf16 weights and compute, remat full, one row per micro-batch (`rl.microbatches` = 64),
+float32 master weights (bf16 ones would round away updates at lr 1e-6; 57.98 GiB with them)
+and bf16 compute, remat full, one row per micro-batch (`rl.microbatches` = 64),
 completion log-probs in chunks whose float32 logits fit 256 MiB (`model.logprob_chunk` 0) and
 training attention in blocks of 512 queries (`model.attention_chunk` 0): the step's temporaries
-grow linearly in completion length. A 32k budget fits a 141 GiB card (87.57 GiB).
+grow linearly in completion length. A 32k budget fits a 141 GiB card (87.57 GiB with bf16
+weights).
 `rl.decode_refill` (off here) keeps decode rows busy when lengths are heavy-tailed; it was
 measured on CPU only (experiments/results/decode_refill), so try it on your accelerator first.
 
@@ -23,7 +25,7 @@ from rlvr_jax.configs_base import base_config
 
 def get_config(arg=None):
   c = base_config()
-  c.init.update(kind="hf", path="", dtype="bfloat16")
+  c.init.update(kind="hf", path="", dtype="float32")  # float32 master weights
   c.model.update(dtype="bfloat16", remat="full", cache_dtype="bfloat16")
   c.task.name = "gsm8k"
   c.task.kwargs = dict(template="chat")
