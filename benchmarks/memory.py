@@ -156,8 +156,6 @@ def _long_table(args, gb: int) -> list[dict]:
       for length in lengths:
         run_args = argparse.Namespace(**vars(args))
         run_args.completion = length
-        if args.microbatch_rows:
-          run_args.microbatches = args.batch * args.group // args.microbatch_rows
         r = measure(model_config, run_args, jax.devices()[:n])
         r.update(model=name, dtype=dtype, remat=remat, devices=n, completion=length,
                  microbatches=run_args.microbatches,
@@ -187,35 +185,9 @@ def _long_table(args, gb: int) -> list[dict]:
   return rows
 
 
-def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--models", default=",".join(MODELS))
-  parser.add_argument("--batch", type=int, default=8, help="prompts per step")
-  parser.add_argument("--group", type=int, default=4, help="completions per prompt (G)")
-  parser.add_argument("--prompt", type=int, default=128)
-  parser.add_argument("--completion", type=int, default=256)
-  parser.add_argument("--microbatches", type=int, default=4)
-  parser.add_argument("--fsdp", type=int, default=1)
-  parser.add_argument("--out", default="")
-  parser.add_argument("--completions", default="",
-                      help="comma-separated completion lengths: the long-completion table")
-  parser.add_argument("--microbatch-rows", type=int, default=0,
-                      help="rows per micro-batch (sets --microbatches to batch x group / rows)")
-  parser.add_argument("--override", action="append", default=[],
-                      help="rl.x=v / algorithm.x=v / model.x=v, repeatable")
-  args = parser.parse_args()
-  gb = 2**30
-  if args.microbatch_rows and (args.batch * args.group) % args.microbatch_rows:
-    parser.error(f"--microbatch-rows {args.microbatch_rows} does not divide batch x group "
-                 f"= {args.batch * args.group}")
-  if args.completions:
-    rows = _long_table(args, gb)
-    if args.out:
-      with open(args.out, "w") as f:
-        json.dump(dict(settings=vars(args), rows=rows), f, indent=1)
-    return
-  if args.microbatch_rows:
-    args.microbatches = args.batch * args.group // args.microbatch_rows
+def _model_table(args, gb: int) -> list[dict]:
+  """Every model x dtype x remat (x devices) at one completion length; then the largest model
+  that fits each device size."""
   rows = []
   print(f"B={args.batch} G={args.group} prompt={args.prompt} completion={args.completion} "
         f"microbatches={args.microbatches}; GiB per device")
@@ -239,6 +211,34 @@ def main():
                + (f", decode_weight_gather {best['decode_weight_gather']})" if n > 1 else ")")
                if best else "none")
       print(f"  {n} device(s) of {cap} GiB: {label}")
+  return rows
+
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--models", default=",".join(MODELS))
+  parser.add_argument("--batch", type=int, default=8, help="prompts per step")
+  parser.add_argument("--group", type=int, default=4, help="completions per prompt (G)")
+  parser.add_argument("--prompt", type=int, default=128)
+  parser.add_argument("--completion", type=int, default=256)
+  parser.add_argument("--microbatches", type=int, default=4)
+  parser.add_argument("--fsdp", type=int, default=1)
+  parser.add_argument("--out", default="")
+  parser.add_argument("--completions", default="",
+                      help="comma-separated completion lengths: the long-completion table")
+  parser.add_argument("--microbatch-rows", type=int, default=0,
+                      help="rows per micro-batch (sets --microbatches to batch x group / rows)")
+  parser.add_argument("--override", action="append", default=[],
+                      help="rl.x=v / algorithm.x=v / model.x=v, repeatable")
+  args = parser.parse_args()
+  gb = 2**30
+  if args.microbatch_rows:
+    if (args.batch * args.group) % args.microbatch_rows:
+      parser.error(f"--microbatch-rows {args.microbatch_rows} does not divide batch x group "
+                   f"= {args.batch * args.group}")
+    args.microbatches = args.batch * args.group // args.microbatch_rows
+  rows = _long_table(args, gb) if args.completions else _model_table(args, gb)
   if args.out:
     with open(args.out, "w") as f:
       json.dump(dict(settings=vars(args), rows=rows), f, indent=1)
