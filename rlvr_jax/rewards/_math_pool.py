@@ -33,7 +33,6 @@ import importlib
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -41,17 +40,18 @@ import time
 from collections.abc import Callable, Sequence
 from multiprocessing import connection
 
+from rlvr_jax.rewards import _fork_server as fork_server
+
 DEFAULT_FN = "rlvr_jax.rewards._math_equiv:equivalent"
 _START_TIMEOUT_S = 120.0  # interpreter start + importing sympy, generous for a loaded machine
 _FORK_TIMEOUT_S = 30.0  # one fork; only a wedged template takes longer
-_PARENT_POLL_S = 0.5  # fallback check that the process above is still there
+_PARENT_POLL_S = fork_server.PARENT_POLL_S  # fallback check that the process above is there
 _MEMORY_HEADROOM_BYTES = 2 << 30  # address space a worker may add after its imports
 _BOOT = "from rlvr_jax.rewards._math_pool import main; main()"
 # The template must import this very copy of the package, even when it is not installed.
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-_REQUEST = struct.Struct("<cq")  # b"F" (fork a worker; one fd attached) or b"E" (end pid)
-_PID = struct.Struct("<q")  # the template's answers: its own pid when ready, then each fork's
+_REQUEST, _PID = fork_server.REQUEST, fork_server.PID  # the template protocol (fork_server)
 
 
 def _limit_memory() -> None:
@@ -67,17 +67,6 @@ def _limit_memory() -> None:
       resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
   except (ImportError, OSError, ValueError):
     pass  # not Linux: the timeout still bounds the job
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
-  """`size` bytes from a stream socket, or None at EOF."""
-  data = b""
-  while len(data) < size:
-    chunk = sock.recv(size - len(data))
-    if not chunk:
-      return None
-    data += chunk
-  return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,35 +111,8 @@ def main() -> None:
   libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
   _limit_memory()  # inherited by every fork
   control.sendall(_PID.pack(os.getpid()))
-  workers: set[int] = set()  # forked and not yet reaped
-  while True:
-    if not connection.wait([control], timeout=_PARENT_POLL_S):
-      if os.getppid() != owner_pid:
-        break
-      continue
-    message, fds, _, _ = socket.recv_fds(control, _REQUEST.size, 1)
-    rest = _recv_exact(control, _REQUEST.size - len(message)) if message else None
-    if rest is None:  # EOF: the owner closed the pool or died
-      break
-    op, pid = _REQUEST.unpack(message + rest)
-    if op == b"F":
-      template_pid = os.getpid()
-      child = os.fork()
-      if child == 0:
-        try:
-          control.close()
-          _worker(socket.socket(fileno=fds[0]), template_pid, fn, libc)
-        finally:
-          os._exit(0)
-      os.close(fds[0])
-      workers.add(child)
-      control.sendall(_PID.pack(child))
-    elif op == b"E" and pid in workers:  # only pids not yet reaped, so never a reused one
-      os.kill(pid, signal.SIGKILL)
-      os.waitpid(pid, 0)
-      workers.discard(pid)
-  for pid in workers:
-    os.kill(pid, signal.SIGKILL)
+  fork_server.serve(control, owner_pid,
+                    lambda sock, template_pid: _worker(sock, template_pid, fn, libc))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +150,7 @@ class _Template:
   def _read_pid(self, timeout_s: float, what: str) -> int:
     if not connection.wait([self.control], timeout=timeout_s):
       raise RuntimeError(f"math verifier template did not {what} within {timeout_s:.0f} s")
-    data = _recv_exact(self.control, _PID.size)
+    data = fork_server.recv_exact(self.control, _PID.size)
     if data is None:
       if self.ready:
         raise _TemplateGone("math verifier template exited")
@@ -223,12 +185,7 @@ class _Template:
 
   def close(self) -> None:
     """EOF on the control socket: the template kills its workers and exits; SIGKILL after 1 s."""
-    self.control.close()
-    try:
-      self.process.wait(timeout=1.0)
-    except subprocess.TimeoutExpired:
-      self.process.kill()
-      self.process.wait()
+    fork_server.close(self.control, self.process)
 
 
 class WorkerPool:

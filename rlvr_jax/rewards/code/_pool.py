@@ -20,6 +20,8 @@ import sys
 import threading
 from multiprocessing import connection
 
+from rlvr_jax.rewards import _fork_server as fork_server
+
 _START_TIMEOUT_S = 60.0  # interpreter start-up on a loaded machine
 _FORK_TIMEOUT_S = 30.0
 _GRACE_S = 2.0  # past the program's timeout, how long the supervisor may take to answer
@@ -28,8 +30,7 @@ _BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(4)); "
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-_REQUEST = struct.Struct("<cq")
-_PID = struct.Struct("<q")
+_REQUEST, _PID = fork_server.REQUEST, fork_server.PID  # the template protocol
 _READY = struct.Struct("<q16s")  # the template's pid and its isolation level
 
 
@@ -109,12 +110,7 @@ class _Template:
 
   def close(self) -> None:
     """EOF on the control socket: the template kills its supervisors and exits."""
-    self.control.close()
-    try:
-      self.process.wait(timeout=1.0)
-    except subprocess.TimeoutExpired:
-      self.process.kill()
-      self.process.wait()
+    fork_server.close(self.control, self.process)
 
 
 ISOLATIONS = ("auto", "rlimits")

@@ -35,13 +35,14 @@ import select
 import shutil
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from multiprocessing import connection
+
+from rlvr_jax.rewards import _fork_server as fork_server
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -65,10 +66,8 @@ _UID_RANGE = (1 << 30, (1 << 31) - 2)
 _WORKDIR = "/tmp"
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": _WORKDIR,
         "TMPDIR": _WORKDIR}
-_PARENT_POLL_S = 0.5
 _DRAIN_S = 0.5  # after the program is dead, how long its pipes may take to close
-_REQUEST = struct.Struct("<cq")  # b"F" (fork a supervisor; one fd attached) or b"E" (end pid)
-_PID = struct.Struct("<q")
+_PID = fork_server.PID  # the template protocol (fork_server): supervisors are its children
 # "rlimits" mode only (namespaces make these harmless): no network, no ctypes (it could call
 # socket() or kill() directly), no new processes, no signals.
 _BLOCKED_EVENTS = ("socket.", "ctypes.", "os.fork", "os.forkpty", "os.system", "os.exec",
@@ -376,16 +375,6 @@ def _start_supervisor(sock: socket.socket, template_pid: int, isolation: str) ->
     pass
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
-  data = b""
-  while len(data) < size:
-    chunk = sock.recv(size - len(data))
-    if not chunk:
-      return None
-    data += chunk
-  return data
-
-
 def main() -> None:
   """Template entry point: ``python -I -c ... <control fd> <owner pid> <"auto" | "rlimits">``."""
   control = socket.socket(fileno=int(sys.argv[1]))
@@ -399,37 +388,7 @@ def main() -> None:
     print(e, file=sys.stderr)
     sys.exit(1)
   control.sendall(_PID.pack(os.getpid()) + isolation.encode().ljust(16))
-  supervisors: set[int] = set()  # forked and not yet reaped
-  while True:
-    while supervisors:
-      pid, _ = os.waitpid(-1, os.WNOHANG)
-      if pid == 0:
-        break
-      supervisors.discard(pid)
-    if not connection.wait([control], timeout=_PARENT_POLL_S):
-      if os.getppid() != owner_pid:
-        break
-      continue
-    message, fds, _, _ = socket.recv_fds(control, _REQUEST.size, 1)
-    rest = _recv_exact(control, _REQUEST.size - len(message)) if message else None
-    if rest is None:  # EOF: the owner closed the sandbox or died
-      break
-    op, pid = _REQUEST.unpack(message + rest)
-    if op == b"F":
-      template_pid = os.getpid()
-      child = os.fork()
-      if child == 0:
-        try:
-          control.close()
-          _start_supervisor(socket.socket(fileno=fds[0]), template_pid, isolation)
-        finally:
-          os._exit(0)
-      os.close(fds[0])
-      supervisors.add(child)
-      control.sendall(_PID.pack(child))
-    elif op == b"E" and pid in supervisors:  # only pids not yet reaped, so never a reused one
-      os.kill(pid, signal.SIGKILL)
-      os.waitpid(pid, 0)
-      supervisors.discard(pid)
-  for pid in supervisors:
-    os.kill(pid, signal.SIGKILL)
+  # supervisors end on their own when their program does: reap them as they go
+  fork_server.serve(control, owner_pid,
+                    lambda sock, template_pid: _start_supervisor(sock, template_pid, isolation),
+                    reap_exited=True)
