@@ -20,8 +20,8 @@ conversation.
 An episode is truncated (reward: what its environment gave so far) when a turn is cut before it
 ends (the environment never sees unfinished text, as a single-turn reward scores a truncated
 completion 0), when it runs out of turns, or when the next observation no longer fits its
-token budget. The stop string is matched as its token ids (`tokenizer.encode(stop)`): exact for
-the char-level tokenizer; a subword model that spells it with other tokens does not stop there.
+token budget. The stop string is matched as text across token boundaries
+(`stop_strings.StopMatcher`), however the model spells it.
 Shapes: b prompts, G episodes each, n = b·G episodes, p prompt, t = episode_tokens.
 """
 
@@ -41,6 +41,7 @@ from rlvr_jax import models
 from rlvr_jax.data.tasks.base import decode_completion
 from rlvr_jax.environments.runner import EnvRunner, EpisodeLog
 from rlvr_jax.sampling import turns
+from rlvr_jax.sampling.stop_strings import StopMatcher
 from rlvr_jax.tokenizers import Tokenizer
 
 
@@ -94,13 +95,13 @@ class EpisodeSampler:
         raise ValueError(f"EpisodeSpec.{field} must be >= 1, got {getattr(spec, field)}")
     self.c, self.tokenizer, self.spec, self.prompt_len = model_config, tokenizer, spec, prompt_len
     self.env_name = env_name
-    self.stop_ids = tuple(tokenizer.encode(spec.stop)) if spec.stop else ()
+    self.stop = StopMatcher.for_tokenizer(spec.stop, tokenizer) if spec.stop else None
     self._start = jax.jit(functools.partial(turns.start, model_config),
                           static_argnames=("group", "cache_len"))
     self._decode = jax.jit(functools.partial(
         turns.decode_turn, model_config, max_new_tokens=spec.turn_tokens,
         temperature=spec.temperature, top_k=spec.top_k, top_p=spec.top_p,
-        eos_id=tokenizer.eos_id, stop_ids=self.stop_ids, pad_id=tokenizer.pad_id),
+        eos_id=tokenizer.eos_id, stop=self.stop, pad_id=tokenizer.pad_id),
         donate_argnums=1)
     self._append = jax.jit(functools.partial(turns.append_observation, model_config),
                            donate_argnums=1)

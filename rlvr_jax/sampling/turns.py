@@ -13,13 +13,12 @@ l observation block, v vocab.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import jax
 import jax.numpy as jnp
 
 from rlvr_jax import models
 from rlvr_jax.sampling.sampler import _choose
+from rlvr_jax.sampling.stop_strings import StopMatcher
 
 # ended_b: how a row's turn ended
 CUT, EOS, STOP = 0, 1, 2
@@ -43,11 +42,11 @@ def start(c: models.ModelConfig, params: models.Params, prompts_bp: jax.Array,
 def decode_turn(c: models.ModelConfig, params: models.Params, carry: dict, slot: jax.Array,
                 live_b: jax.Array, budget_b: jax.Array, rng: jax.Array, *, max_new_tokens: int,
                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                eos_id: int | None = None, stop_ids: Sequence[int] = (), pad_id: int = 0):
+                eos_id: int | None = None, stop: StopMatcher | None = None, pad_id: int = 0):
   """One assistant turn: up to n = `max_new_tokens` tokens for each live row, written to cache
-  slots from `slot`; a row stops at EOS, after the token sequence `stop_ids` (the turn's stop
-  string), or when its remaining episode budget `budget_b` [b] is spent. The loop ends when no
-  row is live.
+  slots from `slot`; a row stops at EOS, at the token whose text completes the turn's stop
+  string (`stop`, matched as text across tokens), or when its remaining episode budget
+  `budget_b` [b] is spent. The loop ends when no row is live.
 
   Returns (carry, turn): turn holds tokens [b, n] (pad after the row stops), logprobs and
   entropies [b, n] (of the sampling distribution, as `generate`'s), mask [b, n] (1 on the
@@ -55,12 +54,10 @@ def decode_turn(c: models.ModelConfig, params: models.Params, carry: dict, slot:
   n = max_new_tokens
   b = live_b.shape[0]
   params = models.unstack_layers(c, params)
-  stops = jnp.asarray(stop_ids, jnp.int32)
-  k = max(len(stop_ids), 1)
   uniforms_nb = jax.random.uniform(rng, (n, b), jnp.float32)
   zeros = jnp.zeros((b, n), jnp.float32)
   state = dict(carry, i=jnp.int32(0), live=live_b & (budget_b > 0), budget=budget_b,
-               ended=jnp.full((b,), CUT, jnp.int32), tail=jnp.full((b, k), -1, jnp.int32),
+               ended=jnp.full((b,), CUT, jnp.int32), matched=jnp.zeros((b,), jnp.int32),
                tokens=jnp.full((b, n), pad_id, jnp.int32), logprobs=zeros, entropies=zeros,
                mask=zeros)
 
@@ -68,10 +65,10 @@ def decode_turn(c: models.ModelConfig, params: models.Params, carry: dict, slot:
     i, live = s["i"], s["live"]
     token, logprob, entropy = _choose(uniforms_nb[i], s["logits"], temperature, top_k, top_p)
     token = jnp.where(live, token, pad_id)
-    tail = jnp.concatenate([s["tail"][:, 1:], token[:, None]], axis=1)
-    ended = s["ended"]
-    if stop_ids:
-      ended = jnp.where(live & jnp.all(tail == stops, axis=1), STOP, ended)
+    ended, matched = s["ended"], s["matched"]
+    if stop is not None:
+      matched, hit = stop.step(matched, token)
+      ended = jnp.where(live & hit, STOP, ended)
     if eos_id is not None:
       ended = jnp.where(live & (token == eos_id), EOS, ended)
     budget = s["budget"] - live
@@ -82,7 +79,7 @@ def decode_turn(c: models.ModelConfig, params: models.Params, carry: dict, slot:
     return dict(
         s, i=i + 1, logits=jnp.where(live[:, None], logits, s["logits"]), cache=cache,
         valid=valid, pos=s["pos"] + live, live=live & (ended == CUT) & (budget > 0),
-        budget=budget, ended=ended, tail=tail, tokens=s["tokens"].at[:, i].set(token),
+        budget=budget, ended=ended, matched=matched, tokens=s["tokens"].at[:, i].set(token),
         logprobs=s["logprobs"].at[:, i].set(logprob * live_f),
         entropies=s["entropies"].at[:, i].set(entropy * live_f),
         mask=s["mask"].at[:, i].set(live_f))
