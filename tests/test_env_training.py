@@ -59,6 +59,12 @@ def test_tiny_env_run_trains_and_logs_episode_metrics(tmp_path):
       assert k in r and np.isfinite(r[k]), k
     assert 0 < r["loss_tokens_frac"] <= 1
   assert np.isfinite(rl[-1]["eval_accuracy"])  # greedy episodes on held-out prompts
+  # what the greedy episodes did ("calls" is 1 a step, so an episode that stepped its env at all
+  # has >= 1); the sft row (step 0) describes the starting policy the same way
+  for r in (rows[0], rl[-1]):
+    assert 0 < r["eval_env_calls_frac"] <= 1 and r["eval_env_calls"] >= r["eval_env_calls_frac"]
+    assert 1.0 <= r["eval_turns_mean"] <= 3 and 0 <= r["eval_truncated_frac"] <= 1
+    assert r["eval_env_errors"] >= 0
   assert max(r["turns_mean"] for r in rl) > 1  # some episodes took a second turn
   assert sum(r["env_errors"] for r in rl) > 0  # the scripted failures were counted, not fatal
   assert "example_index" not in rl[0]  # the index rows are for the envs, not metrics

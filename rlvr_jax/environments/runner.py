@@ -128,6 +128,7 @@ class EpisodeLog:
     self.timed_out = [False] * n
     self.truncated = [False] * n
     self.info: dict[str, float] = collections.defaultdict(float)
+    self.episode_info: list[dict[str, float]] = [collections.defaultdict(float) for _ in range(n)]
     self._logged = 0
 
   def live(self, i: int) -> bool:
@@ -154,6 +155,7 @@ class EpisodeLog:
     for key, value in result.info.items():
       if isinstance(value, numbers.Real):
         self.info[key] += float(value)
+        self.episode_info[i][key] += float(value)
     if result.done:
       self.done[i] = True
       return None

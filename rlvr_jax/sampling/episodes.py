@@ -71,7 +71,8 @@ class Episodes:
   """A batch of finished episodes (numpy). prompt_ids / prompt_mask [b, p] (the environments'
   first observations, left-padded); tokens [n, t] int32 (pad after the episode), mask [n, t]
   (1 on real tokens), loss_mask [n, t] (1 on policy tokens), logprobs / entropies [n, t];
-  rewards [n], turn_rewards [n, max_turns], turns [n]; metrics of the batch."""
+  rewards [n], turn_rewards [n, max_turns], turns [n]; info [n]: each episode's sums of its
+  steps' numeric `StepResult.info` values; metrics of the batch."""
   prompt_ids: np.ndarray
   prompt_mask: np.ndarray
   tokens: np.ndarray
@@ -83,6 +84,7 @@ class Episodes:
   turn_rewards: np.ndarray
   turns: np.ndarray
   metrics: dict[str, float]
+  info: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
 class EpisodeSampler:
@@ -247,4 +249,4 @@ class EpisodeSampler:
     return Episodes(prompt_ids=prompt_ids, prompt_mask=prompt_mask, tokens=tokens, mask=mask,
                     loss_mask=loss_mask, logprobs=logprobs, entropies=entropies, rewards=rewards,
                     turn_rewards=turn_rewards, turns=np.asarray(log.turns, np.int32),
-                    metrics=metrics)
+                    metrics=metrics, info=[dict(d) for d in log.episode_info])

@@ -98,11 +98,29 @@ class EpisodeRollouts:
   def evaluate(self, params) -> float:
     """Mean episode reward of one greedy episode a held-out prompt (eval.num_prompts of them,
     eval.batch_size at a time)."""
+    return self.evaluate_all(params)["eval_accuracy"]
+
+  def evaluate_all(self, params) -> dict[str, float]:
+    """`evaluate`'s greedy episodes, described: eval_accuracy (mean episode reward), and for
+    every numeric info key k the environments report (e.g. the tool's `tool_calls`,
+    `tool_errors`): eval_env_k (its mean per episode) and eval_env_k_frac (the fraction of
+    episodes where it is > 0), plus eval_turns_mean, eval_truncated_frac, eval_env_errors."""
     examples, bs = self._eval_examples, self.run.config.eval.batch_size
-    rewards = []
+    rewards, info, turns, truncated, errors = [], [], [], 0.0, 0.0
     for lo in range(0, len(examples), bs):
       chunk = examples[lo:lo + bs]
       ep = self.greedy.sample(params, self.envs(len(chunk)), chunk, 1, jax.random.key(0),
                               self.runner)
       rewards.extend(ep.rewards.tolist())
-    return float(np.mean(rewards))
+      info.extend(ep.info)
+      turns.extend(ep.turns.tolist())
+      truncated += ep.metrics["truncated_frac"] * len(chunk)
+      errors += ep.metrics["env_errors"]
+    n = len(rewards)
+    out = {"eval_accuracy": float(np.mean(rewards)), "eval_turns_mean": float(np.mean(turns)),
+           "eval_truncated_frac": truncated / n, "eval_env_errors": errors}
+    for key in sorted({k for d in info for k in d}):
+      values = np.asarray([d.get(key, 0.0) for d in info])
+      out[f"eval_env_{key}"] = float(values.mean())
+      out[f"eval_env_{key}_frac"] = float((values > 0).mean())
+    return out

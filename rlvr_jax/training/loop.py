@@ -117,8 +117,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     state = run.make_rl_state(params, prm_params)
     if config.rl.partial_rollouts:
       state = run.prime_rollouts(state, train_it)
-    acc = run.evaluate(state.params)
-    writer.write(0, {"phase": "sft", "eval_accuracy": acc, **sft_metrics})
+    evaluated = run.evaluate_all(state.params)
+    acc = evaluated["eval_accuracy"]
+    writer.write(0, {"phase": "sft", **evaluated, **sft_metrics})
     logging.info("after SFT (%d steps): held-out greedy accuracy %.3f",
                  sft_metrics.get("sft_steps", 0), acc)
     plateau = prorl.PlateauTracker.from_config(config.algorithm)
@@ -195,7 +196,7 @@ def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer
       continue  # fetched after the next step is dispatched (the last step always saves)
     _, m = lagged.flush(saving=state if save else None)
     if evaluate:
-      m["eval_accuracy"] = run.evaluate(state.params)
+      m.update(run.evaluate_all(state.params))
       if plateau is not None:
         m["ref_reset_plateau"] = float(plateau.observe(m["eval_accuracy"]))
         if m["ref_reset_plateau"]:

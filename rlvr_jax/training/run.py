@@ -246,6 +246,13 @@ class Run:
     total = sum(float(self._replicated_sum(r)) for r in rewards)
     return total / sum(r.size for r in rewards)
 
+  def evaluate_all(self, params) -> dict[str, float]:
+    """{"eval_accuracy": `evaluate`}, and with data.env what the greedy episodes did
+    (`EpisodeRollouts.evaluate_all`: tool calls, errors, turns)."""
+    if self.episodes is not None:
+      return self.episodes.evaluate_all(params)
+    return {"eval_accuracy": self.evaluate(params)}
+
 
 def _model_and_tokenizer(config, task):
   """(model config, pretrained params or None, tokenizer) from `config.init`."""
