@@ -36,7 +36,7 @@ def get_config(arg=None):
   c.data.update(env="tool", env_kw=dict(tool="calculator", max_tool_calls=3), max_turns=4,
                 turn_stop="</tool>", observation_len=16, env_workers=4, env_timeout_s=5.0)
   if arg == "tiny":
-    c.task.kwargs.update(template="plain", max_value=20)
+    c.task.kwargs.update(template="plain", max_value=20, demo_format="tool")
     c.model.update(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=64)
     c.sft.update(steps=2, batch_size=4, eval_every=2)
     c.rl.update(steps=2, batch_size=2, group_size=2, max_new_tokens=16)
