@@ -329,7 +329,8 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
     raise ValueError(f"config.{legacy[0]}: the method is now spelled with components; write "
                      f"{new_spelling(c.to_dict())} (docs/ALGORITHMS.md)")
   bad = config_rules.violations(c, RULES)
-  bad = bad or problems(c.algorithm, group_size=c.rl.group_size)
+  bad = bad or problems(c.algorithm, group_size=c.rl.group_size,
+                        updates_per_rollout=c.rl.ppo_epochs * c.rl.minibatches)
   if bad:
     raise ValueError(bad[0] + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
   _check_relations(c, batch_divisor)

@@ -103,10 +103,12 @@ def _lookup(registry: Registry, name: Any, field: str) -> tuple[Component | None
     return None, f"config.{field}: {e}"
 
 
-def problems(alg: Mapping[str, Any], group_size: int | None = None) -> list[str]:
+def problems(alg: Mapping[str, Any], group_size: int | None = None,
+             updates_per_rollout: int | None = None) -> list[str]:
   """'config.<field>: why' for every way the components of `alg` do not fit together: unknown
   names or keywords, a need nothing meets, a required algorithm field, a group baseline without
-  a group. Empty when `Method.from_config(alg)` will work."""
+  a group, a loss that needs several updates a rollout with one (`updates_per_rollout` =
+  rl.ppo_epochs * rl.minibatches). Empty when `Method.from_config(alg)` will work."""
   out = []
   chosen: list[tuple[str, Component, dict]] = []
   for registry, field in ((ADVANTAGES, "advantage"), (POLICY_LOSSES, "policy_loss")):
@@ -139,6 +141,11 @@ def problems(alg: Mapping[str, Any], group_size: int | None = None) -> list[str]
     users = ", ".join(c.label for c in components if "group" in c.needs)
     out.append(f"config.rl.group_size: {users} uses a group baseline and needs group_size >= 2, "
                f"got {group_size}")
+  if "several_updates" in needs and updates_per_rollout is not None and updates_per_rollout < 2:
+    out.append(f"config.rl.ppo_epochs: {_users(components, 'several_updates')} acts only where "
+               "the policy has moved from the one that sampled (logp != old_logp), which needs "
+               "several optimizer updates a rollout: rl.ppo_epochs * rl.minibatches >= 2, got "
+               f"{updates_per_rollout} (set rl.minibatches or rl.ppo_epochs)")
   critics = [c for c in terms if c.trains == "critic"]
   if "values" in needs and not critics:
     out.append(f"config.algorithm.terms: {_users(components, 'values')} reads critic values, "

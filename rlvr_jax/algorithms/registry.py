@@ -17,7 +17,8 @@ Calling contracts (docs/ALGORITHMS.md, "Writing your own"):
 - estimator `fn(x: AdvantageInputs, **hp) -> advantages [B, G, T]` (0 on masked tokens);
 - policy loss `fn(logp, old_logp, advantages, mask, *, normalizer, **hp) -> (loss, metrics)` on
   one micro-batch's [n, t] arrays; `agg` / `max_len` keywords, when the function has them, get
-  `algorithm.loss_agg` / `algorithm.max_len`;
+  `algorithm.loss_agg` / `algorithm.max_len`, and a `key` keyword a random key, one for each
+  (epoch, minibatch, micro-batch) of the update;
 - term `fn(ctx: TermContext, **hp) -> (loss, metrics)`; `trains` names the parameters its loss
   is differentiated for: "policy" (added to the policy loss of every micro-batch), "critic"
   (the value model, a `CriticContext`), "implicit_prm" (PRIME's, once per rollout before the
@@ -52,11 +53,14 @@ NEEDS: dict[str, str] = {
                        "PRM)",
     "demos": "ctx.demo_logp, ctx.demo_mask, ctx.demo_normalizer: the policy's log-probs of the "
              "tasks' expert demonstrations of the batch's prompts",
+    "several_updates": "several optimizer updates a rollout: rl.ppo_epochs * rl.minibatches >= 2 "
+                       "(with one, logp = old_logp on every token)",
 }
 TRAINS = ("policy", "critic", "implicit_prm")
 # Keywords the trainer fills (not hyperparameters): the mini-batch normaliser, the loss
-# aggregation and L_max (algorithm.loss_agg / algorithm.max_len).
-CONTEXT_KEYWORDS = ("normalizer", "agg", "max_len")
+# aggregation and L_max (algorithm.loss_agg / algorithm.max_len), and for a policy loss `key`: a
+# random key of its own for each micro-batch update (derived only when the loss takes it).
+CONTEXT_KEYWORDS = ("normalizer", "agg", "max_len", "key")
 _POSITIONAL = {"advantage": 1, "policy_loss": 4, "term": 1}
 
 

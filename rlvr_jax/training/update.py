@@ -67,10 +67,24 @@ def demo_shares(batch: dict[str, Array], n_mb: int) -> Demos:
   return jax.tree.map(lambda x: x.reshape((n_mb, -1) + x.shape[1:]), demos)
 
 
-def policy_loss(spec: StepSpec, step: Array, params, m: tuple[LossRows, Demos | None],
+def loss_keys(spec: StepSpec, rng: Array) -> Array | None:
+  """Random keys [ppo_epochs, minibatches, microbatches], one a micro-batch update, for a policy
+  loss that takes `key` (Clip-Cov's random draw), from the update's key; None for every other
+  loss, which then traces the same program as before keys existed."""
+  if "key" not in spec.method.policy_loss.component.context_keywords:
+    return None
+  shape = (spec.ppo_epochs, spec.minibatches, spec.microbatches)
+  return jax.random.split(jax.random.fold_in(rng, 1), shape)
+
+
+def policy_loss(spec: StepSpec, step: Array, params,
+                m: tuple[LossRows, Demos | None, Array | None],
                 normalizers: tuple[Array, Array | None]):
-  """One micro-batch's policy loss: `method.policy_loss` + the policy terms, and metrics."""
-  mb, demo = m
+  """One micro-batch's policy loss: `method.policy_loss` + the policy terms, and metrics.
+  m: the rows, their demonstrations and the loss's key ([1]: its micro-batch's share), each
+  None when not needed."""
+  mb, demo, key = m
+  context = {} if key is None else {"key": key[0]}
   normalizer, demo_normalizer = normalizers
   logp, entropy = completion_logprobs(spec.model_config, params, mb.prompt_ids, mb.prompt_mask,
                                       mb.tokens, mb.mask, spec.temperature)
@@ -85,7 +99,7 @@ def policy_loss(spec: StepSpec, step: Array, params, m: tuple[LossRows, Demos | 
     old_logp = jnp.where(mb.stale > 0, mb.old_logp, old_logp)
   loss, metrics = spec.method.policy_loss(logp, old_logp, mb.advantages, mask,
                                           normalizer=normalizer, agg=spec.agg,
-                                          max_len=spec.max_len)
+                                          max_len=spec.max_len, **context)
   metrics = dict(metrics)
   terms = spec.method.terms_training("policy")
   if terms:
@@ -127,11 +141,12 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
 
   def minibatch(carry, xs):
     (params, opt_state), critic = carry
-    mb, demo = xs
+    mb, demo, keys = xs
     normalizers = (losses.aggregate_normalizer(mb.loss_mask, spec.agg),
                    None if demo is None else losses.aggregate_normalizer(demo.mask, "token-mean"))
     loss_fn = lambda p, m, norm: policy_loss(spec, state.step, p, m, norm)
-    grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, demo), normalizers, n_micro)
+    grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, demo, keys), normalizers,
+                                               n_micro)
     if spec.high_entropy_frac is not None:  # each micro-batch loss is a mean: average them
       grads = jax.tree.map(lambda x: x / n_micro, grads)
     params, opt_state = apply_grads(spec, "policy", grads, params, opt_state)
@@ -146,17 +161,18 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
       metrics.update(model_metrics(critic_terms, v_loss, v_grads, v_metrics))
     return ((params, opt_state), critic), metrics
 
-  def epoch(carry, key):
+  def epoch(carry, xs):
+    key, keys = xs
     if n_mb == 1:  # one minibatch holds every row: the order does not matter
       minibatches = jax.tree.map(lambda x: x[None], rows)
     else:
       perm = jax.random.permutation(key, rows.tokens.shape[0]).reshape(n_mb, -1)
       minibatches = jax.tree.map(lambda x: x[perm], rows)
-    return jax.lax.scan(minibatch, carry, (minibatches, demos))
+    return jax.lax.scan(minibatch, carry, (minibatches, demos, keys))
 
   carry = ((state.params, state.opt_state), (state.value_params, state.value_opt_state))
   ((params, opt_state), (value_params, value_opt_state)), metrics = jax.lax.scan(
-      epoch, carry, jax.random.split(rng, spec.ppo_epochs))
+      epoch, carry, (jax.random.split(rng, spec.ppo_epochs), loss_keys(spec, rng)))
   state = state.replace(params=params, opt_state=opt_state, value_params=value_params,
                         value_opt_state=value_opt_state)
   return state, jax.tree.map(jnp.mean, metrics)
