@@ -27,8 +27,9 @@ on-policy and the behaviour pass's otherwise (`training.rollout.advantages`).
 Checked against CarlanLark/Lp-Reg-dev (the authors' verl fork):
 - `verl/trainer/ppo/core_algos.py` `compute_policy_loss_lp_reg` (read at 700298fb; L648–737
   at 33b27e27 by an earlier reading): selection by `topk(largest=False)` among
-  `response_mask > 0` and A < 0 of the micro-batch, `if neg_logp_k > 1`, the `log_prob.detach() < tgt_log_prob` test, the unclipped
-  term plus `ppo_kl_coef · kl_penalty(..., "low_var_kl")` clamped to ±10, token-mean.
+  `response_mask > 0` and A < 0 of the micro-batch, `if neg_logp_k > 1`, the
+  `log_prob.detach() < tgt_log_prob` test, the unclipped term plus
+  `ppo_kl_coef · kl_penalty(..., "low_var_kl")` clamped to ±10, token-mean.
 - `verl/workers/actor/dp_actor.py` `apply_min_p` (read at 7e7d20b2): softmax of the raw logits,
   keep p ≥ κ·max p, others to −1e4, then `logits.div_(temperature)` and log-softmax; with
   `minp_old_log_prob=True` the loss reads `minp_old_log_probs`, computed once per rollout by

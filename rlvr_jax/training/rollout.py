@@ -221,7 +221,7 @@ def _frozen_logp(spec, params, prompts, comp) -> Array:
 
 
 def _frozen_logp_and_proxy(spec, params, prompts, comp) -> tuple[Array, Array]:
-  """`_frozen_logp` and, from the same logits, the min-p proxy log-probs (κ = spec.proxy_min_p)."""
+  """`_frozen_logp` and the min-p proxy log-probs of the same logits (κ: spec.proxy_min_p)."""
   logp, _, proxy = completion_logprobs(spec.model_config, params, *prompts, comp.tokens,
                                        comp.mask, spec.temperature, proxy_min_p=spec.proxy_min_p)
   return jax.lax.stop_gradient(logp) * comp.mask, jax.lax.stop_gradient(proxy) * comp.mask
@@ -234,11 +234,13 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   Behaviour log-probs (the sampler's when on-policy, else one teacher-forced pass; APRIL's stale
   tokens keep the sampler's), the reference's and the critic's (when the state carries them),
   the PRM's step rewards, and the implicit PRM's token rewards (which also takes its update
-  here); the min-p proxy log-probs of the parameters before the update (π_old, as Lp-Reg's
-  reference: the sampler's when on-policy, else from the behaviour pass's logits, or a pass of
-  their own when the sampler did not give them); then `method.advantage`; with a critic its targets adv + V and whitened advantages;
+  here); then `method.advantage`; with a critic its targets adv + V and whitened advantages;
   the loss mask drops zero-variance groups (dynamic sampling) and truncated samples (overlong
-  filter). Returns the state (with the implicit PRM updated), the filled rollout, metrics."""
+  filter). Returns the state (with the implicit PRM updated), the filled rollout, metrics.
+
+  A needed min-p proxy (`proxy_logp`) is of the parameters before the update (π_old, as Lp-Reg's
+  reference): the sampler's when on-policy, else from the behaviour pass's logits, or a pass of
+  its own where the sampler did not give it (APRIL, multi-turn episodes)."""
   comp, batch = ro.completions, ro.batch
   b, g, n = ro.rewards.shape[0], spec.group_size, comp.tokens.shape[1]
   group_prompts = batch["prompt_ids"], batch["prompt_mask"]
@@ -247,7 +249,7 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
     old_logp = comp.logprobs * comp.mask
     if spec.proxy_min_p is not None and comp.proxy_logprobs is not None and ro.stale is None:
       proxy_logp = comp.proxy_logprobs * comp.mask
-    elif spec.proxy_min_p is not None:  # APRIL, multi-turn episodes: π_old's own pass
+    elif spec.proxy_min_p is not None:
       proxy_logp = _frozen_logp_and_proxy(spec, state.params, group_prompts, comp)[1]
   elif spec.proxy_min_p is not None:
     old_logp, proxy_logp = _frozen_logp_and_proxy(spec, state.params, group_prompts, comp)
