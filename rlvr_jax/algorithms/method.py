@@ -14,7 +14,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from rlvr_jax.algorithms.registry import ADVANTAGES, POLICY_LOSSES, TERMS, Component, Registry
+from rlvr_jax.algorithms.registry import (ADVANTAGES, NEED_PARAMETERS, POLICY_LOSSES, TERMS,
+                                          Component, Registry)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +90,13 @@ class Method:
   def needs_prm(self) -> bool:
     return "step_rewards" in self.needs
 
+  @property
+  def proxy_min_p(self) -> float | None:
+    """κ of the min-p proxy log-probs the components that need `proxy_logp` read (their
+    `min_p`, one value: `problems`); None when none does."""
+    values = _need_parameter(self.advantage, self.policy_loss, *self.terms, need="proxy_logp")
+    return float(values[0][1]) if values else None
+
   def summary(self) -> dict[str, Any]:
     """Every component with all its hyperparameters, for logs and config diffs."""
     return {"advantage": {self.advantage.name: dict(self.advantage.kw)},
@@ -156,12 +164,24 @@ def problems(alg: Mapping[str, Any], group_size: int | None = None,
       out.append(f"config.algorithm.terms.{c.name}: {c.label} trains a critic on the returns "
                  "of an estimator that reads its values (e.g. 'gae'); "
                  f"{ADVANTAGES[alg['advantage']].label} reads none")
+  bound = [(c, c.resolve(kw)) for _, c, kw in chosen]
+  for need, hp in NEED_PARAMETERS.items():
+    values = _need_parameter(*(Bound(c, kw) for c, kw in bound), need=need)
+    if len({v for _, v in values}) > 1:
+      out.append(f"config.algorithm: {', '.join(f'{n} has {hp}={v!r}' for n, v in values)}; "
+                 f"the {need!r} they share is computed once, with one {hp}")
   provided_by = {p: c for c in terms for p in c.provides}
   if "process_rewards" in needs and "process_rewards" not in provided_by:
     out.append(f"config.algorithm.terms: {_users(components, 'process_rewards')} reads process "
                f"rewards that a term provides; add one of "
                f"{_spellings(lambda c: 'process_rewards' in c.provides)}")
   return out
+
+
+def _need_parameter(*parts: Bound, need: str) -> list[tuple[str, Any]]:
+  """(label, value of the need's parameter) for each of `parts` that has `need`."""
+  hp = NEED_PARAMETERS[need]
+  return [(b.component.label, b.kw[hp]) for b in parts if need in b.component.needs]
 
 
 def _users(components, need: str) -> str:

@@ -55,12 +55,19 @@ NEEDS: dict[str, str] = {
              "tasks' expert demonstrations of the batch's prompts",
     "several_updates": "several optimizer updates a rollout: rl.ppo_epochs * rl.minibatches >= 2 "
                        "(with one, logp = old_logp on every token)",
+    "proxy_logp": "proxy_logp (a policy loss keyword) / ctx.proxy_logp: each sampled token's "
+                  "log-prob under the min-p proxy of the behaviour policy (ids below min_p x "
+                  "the top probability dropped, the rest renormalised; the component's `min_p` "
+                  "hyperparameter is κ), from the sampler or the behaviour pass",
 }
 TRAINS = ("policy", "critic", "implicit_prm")
 # Keywords the trainer fills (not hyperparameters): the mini-batch normaliser, the loss
-# aggregation and L_max (algorithm.loss_agg / algorithm.max_len), and for a policy loss `key`: a
-# random key of its own for each micro-batch update (derived only when the loss takes it).
-CONTEXT_KEYWORDS = ("normalizer", "agg", "max_len", "key")
+# aggregation and L_max (algorithm.loss_agg / algorithm.max_len); for a policy loss `key`, a
+# random key of its own for each micro-batch update (derived only when the loss takes it), and
+# the inputs of needs that reach a policy loss as keywords (proxy_logp).
+CONTEXT_KEYWORDS = ("normalizer", "agg", "max_len", "key", "proxy_logp")
+# The hyperparameter that parameterises a need: what the trainer computes depends on its value.
+NEED_PARAMETERS = {"proxy_logp": "min_p"}
 _POSITIONAL = {"advantage": 1, "policy_loss": 4, "term": 1}
 
 
@@ -88,7 +95,8 @@ class TermContext:
   of `agg` (None: this micro-batch's own); policy_loss the policy loss of this micro-batch;
   step the number of updates done before this rollout; micro_batches how many micro-batches
   make the mini-batch (the trainer averages metrics over them, so a metric that is a partial
-  sum under the mini-batch normaliser is multiplied by it). Fields of unmet needs are None."""
+  sum under the mini-batch normaliser is multiplied by it); proxy_logp the behaviour policy's
+  min-p proxy log-probs (`NEEDS`). Fields of unmet needs are None."""
   logp: Array
   old_logp: Array
   entropy: Array
@@ -104,6 +112,7 @@ class TermContext:
   demo_logp: Array | None = None
   demo_mask: Array | None = None
   demo_normalizer: Array | None = None
+  proxy_logp: Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,8 +252,13 @@ class Registry(dict):
       if name in self and not _same_source(self[name].fn, fn):
         raise ValueError(f"{self.kind} {name!r} is already registered (by "
                          f"{_source(self[name].fn)}).")
-      self[name] = Component(self.kind, name, fn, frozenset(needs), trains, tuple(provides),
-                             dict(requires or {}), check)
+      component = Component(self.kind, name, fn, frozenset(needs), trains, tuple(provides),
+                            dict(requires or {}), check)
+      for need, hp in NEED_PARAMETERS.items():
+        if need in needs and hp not in component.hyperparameters:
+          raise ValueError(f"{self.kind} {name!r} needs {need!r}: it must take the "
+                           f"hyperparameter {hp!r} that parameterises it")
+      self[name] = component
       return fn
     return decorator
 

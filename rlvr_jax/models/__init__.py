@@ -3,7 +3,7 @@
 from rlvr_jax.models.config import ModelConfig, tiny
 from rlvr_jax.models.decode import (decode_step, extend_cache, grow_cache, init_cache,
                                     load_prompt_rows, prefill, repeat_cache, unstack_layers)
-from rlvr_jax.models.logprobs import logprob_chunk_size, token_logprobs
+from rlvr_jax.models.logprobs import logprob_chunk_size, min_p_logprobs, token_logprobs
 from rlvr_jax.models.transformer import (
     Params,
     completion_hidden_states,
@@ -23,5 +23,5 @@ __all__ = [
     "forward", "grow_cache", "hidden_states", "init_cache", "init_params", "join_prompt",
     "load_prompt_rows", "logits_from_hidden", "param_axes", "positions_from_mask", "prefill",
     "repeat_cache", "scalar_head", "unstack_layers", "PRESETS", "preset", "logprob_chunk_size",
-    "token_logprobs",
+    "token_logprobs", "min_p_logprobs",
 ]

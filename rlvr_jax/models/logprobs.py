@@ -14,12 +14,17 @@ While one device's logits of a micro-batch fit `LOGITS_BUDGET_BYTES` (and `model
 is 0) it takes the plain path instead, full logits and `jax.nn.log_softmax`: the program it
 compiled before chunking existed, so recorded runs stay bit-for-bit.
 
+With `proxy_min_p` κ either path also returns each target's log-prob under the min-p proxy of
+the same logits (`min_p_logprobs`, Lp-Reg's π_proxy), one more masked LSE over each chunk; it is
+a constant to autodiff (the backward above ignores its cotangent).
+
 Shapes: n rows, t positions, d model, v vocab, k chunks, c positions per chunk.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -34,6 +39,37 @@ from rlvr_jax.parallel import batch_shards, constrain
 # enough that every test and tiny config keeps the plain path and its recorded goldens.
 LOGITS_BUDGET_BYTES = 256 * 2**20
 _LOGITS_AXES = ("batch", "length", "vocab")
+# The logit a min-p proxy gives the ids it filters out, before the temperature (Lp-Reg's
+# `apply_min_p` writes -1e4: a finite floor, so k3 terms and their gradients stay finite).
+MIN_P_FILTERED_LOGIT = -1e4
+
+
+def min_p_logprobs(zt_xv: jax.Array, targets_x: jax.Array, *, min_p: float,
+                   temperature: float = 1.0) -> jax.Array:
+  """float32 [...]: log π_proxy(target) of the min-p proxy of p = softmax(z / T).
+
+  Given tempered logits zt = z / T [..., v]. The filter reads the RAW distribution softmax(z),
+  as Lp-Reg's reference does (verl `dp_actor.apply_min_p` filters `output.logits`, then divides
+  by the temperature): id v is kept iff softmax(z)_v >= κ max softmax(z), i.e.
+  z_v >= z_max + log κ, i.e. zt_v >= zt_max + log(κ) / T. Kept logits are renormalised at the
+  temperature, filtered ones set to `MIN_P_FILTERED_LOGIT`:
+
+    log π_proxy(y) = zt_y − LSE_{v kept} zt_v               (y kept)
+                   = −1e4 / T − LSE_{v kept} zt_v           (y filtered; exp(−1e4 / T) is 0)
+
+  which is the reference's log_softmax of its filtered logits to float rounding. κ is static;
+  the argmax is always kept. `targets_x` [...] int ids.
+  """
+  zt_xv = zt_xv.astype(jnp.float32)
+  max_x1 = jnp.max(zt_xv, axis=-1, keepdims=True)
+  shifted_xv = zt_xv - max_x1
+  keep_xv = shifted_xv >= math.log(min_p) / temperature
+  lse_x = jnp.log(jnp.sum(jnp.where(keep_xv, jnp.exp(shifted_xv), 0.0), axis=-1))
+  y = targets_x[..., None]
+  kept_x = jnp.take_along_axis(keep_xv, y, axis=-1)[..., 0]
+  shifted_x = jnp.take_along_axis(shifted_xv, y, axis=-1)[..., 0]
+  floor_x = MIN_P_FILTERED_LOGIT / temperature - max_x1[..., 0]
+  return jnp.where(kept_x, shifted_x, floor_x) - lse_x
 
 
 def logprob_chunk_size(c: ModelConfig, n: int, t: int) -> int:
@@ -47,9 +83,10 @@ def logprob_chunk_size(c: ModelConfig, n: int, t: int) -> int:
 
 
 def token_logprobs(c: ModelConfig, params: Params, h_ntd: jax.Array, targets_nt: jax.Array, *,
-                   temperature: float = 1.0,
-                   chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
-  """float32 (log p(targets) [n, t], entropy H [n, t]) of p = softmax(logits(h) / temperature).
+                   temperature: float = 1.0, chunk: int | None = None,
+                   proxy_min_p: float | None = None) -> tuple[jax.Array, ...]:
+  """float32 (log p(targets) [n, t], entropy H [n, t]) of p = softmax(logits(h) / temperature);
+  with `proxy_min_p` κ a third [n, t]: the targets' `min_p_logprobs` (no gradient).
 
   Args:
     h_ntd: final hidden states, the position before each target.
@@ -58,6 +95,8 @@ def token_logprobs(c: ModelConfig, params: Params, h_ntd: jax.Array, targets_nt:
       full logits at once (plain autodiff); smaller chunks run under the custom VJP above, t
       padded up to a multiple of chunk. Padding ids (>= `c.valid_vocab_size`) have probability
       exactly 0 and get no gradient either way.
+    proxy_min_p: static κ of the min-p proxy; None (every caller but one that needs the proxy)
+      computes what it computed before.
   """
   n, t, _ = h_ntd.shape
   chunk = logprob_chunk_size(c, n, t) if chunk is None else chunk
@@ -67,10 +106,15 @@ def token_logprobs(c: ModelConfig, params: Params, h_ntd: jax.Array, targets_nt:
     logits_ntv = constrain(logits_from_hidden(c, params, h_ntd), _LOGITS_AXES)
     logp_ntv = jax.nn.log_softmax(logits_ntv / max(temperature, 1e-6), axis=-1)
     logp_nt = jnp.take_along_axis(logp_ntv, targets_nt[..., None], axis=-1)[..., 0]
-    return logp_nt, -jnp.sum(jnp.exp(logp_ntv) * logp_ntv, axis=-1)
+    out = logp_nt, -jnp.sum(jnp.exp(logp_ntv) * logp_ntv, axis=-1)
+    if proxy_min_p is None:
+      return out
+    zt_ntv = jax.lax.stop_gradient(logits_ntv) / max(temperature, 1e-6)
+    return out + (min_p_logprobs(zt_ntv, targets_nt, min_p=proxy_min_p,
+                                 temperature=max(temperature, 1e-6)),)
   w = (params["embed"] if c.tie_embeddings else params["lm_head"]).astype(h_ntd.dtype)
   valid = c.valid_vocab_size if c.masks_vocab else None
-  head = _Head(c.tie_embeddings, valid, max(temperature, 1e-6), chunk)
+  head = _Head(c.tie_embeddings, valid, max(temperature, 1e-6), chunk, proxy_min_p)
   return _chunked(h_ntd, w, targets_nt.astype(jnp.int32), head)
 
 
@@ -80,6 +124,7 @@ class _Head(NamedTuple):
   valid: int | None  # ids >= valid are masked; None: none are
   temperature: float
   chunk: int
+  proxy_min_p: float | None = None  # also the targets' min-p proxy log-probs (a third output)
 
 
 def _tempered_logits(h_ncd: jax.Array, w: jax.Array, head: _Head) -> jax.Array:
@@ -122,17 +167,20 @@ def _chunked_fwd(h_ntd, w, targets_nt, head):
     logp_ncv = zt_ncv - lse_nc[..., None]
     entropy_nc = -jnp.sum(jnp.exp(logp_ncv) * logp_ncv, axis=-1)
     logp_nc = jnp.take_along_axis(logp_ncv, y_nc[..., None], axis=-1)[..., 0]
-    return None, (logp_nc, lse_nc, entropy_nc)
+    if head.proxy_min_p is None:
+      return None, (logp_nc, lse_nc, entropy_nc)
+    proxy_nc = min_p_logprobs(zt_ncv, y_nc, min_p=head.proxy_min_p, temperature=head.temperature)
+    return None, (logp_nc, lse_nc, entropy_nc, proxy_nc)
 
   xs = (_to_chunks(h_ntd, head.chunk), _to_chunks(targets_nt, head.chunk))
-  _, (logp, lse, entropy) = jax.lax.scan(body, None, xs)
-  logp_nt, entropy_nt = _from_chunks(logp, t), _from_chunks(entropy, t)
-  return (logp_nt, entropy_nt), (h_ntd, w, targets_nt, _from_chunks(lse, t), entropy_nt)
+  _, (logp, lse, entropy, *proxy) = jax.lax.scan(body, None, xs)
+  out = tuple(_from_chunks(x, t) for x in [logp, entropy] + proxy)
+  return out, (h_ntd, w, targets_nt, _from_chunks(lse, t), out[1])
 
 
 def _chunked_bwd(head, residuals, cotangents):
   h_ntd, w, targets_nt, lse_nt, entropy_nt = residuals
-  g_logp_nt, g_entropy_nt = cotangents
+  g_logp_nt, g_entropy_nt = cotangents[:2]  # a min-p proxy output is a constant
   t = h_ntd.shape[1]
   w32 = w.astype(jnp.float32)
   # the dW accumulator laid out as its weight: else FSDP could hold a whole f32 copy a device

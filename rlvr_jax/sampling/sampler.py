@@ -29,12 +29,17 @@ class Completions:
       when greedy); 0 on masked positions.
     entropies: float32 [b, n]; entropy of that same distribution; 0 on masked positions.
     mask: float32 [b, n]; 1 up to and including the first EOS / stop token.
+    proxy_logprobs: float32 [b, n] or None; with `proxy_min_p` κ, each sampled token's log-prob
+      under the min-p proxy of the sampling distribution (`models.min_p_logprobs`: the raw
+      distribution's ids below κ x its max dropped, the rest renormalised at the temperature);
+      0 on masked positions. None unless asked for.
   """
 
   tokens: jax.Array
   logprobs: jax.Array
   entropies: jax.Array
   mask: jax.Array
+  proxy_logprobs: jax.Array | None = None
 
   @property
   def lengths(self) -> jax.Array:
@@ -109,9 +114,11 @@ def first_argmax(x_bv: jax.Array, max_b1: jax.Array | None = None) -> jax.Array:
   return jnp.minimum(index, v - 1)
 
 
-def _choose(u_b, logits_bv, temperature, top_k, top_p):
+def _choose(u_b, logits_bv, temperature, top_k, top_p, proxy_min_p=None):
   """Returns (token [b], logprob [b], entropy [b]) for one decode position; the distribution's
-  exponentials are computed once and shared by the draw, the log-prob and the entropy."""
+  exponentials are computed once and shared by the draw, the log-prob and the entropy. With
+  `proxy_min_p` κ (static) a fourth: the token's `models.min_p_logprobs` (greedy: of the raw
+  logits)."""
   scaled = logits_bv if temperature == 0.0 else logits_bv / temperature
   max_b1 = jnp.max(scaled, axis=-1, keepdims=True)
   shifted = scaled - max_b1
@@ -127,7 +134,11 @@ def _choose(u_b, logits_bv, temperature, top_k, top_p):
   else:
     token = inverse_cdf(u_b, probs_bv)
   logprob = jnp.take_along_axis(logp_bv, token[:, None], axis=-1)[:, 0]
-  return token, logprob, entropy
+  if proxy_min_p is None:
+    return token, logprob, entropy
+  proxy = models.min_p_logprobs(scaled, token, min_p=proxy_min_p,
+                                temperature=temperature if temperature > 0.0 else 1.0)
+  return token, logprob, entropy, proxy
 
 
 @flax.struct.dataclass
@@ -148,8 +159,8 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
              prompt_mask: jax.Array, rng: jax.Array, *, max_new_tokens: int,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              eos_id: int | None = None, stop_ids: Sequence[int] = (),
-             pad_id: int = 0, num_samples: int = 1, decode_slots: int | None = None
-             ) -> Completions:
+             pad_id: int = 0, num_samples: int = 1, decode_slots: int | None = None,
+             proxy_min_p: float | None = None) -> Completions:
   """Samples `max_new_tokens` continuations of left-padded prompts.
 
   Args:
@@ -170,6 +181,8 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
       long as the longest row). k >= 1: in-flight refill, k rows decode at once and a finished
       row's slot takes the next waiting (prompt, sample) row (0: `auto_slots`). The same
       tokens either way (per-row uniforms; the same prefill); see `_decode_refill`.
+    proxy_min_p: κ > 0: also `Completions.proxy_logprobs` (the min-p proxy); None: not (the
+      loop computes what it computed before).
 
   Returns:
     `Completions` with [b * num_samples, n] arrays.
@@ -177,7 +190,8 @@ def generate(model_config: models.ModelConfig, params: models.Params, prompts: j
   return generate_with_stats(
       model_config, params, prompts, prompt_mask, rng, max_new_tokens=max_new_tokens,
       temperature=temperature, top_k=top_k, top_p=top_p, eos_id=eos_id, stop_ids=stop_ids,
-      pad_id=pad_id, num_samples=num_samples, decode_slots=decode_slots)[0]
+      pad_id=pad_id, num_samples=num_samples, decode_slots=decode_slots,
+      proxy_min_p=proxy_min_p)[0]
 
 
 def generate_with_stats(model_config: models.ModelConfig, params: models.Params,
@@ -185,11 +199,13 @@ def generate_with_stats(model_config: models.ModelConfig, params: models.Params,
                         max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
                         top_p: float = 1.0, eos_id: int | None = None,
                         stop_ids: Sequence[int] = (), pad_id: int = 0, num_samples: int = 1,
-                        decode_slots: int | None = None) -> tuple[Completions, DecodeStats]:
+                        decode_slots: int | None = None, proxy_min_p: float | None = None
+                        ) -> tuple[Completions, DecodeStats]:
   """`generate` (same arguments and completions) and what its decode loop cost."""
   stops = ([eos_id] if eos_id is not None else []) + list(stop_ids)
-  choose = lambda u_b, logits_bv: _choose(u_b, logits_bv, temperature, top_k, top_p)
-  kw = dict(n=max_new_tokens, choose=choose, stops=stops, pad_id=pad_id, group_size=num_samples)
+  choose = lambda u_b, logits_bv: _choose(u_b, logits_bv, temperature, top_k, top_p, proxy_min_p)
+  kw = dict(n=max_new_tokens, choose=choose, stops=stops, pad_id=pad_id, group_size=num_samples,
+            proxy=proxy_min_p is not None)
   prompt_mask = prompt_mask.astype(jnp.int32)
   if decode_slots is None or max_new_tokens == 0:
     comp, steps, rows = _decode_fixed(model_config, params, prompts, prompt_mask, rng, **kw)
@@ -213,7 +229,7 @@ def auto_slots(num_rows: int) -> int:
 
 
 def _decode_fixed(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pad_id,
-                  group_size):
+                  group_size, proxy):
   """Every row from the first decode step; the loop exits when all rows are done. Returns
   (completions, int32 loop iterations, rows decoding)."""
   p = prompts.shape[1]
@@ -233,10 +249,12 @@ def _decode_fixed(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pad
                valid=jnp.concatenate([prompt_mask, jnp.zeros((b, ends[0]), jnp.int32)], axis=1),
                done=jnp.zeros((b,), bool), tokens=jnp.full((b, n), pad_id, jnp.int32),
                logprobs=zeros_f, entropies=zeros_f, mask=zeros_f)
+  if proxy:
+    state["proxy_logprobs"] = zeros_f
 
   def body(s):
     i = s["i"]
-    token, logprob, entropy = choose(uniforms_nb[i], s["logits"])
+    token, logprob, entropy, *proxy_b = choose(uniforms_nb[i], s["logits"])
     live = ~s["done"]
     token = jnp.where(live, token, pad_id)
     live_f = live.astype(jnp.float32)
@@ -244,11 +262,14 @@ def _decode_fixed(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pad
     valid = s["valid"].at[:, p + i].set(1)
     logits, cache = models.decode_step(c, params, token, next_position_b + i, s["cache"], p + i,
                                        valid)
-    return dict(i=i + 1, logits=logits, cache=cache, valid=valid,
-                done=done, tokens=s["tokens"].at[:, i].set(token),
-                logprobs=s["logprobs"].at[:, i].set(logprob * live_f),
-                entropies=s["entropies"].at[:, i].set(entropy * live_f),
-                mask=s["mask"].at[:, i].set(live_f))
+    out = dict(i=i + 1, logits=logits, cache=cache, valid=valid,
+               done=done, tokens=s["tokens"].at[:, i].set(token),
+               logprobs=s["logprobs"].at[:, i].set(logprob * live_f),
+               entropies=s["entropies"].at[:, i].set(entropy * live_f),
+               mask=s["mask"].at[:, i].set(live_f))
+    if proxy_b:
+      out["proxy_logprobs"] = s["proxy_logprobs"].at[:, i].set(proxy_b[0] * live_f)
+    return out
 
   for j, end in enumerate(ends):
     if j:  # the next segment: the cache grows to hold its tokens
@@ -259,12 +280,13 @@ def _decode_fixed(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pad
             else (lambda s, end=end: s["i"] < end))
     state = jax.lax.while_loop(cond, body, state)
   comp = Completions(tokens=state["tokens"], logprobs=state["logprobs"],
-                     entropies=state["entropies"], mask=state["mask"])
+                     entropies=state["entropies"], mask=state["mask"],
+                     proxy_logprobs=state.get("proxy_logprobs"))
   return comp, state["i"], b
 
 
 def _decode_refill(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pad_id,
-                   group_size, slots):
+                   group_size, slots, proxy):
   """In-flight refill: `slots` rows decode at once; when a row is done and (prompt, sample)
   rows still wait, the next waiting row (original order) takes its slot, so slots idle only
   once the queue has run dry. Rows rather than whole groups: a group's slots would wait for
@@ -321,11 +343,13 @@ def _decode_refill(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pa
                cache=models.init_cache(c, r, p + n), valid=jnp.zeros((r, p + n), jnp.int32),
                tokens=jnp.full((q, n), pad_id, jnp.int32), logprobs=zeros_f,
                entropies=zeros_f, mask=zeros_f)
+  if proxy:
+    state["proxy_logprobs"] = zeros_f
 
   def body(s):
     i_r, row_r = s["i"], s["row"]  # idle slots: row q
     u_r = uniforms_nq[jnp.minimum(i_r, n - 1), jnp.minimum(row_r, q - 1)]
-    token, logprob, entropy = choose(u_r, s["logits"])
+    token, logprob, entropy, *proxy_r = choose(u_r, s["logits"])
     live = ~s["done"]
     token = jnp.where(live, token, pad_id)
     write_r = jnp.where(live, row_r, q)  # finished and idle slots write out of bounds: dropped
@@ -340,11 +364,14 @@ def _decode_refill(c, params, prompts, prompt_mask, rng, *, n, choose, stops, pa
     s = dict(s, steps=s["steps"] + 1, i=i_r + live, done=done, logits=logits, cache=cache,
              valid=valid, tokens=put(s["tokens"], token), logprobs=put(s["logprobs"], logprob),
              entropies=put(s["entropies"], entropy), mask=put(s["mask"], 1.0))
+    if proxy_r:
+      s["proxy_logprobs"] = put(s["proxy_logprobs"], proxy_r[0])
     return refill(s)
 
   state = jax.lax.while_loop(lambda s: ~jnp.all(s["done"]), body, refill(state))
   comp = Completions(tokens=state["tokens"], logprobs=state["logprobs"],
-                     entropies=state["entropies"], mask=state["mask"])
+                     entropies=state["entropies"], mask=state["mask"],
+                     proxy_logprobs=state.get("proxy_logprobs"))
   return comp, state["steps"], r
 
 

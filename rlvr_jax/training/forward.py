@@ -14,11 +14,13 @@ from rlvr_jax import models
 
 def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
                         prompt_ids: jax.Array, prompt_mask: jax.Array, completion_ids: jax.Array,
-                        completion_mask: jax.Array, temperature: float = 1.0):
+                        completion_mask: jax.Array, temperature: float = 1.0, *,
+                        proxy_min_p: float | None = None):
   """Float32 log-probs and entropies [n, t] of completions given their prompt rows. Logits are
   divided by the sampling temperature, as the sampler's distribution is; they exist only where
   completion tokens are predicted, a chunk of positions at a time when the micro-batch's whole
-  logits would be large (`models.token_logprobs`, `model.logprob_chunk`)."""
+  logits would be large (`models.token_logprobs`, `model.logprob_chunk`). With `proxy_min_p`
+  κ also a third [n, t]: the min-p proxy log-probs of the same logits (`models.min_p_logprobs`)."""
   if prompt_ids.shape[0] != completion_ids.shape[0]:
     h_ntd = models.completion_hidden_states(model_config, params, prompt_ids, prompt_mask,
                                             completion_ids, completion_mask)
@@ -27,7 +29,7 @@ def completion_logprobs(model_config: models.ModelConfig, params: models.Params,
     seq, seq_mask = models.join_prompt(prompt_ids, prompt_mask, completion_ids, completion_mask)
     h_ntd = models.hidden_states(model_config, params, seq, seq_mask)[:, p - 1:-1]
   return models.token_logprobs(model_config, params, h_ntd, completion_ids,
-                               temperature=temperature)
+                               temperature=temperature, proxy_min_p=proxy_min_p)
 
 
 def completion_values(model_config: models.ModelConfig, value_params: models.Params,

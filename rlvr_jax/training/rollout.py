@@ -61,6 +61,7 @@ class StepSpec:
   ref_reset_every: int
   eos_id: int
   step_end_table: Any = None
+  proxy_min_p: float | None = None  # κ of the min-p proxy log-probs a component needs
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, model_config: models.ModelConfig,
@@ -88,7 +89,7 @@ class StepSpec:
                dynamic_sampling=alg.get("dynamic_sampling", "none"),
                overlong_filter=bool(alg.get("overlong_filter", False)),
                ref_reset_every=int(alg.get("ref_reset_every", 0)), eos_id=eos_id,
-               step_end_table=step_end_table)
+               step_end_table=step_end_table, proxy_min_p=method.proxy_min_p)
 
   @property
   def on_policy(self) -> bool:
@@ -105,7 +106,8 @@ class Rollout:
   [n, t]: 1 on the tokens the policy sampled, when the completions also hold tokens it attends to
   but does not train on (an environment's observations; None: every valid token). Added by
   `advantages`, [n, t]: old_logp (behaviour), ref_logp, values, step_end / step_rewards (PRM),
-  process_rewards (implicit PRM), advantages, returns (critic targets), loss_mask."""
+  process_rewards (implicit PRM), advantages, returns (critic targets), loss_mask, proxy_logp
+  (the behaviour policy's min-p proxy)."""
   batch: dict[str, Array]
   completions: sampling.Completions
   rewards: Array
@@ -121,6 +123,7 @@ class Rollout:
   advantages: Array | None = None
   returns: Array | None = None
   loss_mask: Array | None = None
+  proxy_logp: Array | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,10 +141,14 @@ def rollout_with_stats(spec: StepSpec, params: models.Params, batch: dict[str, A
                                             dict[str, Array]]:
   """`rollout`, and what the sampled completions' decode loop cost: decode_steps (loop
   iterations) and decode_slot_utilisation (generated tokens / (decode_steps x rows decoding);
-  `sampling.DecodeStats`). The greedy completions' loop is not counted."""
+  `sampling.DecodeStats`). The greedy completions' loop is not counted. On-policy, a needed
+  min-p proxy comes from the sampler's own logits (`Completions.proxy_logprobs`)."""
+  proxy = {}
+  if spec.proxy_min_p is not None and spec.on_policy:
+    proxy["proxy_min_p"] = spec.proxy_min_p
   comp, stats = sampling.generate_with_stats(
       spec.model_config, params, batch["prompt_ids"], batch["prompt_mask"], rng,
-      num_samples=spec.group_size, **spec.sample_kw)
+      num_samples=spec.group_size, **spec.sample_kw, **proxy)
   greedy = None
   if "greedy_rewards" in spec.method.needs:
     greedy = sampling.generate(spec.model_config, params, batch["prompt_ids"],
@@ -213,6 +220,13 @@ def _frozen_logp(spec, params, prompts, comp) -> Array:
   return jax.lax.stop_gradient(logp) * comp.mask
 
 
+def _frozen_logp_and_proxy(spec, params, prompts, comp) -> tuple[Array, Array]:
+  """`_frozen_logp` and the min-p proxy log-probs of the same logits (κ: spec.proxy_min_p)."""
+  logp, _, proxy = completion_logprobs(spec.model_config, params, *prompts, comp.tokens,
+                                       comp.mask, spec.temperature, proxy_min_p=spec.proxy_min_p)
+  return jax.lax.stop_gradient(logp) * comp.mask, jax.lax.stop_gradient(proxy) * comp.mask
+
+
 def advantages(spec: StepSpec, state: TrainState, ro: Rollout
                ) -> tuple[TrainState, Rollout, dict[str, Array]]:
   """Everything the method needs from the rollout, then its estimator and the loss mask.
@@ -222,12 +236,23 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   the PRM's step rewards, and the implicit PRM's token rewards (which also takes its update
   here); then `method.advantage`; with a critic its targets adv + V and whitened advantages;
   the loss mask drops zero-variance groups (dynamic sampling) and truncated samples (overlong
-  filter). Returns the state (with the implicit PRM updated), the filled rollout, metrics."""
+  filter). Returns the state (with the implicit PRM updated), the filled rollout, metrics.
+
+  A needed min-p proxy (`proxy_logp`) is of the parameters before the update (π_old, as Lp-Reg's
+  reference): the sampler's when on-policy, else from the behaviour pass's logits, or a pass of
+  its own where the sampler did not give it (APRIL, multi-turn episodes)."""
   comp, batch = ro.completions, ro.batch
   b, g, n = ro.rewards.shape[0], spec.group_size, comp.tokens.shape[1]
   group_prompts = batch["prompt_ids"], batch["prompt_mask"]
+  proxy_logp = None
   if spec.on_policy:  # estimators that read logp (a KL reward penalty) get the sampler's
     old_logp = comp.logprobs * comp.mask
+    if spec.proxy_min_p is not None and comp.proxy_logprobs is not None and ro.stale is None:
+      proxy_logp = comp.proxy_logprobs * comp.mask
+    elif spec.proxy_min_p is not None:
+      proxy_logp = _frozen_logp_and_proxy(spec, state.params, group_prompts, comp)[1]
+  elif spec.proxy_min_p is not None:
+    old_logp, proxy_logp = _frozen_logp_and_proxy(spec, state.params, group_prompts, comp)
   else:
     old_logp = _frozen_logp(spec, state.params, group_prompts, comp)
   if ro.stale is not None:
@@ -262,7 +287,7 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   loss_mask, filter_metrics = _loss_mask(spec, comp, ro.rewards, ro.policy_mask)
   ro = ro.replace(old_logp=old_logp, ref_logp=ref_logp, values=values, step_end=step_end,
                   step_rewards=step_r, process_rewards=process_r, advantages=adv,
-                  returns=returns, loss_mask=loss_mask)
+                  returns=returns, loss_mask=loss_mask, proxy_logp=proxy_logp)
   return state, ro, {**filter_metrics, **metrics}
 
 

@@ -40,6 +40,7 @@ class LossRows:
   ref_logp: Array | None = None
   old_values: Array | None = None
   returns: Array | None = None
+  proxy_logp: Array | None = None
 
 
 @flax.struct.dataclass
@@ -57,7 +58,8 @@ def loss_rows(spec: StepSpec, ro: Rollout) -> LossRows:
   return LossRows(prompt_ids=prompt_ids, prompt_mask=prompt_mask, tokens=ro.completions.tokens,
                   mask=ro.completions.mask, loss_mask=ro.loss_mask, advantages=ro.advantages,
                   old_logp=ro.old_logp if keep_old else None, stale=ro.stale,
-                  ref_logp=ro.ref_logp, old_values=ro.values, returns=ro.returns)
+                  ref_logp=ro.ref_logp, old_values=ro.values, returns=ro.returns,
+                  proxy_logp=ro.proxy_logp)
 
 
 def demo_shares(batch: dict[str, Array], n_mb: int) -> Demos:
@@ -99,7 +101,8 @@ def policy_loss(spec: StepSpec, step: Array, params,
     old_logp = jnp.where(mb.stale > 0, mb.old_logp, old_logp)
   loss, metrics = spec.method.policy_loss(logp, old_logp, mb.advantages, mask,
                                           normalizer=normalizer, agg=spec.agg,
-                                          max_len=spec.max_len, **context)
+                                          max_len=spec.max_len, proxy_logp=mb.proxy_logp,
+                                          **context)
   metrics = dict(metrics)
   terms = spec.method.terms_training("policy")
   if terms:
@@ -113,7 +116,7 @@ def policy_loss(spec: StepSpec, step: Array, params,
                       max_len=spec.max_len, policy_loss=loss, step=step,
                       micro_batches=spec.microbatches, ref_logp=mb.ref_logp,
                       demo_logp=demo_logp, demo_mask=None if demo is None else demo.mask,
-                      demo_normalizer=demo_normalizer)
+                      demo_normalizer=demo_normalizer, proxy_logp=mb.proxy_logp)
     loss, term_metrics = sum_terms(terms, ctx, loss)
     metrics.update(term_metrics)
   metrics["policy_entropy"] = losses.masked_mean(entropy, mb.mask)
