@@ -234,9 +234,10 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   tokens keep the sampler's), the reference's at the sampling temperature (when a KL term or
   penalty reads them) and the critic's (when the state carries one), the PRM's step rewards,
   and the implicit PRM's token rewards (its own and its reference's log-probs of the raw
-  logits, `IMPLICIT_PRM_TEMPERATURE`; it also takes its update here); then `method.advantage`; with a critic its targets adv + V and whitened advantages;
-  the loss mask drops zero-variance groups (dynamic sampling) and truncated samples (overlong
-  filter). Returns the state (with the implicit PRM updated), the filled rollout, metrics."""
+  logits, `IMPLICIT_PRM_TEMPERATURE`; it also takes its update here); then `method.advantage`;
+  with a critic its targets adv + V and whitened advantages; the loss mask drops zero-variance
+  groups (dynamic sampling) and truncated samples (overlong filter). Returns the state (with
+  the implicit PRM updated), the filled rollout, metrics."""
   comp, batch = ro.completions, ro.batch
   b, g, n = ro.rewards.shape[0], spec.group_size, comp.tokens.shape[1]
   group_prompts = batch["prompt_ids"], batch["prompt_mask"]
