@@ -42,7 +42,8 @@ def test_mu_schedule_matches_reference(start, end, decay, warmup):
 
 
 def test_mu_schedule_paper_values():
-  """CHORD-μ: 0.9 at the first step, 0.05 from step 200 on; CHORD-φ's constant 0.1."""
+  """CHORD-μ: 0.9 at the schedule's step 0 (the peak; the first update reads step 1), 0.05 from
+  step 200 on; CHORD-φ's constant 0.1."""
   mu = lambda s, **kw: float(chord.mu_schedule(s, **kw))
   paper = dict(start=0.9, end=0.05, decay_steps=200)
   assert mu(0, **paper) == pytest.approx(0.9) and mu(100, **paper) == pytest.approx(0.475)
@@ -171,3 +172,36 @@ def test_chord_update_is_the_mixed_gradient():
   # Both parts move the parameters: the check above is not carried by one of them alone.
   norm = lambda t: float(optax.tree.norm(t))
   assert norm(g_rl) > 1e-4 and norm(g_sft) > 1e-4
+
+
+def test_compiled_step_evaluates_mu_at_the_update_number_like_trinity():
+  """Trinity-RFT's trainer samples the batch of its k-th update (k = 1, 2, ...) with
+  `sample_strategy.sample(train_step_num + 1)` (trinity/trainer/trainer.py; train_step_num = the
+  updates done before it), the mix sample strategy stamps that number on every experience
+  (mix_sample_strategy.py: exp.info["step"] = step) and MIXCHORDPolicyLossFn evaluates
+  `mu_schedule_function` at it (chord_policy_loss.py). So the first update (state.step 0 here)
+  takes μ(1): with warm-up 3, decay 5, 0.8 -> 0.1 that is 0.8/3 ≈ 0.267, and μ reaches 0.1 at the
+  8th update (state.step 7). Read from the compiled learn phase's `chord_mu` metric."""
+  config = load_config()
+  with config.unlocked():
+    config.algorithm.update(advantage="nsr", terms=dict(chord=dict(
+        mu_start=0.8, mu_end=0.1, mu_warmup_steps=3, mu_decay_steps=5)))
+  run = Run(config)
+  sgd = optax.sgd(0.0)
+  step = rl_step.make_rl_step(config, run.model_config, run.reward_fn, sgd,
+                              eos_id=run.tokenizer.eos_id, pad_id=run.tokenizer.pad_id)
+  state = create_state(run.init_params(), sgd, with_reference=False)
+  ds = run.dataset("train", config.rl.batch_size, seed=0, shuffle=True, size=100, with_demo=True)
+  batch = run.device_batch(next(iter(ds)))
+  comp, greedy = jax.jit(step.phases.sample)(state, batch, jax.random.key(0))
+  rewards, _ = jax.jit(step.phases.score)(batch, comp, greedy)
+  learn = jax.jit(step.phases.learn)
+  got = []
+  for done in range(10):  # state.step = updates done before this one
+    s = state.replace(step=jnp.asarray(done, jnp.int32))
+    _, metrics = learn(s, batch, comp, rewards, None, jax.random.key(1))
+    got.append(float(metrics["chord_mu"]))
+  want = [ref_mu(done + 1, 0.8, 0.1, 5, 3) for done in range(10)]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert got[0] == pytest.approx(0.8 / 3, rel=1e-5)
+  assert got[7] == pytest.approx(0.1) and got[6] > 0.1 + 1e-3

@@ -15,6 +15,7 @@ from rlvr_jax.algorithms import registry
 from rlvr_jax.algorithms import terms
 from rlvr_jax.rewards import implicit_prm
 from rlvr_jax.training import rl_step as rl_step_lib
+from rlvr_jax.training import rollout as rollout_lib
 from rlvr_jax.training.state import create_state
 from tests.helpers import ROOT, device_batches, load_config, rl_run
 
@@ -295,3 +296,60 @@ def test_recipe_variants_validate(arg):
   config = configs_base.load_config(f"{ROOT}/configs/recipes/prime.py" + (f":{arg}" if arg else ""))
   assert config.algorithm.advantage == "prime"
   configs_base.validate(config)
+
+
+# --- The implicit PRM reads raw logits (temperature 1) ---------------------------------------
+
+
+def _np_completion_logp(mc, params, batch, comp, g, temperature):
+  """log softmax(logits / temperature) of each completion token [n, t], float64: the full
+  sequence (prompt repeated for each of its G completions, then the completion) through
+  `models.forward`, the log-softmax in numpy."""
+  prompts = np.repeat(np.asarray(batch["prompt_ids"]), g, 0)
+  prompt_mask = np.repeat(np.asarray(batch["prompt_mask"]), g, 0)
+  tokens, mask = np.asarray(comp.tokens), np.asarray(comp.mask)
+  p = prompts.shape[1]
+  seq = np.concatenate([prompts, tokens], 1)
+  seq_mask = np.concatenate([prompt_mask, mask], 1).astype(np.int32)
+  logits = np.asarray(models.forward(mc, params, jnp.asarray(seq), jnp.asarray(seq_mask)),
+                      np.float64)[:, p - 1:-1]
+  lp = _log_softmax(logits / temperature)
+  return np.take_along_axis(lp, tokens[..., None], -1)[..., 0] * mask
+
+
+def test_implicit_prm_uses_raw_logits_and_the_kl_reference_the_sampling_temperature():
+  """verl's recipe/prime (prime_dp_rm.py `_forward_micro_batch`, checked at commit 10a6180)
+  scores with log_softmax of the raw logits of both the PRM and its reference: no temperature;
+  only the actor's (and the KL reference's, fsdp_workers.py `compute_ref_log_prob`, which sets
+  meta_info["temperature"] = rollout.temperature) log-probs divide the logits by it. At
+  rl.temperature 0.6 with a KL term on, the credit phase's r_phi must be beta * (log pi_phi -
+  log pi_ref) of raw-logit log-softmaxes, and its `ref_logp` (the KL anchor) the tempered one."""
+  temperature, beta = 0.6, 0.05
+  run = _prime_run(**{"rl.temperature": temperature})
+  with run.config.unlocked():
+    run.config.algorithm.terms.kl = dict(coef=0.01)
+  cfg, g = run.config, run.config.rl.group_size
+  sgd = optax.sgd(1.0)
+  spec = rollout_lib.StepSpec.from_config(
+      cfg, run.model_config, run.reward_fn, {"policy": sgd, "implicit_prm": sgd},
+      eos_id=run.tokenizer.eos_id, pad_id=run.tokenizer.pad_id)
+  state = create_state(run.init_params(), sgd, with_reference=True, prime_optimizer=sgd)
+  noise = jax.tree.map(lambda x: 0.3 * jax.random.normal(jax.random.key(7), x.shape, x.dtype),
+                       state.prime_params)
+  state = state.replace(prime_params=jax.tree.map(jnp.add, state.prime_params, noise))
+  batch = device_batches(run, 1)[0]
+  comp, _ = jax.jit(lambda p, b: rollout_lib.rollout(spec, p, b, jax.random.key(0)))(
+      state.params, batch)
+  rewards, _ = rollout_lib.score(spec, batch, comp, None)
+  ro = rollout_lib.Rollout(batch=batch, completions=comp, rewards=rewards)
+  _, ro, _ = jax.jit(lambda s, r: rollout_lib.advantages(spec, s, r))(state, ro)
+
+  raw = lambda params: _np_completion_logp(run.model_config, params, batch, comp, g, 1.0)
+  want = beta * (raw(state.prime_params) - raw(state.ref_params))
+  tempered = lambda params: _np_completion_logp(run.model_config, params, batch, comp, g,
+                                                temperature)
+  wrong = beta * (tempered(state.prime_params) - tempered(state.ref_params))
+  assert np.abs(want - wrong).max() > 1e-3  # the check below tells the two apart
+  np.testing.assert_allclose(np.asarray(ro.process_rewards), want, atol=2e-5)
+  # The KL path keeps the sampling temperature (as verl's reference policy does).
+  np.testing.assert_allclose(np.asarray(ro.ref_logp), tempered(state.ref_params), atol=5e-5)

@@ -128,8 +128,8 @@ def test_scheduled_reset_inside_the_compiled_step():
     assert _equal(state.ref_params, state.params) == is_reset, i
     assert (int(adam.count) == 0) == is_reset, i
     assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(adam.mu)) == is_reset, i
-    # μ follows the step counter (defaults: CHORD-μ's 0.9 -> 0.05 over 200 steps)
-    assert m["chord_mu"] == pytest.approx(0.05 + 0.85 * 0.5 * (1 + np.cos(np.pi * i / 200)))
+    # μ follows the update number i + 1 (defaults: CHORD-μ's 0.9 -> 0.05 over 200 steps)
+    assert m["chord_mu"] == pytest.approx(0.05 + 0.85 * 0.5 * (1 + np.cos(np.pi * (i + 1) / 200)))
     assert np.isfinite(m["chord_sft_loss"])
   assert step_fn._cache_size() == 1 and int(state.step) == 4
 
@@ -191,3 +191,82 @@ def test_recipe_variants_validate(variant):
   assert kl.kw["coef"] > 0 and kl.kw["kind"] == "k3"
   assert c.algorithm.ref_reset_patience > 0 and c.algorithm.dynamic_sampling
   assert (method.policy_loss.kw["clip_low"], method.policy_loss.kw["clip_high"]) == (0.2, 0.4)
+
+
+def _np_logp(mc, params, prompts, prompt_mask, tokens, mask):
+  """log softmax of the raw logits of each completion token [n, t], float64 (numpy)."""
+  from rlvr_jax import models
+  p = prompts.shape[1]
+  seq = np.concatenate([prompts, tokens], 1)
+  seq_mask = np.concatenate([prompt_mask, mask], 1).astype(np.int32)
+  logits = np.asarray(models.forward(mc, params, jnp.asarray(seq), jnp.asarray(seq_mask)),
+                      np.float64)[:, p - 1:-1]
+  logits = logits - logits.max(-1, keepdims=True)
+  lp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  return np.take_along_axis(lp, tokens[..., None], -1)[..., 0] * mask
+
+
+def test_reset_leaves_primes_frozen_reference_alone():
+  """PRIME with a KL term and ProRL resets (every step): a reset moves the KL anchor to the
+  policy, but PRIME's implicit PRM keeps measuring r_phi = beta * log(pi_phi / pi_ref) against the
+  frozen initial policy, as verl's recipe/prime does (its PRM worker deep-copies its own
+  reference at start, prime_fsdp_workers.py, and never updates it). Checked after one real
+  compiled step (which reset) against a numpy r_phi with the *initial* parameters as reference."""
+  config = configs_base.load_config(f"{ROOT}/configs/prime_addition.py:tiny")
+  with config.unlocked():
+    config.algorithm.terms.kl = dict(coef=0.01)
+    config.algorithm.ref_reset_every = 1
+  config.rl.optimizer.update(warmup_steps=0, schedule="constant", learning_rate=1e-2)
+  config.prime.optimizer.update(warmup_steps=0, schedule="constant", learning_rate=1e-2)
+  run = Run(config)
+  params0 = run.init_params()
+  initial = jax.tree.map(np.asarray, params0)
+  state = run.make_rl_state(params0)
+  step_fn = run.compile_rl_step(state)
+  batches = [run.device_batch(b) for b, _ in zip(
+      run.dataset("train", run.rl_prompts_per_step, seed=0, shuffle=True, size=100), range(2))]
+  state, m = step_fn(state, batches[0], jax.device_put(jax.random.key(0)))
+  assert jax.device_get(m["ref_reset"]) == 1.0 and _equal(state.ref_params, state.params)
+  assert not _equal(state.params, initial)
+
+  phases = run._rl_step.phases
+  comp, _ = jax.jit(phases.sample)(state, batches[1], jax.random.key(1))
+  rewards, _ = jax.jit(phases.score)(batches[1], comp, None)
+  from rlvr_jax.training import rollout as rollout_lib
+  spec = rollout_lib.StepSpec.from_config(
+      config, run.model_config, run.reward_fn,
+      {"policy": run.rl_optimizer, "implicit_prm": run.prime_optimizer},
+      eos_id=run.tokenizer.eos_id, pad_id=run.tokenizer.pad_id)
+  ro = rollout_lib.Rollout(batch=batches[1], completions=comp, rewards=rewards)
+  _, ro, _ = jax.jit(lambda s, r: rollout_lib.advantages(spec, s, r))(state, ro)
+
+  g, beta = config.rl.group_size, config.algorithm.terms.prime.beta
+  rows = (np.repeat(np.asarray(batches[1]["prompt_ids"]), g, 0),
+          np.repeat(np.asarray(batches[1]["prompt_mask"]), g, 0),
+          np.asarray(comp.tokens), np.asarray(comp.mask))
+  logp = lambda params: _np_logp(run.model_config, params, *rows)
+  prm = logp(state.prime_params)
+  want, moved = beta * (prm - logp(initial)), beta * (prm - logp(state.ref_params))
+  assert np.abs(want).max() > 1e-3  # the PRM has moved from the initial policy
+  assert np.abs(want - moved).max() > 1e-3  # the check below tells the two references apart
+  np.testing.assert_allclose(np.asarray(ro.process_rewards), want, atol=2e-5)
+  # A plateau reset (between steps, `Run.compile_reset`) leaves it frozen too.
+  state = run.compile_reset(state)(state)
+  assert _equal(state.ref_params, state.params) and _equal(state.prime_ref_params, initial)
+
+
+@pytest.mark.parametrize("kl,resets,separate", [
+    (False, {}, False), (True, {}, False), (True, {"ref_reset_every": 3}, True),
+    (True, {"ref_reset_patience": 2}, True)])
+def test_prime_keeps_one_reference_unless_resets_would_move_it(kl, resets, separate):
+  """PRIME's frozen reference is a second copy only when ProRL resets will move the KL anchor;
+  otherwise the one frozen `ref_params` serves both (no extra memory)."""
+  config = configs_base.load_config(f"{ROOT}/configs/prime_addition.py:tiny")
+  with config.unlocked():
+    if kl:
+      config.algorithm.terms.kl = dict(coef=0.01)
+    config.algorithm.update(resets)
+  configs_base.validate(config)
+  run = Run(config)
+  state = jax.eval_shape(run.make_rl_state, run.init_params())
+  assert state.ref_params is not None and (state.prime_ref_params is not None) == separate

@@ -6,8 +6,9 @@ Reinforcement Learning via Dynamic Weighting" (arXiv 2508.11408), with its refer
 
     L = (1 − μ) · L_RL + μ · L_SFT
 
-- CHORD-μ: μ follows `mu_schedule` (linear warm-up 0 → μ_start, then cosine decay to μ_end);
-  the paper's values are μ 0.9 → 0.05 over 200 steps, no warm-up, plain NLL.
+- CHORD-μ: μ follows `mu_schedule` (linear warm-up 0 → μ_start, then cosine decay to μ_end) of
+  the update number counted from 1, as Trinity-RFT's trainer counts it; the paper's values are
+  μ 0.9 → 0.05 over 200 steps, no warm-up, plain NLL.
 - CHORD-φ: each expert token's NLL is weighted by φ = p_t (1 − p_t), p_t = π_θ(y_t | ·),
   under stop-gradient (the reference detaches it), with a constant μ = 0.1.
 L_SFT is the token mean over every valid expert token of the batch (the reference's
@@ -29,7 +30,12 @@ Array = jax.Array
 
 def mu_schedule(step: Array, *, start: float, end: float, decay_steps: int,
                 warmup_steps: int = 0) -> Array:
-  """The global SFT weight μ at `step` (int, 0 = the first RL step; any shape): float32.
+  """The global SFT weight μ at `step` (int, any shape): float32.
+
+  `step` counts updates from 1, as Trinity-RFT's global step does: its trainer samples the batch
+  of an update with `train_step_num + 1` (updates done before it, plus one) and `mix_chord`
+  evaluates its `mu_schedule_function` there; the `chord` term passes `ctx.step + 1`. So the
+  first update takes μ(1) (with a warm-up, start / warmup_steps, not 0) and μ(0) is never used.
 
   μ = start · step / warmup_steps while step < warmup_steps; then
   μ = end + (start − end) · ½ (1 + cos(π · (step − warmup_steps) / decay_steps)) until

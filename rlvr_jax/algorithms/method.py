@@ -79,6 +79,15 @@ class Method:
     return "ref_logp" in self.needs
 
   @property
+  def needs_policy_reference(self) -> bool:
+    """A component other than the implicit PRM's terms reads the reference's log-probs (a KL
+    term or penalty: at the sampling temperature, like the policy's). PRIME's implicit PRM reads
+    its own, of the raw logits (`rollout.advantages`)."""
+    parts = (self.advantage, self.policy_loss) + tuple(
+        t for t in self.terms if t.component.trains != "implicit_prm")
+    return any("ref_logp" in b.component.needs for b in parts)
+
+  @property
   def has_critic(self) -> bool:
     return bool(self.terms_training("critic"))
 

@@ -39,9 +39,10 @@ def _mu_order(hp):
                                               mu_decay_steps=">= 0", mu_warmup_steps=">= 0")))
 def chord(ctx, *, mu_start=0.9, mu_end=0.05, mu_decay_steps=200, mu_warmup_steps=0, phi=False):
   """CHORD: L = (1 − μ) L_RL + μ L_SFT, added to L_RL as μ · (L_SFT − L_RL); μ follows
-  `chord.mu_schedule` at the rollout's step; phi: CHORD-φ token weights."""
-  mu = chord_lib.mu_schedule(ctx.step, start=mu_start, end=mu_end, decay_steps=mu_decay_steps,
-                             warmup_steps=mu_warmup_steps)
+  `chord.mu_schedule` at this update's number counted from 1 (ctx.step + 1: Trinity-RFT's
+  trainer evaluates it at train_step_num + 1); phi: CHORD-φ token weights."""
+  mu = chord_lib.mu_schedule(ctx.step + 1, start=mu_start, end=mu_end,
+                             decay_steps=mu_decay_steps, warmup_steps=mu_warmup_steps)
   sft, metrics = chord_lib.sft_loss(ctx.demo_logp, ctx.demo_mask, use_phi=phi,
                                     normalizer=ctx.demo_normalizer)
   # partial sums of the mini-batch means, which the trainer averages over micro-batches

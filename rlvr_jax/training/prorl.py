@@ -9,6 +9,10 @@ the step counter) and/or when the held-out accuracy has not improved by more tha
 `algorithm.ref_reset_min_delta` over its best for `algorithm.ref_reset_patience` evaluations in a
 row (decided by the loop, which has that number, and applied by `reset_reference` jitted).
 
+Only the KL anchor moves: PRIME's implicit PRM keeps its own frozen reference
+(`TrainState.prime_ref_params`, kept when PRIME and resets are both configured), as verl's
+recipe/prime does (its PRM worker deep-copies a reference at start and never updates it).
+
 "Reinitialise the optimizer" is read as a fresh Adam: first and second moments zero and its bias
 correction count 0. The learning-rate schedule keeps its place (the paper's is constant, so this
 only matters with a warm-up or decay configured here).
@@ -40,7 +44,8 @@ def reset_moments(opt_state: optax.OptState, fresh: optax.OptState) -> optax.Opt
 
 
 def reset_reference(state: TrainState, optimizer: optax.GradientTransformation) -> TrainState:
-  """ProRL's hard reset: ref_params := params, Adam moments := their initial (zero) values."""
+  """ProRL's hard reset: ref_params := params, Adam moments := their initial (zero) values.
+  PRIME's reference (`prime_ref_params`) and the implicit PRM are left as they are."""
   if state.ref_params is None:
     raise ValueError("a ProRL reference reset needs a reference policy (algorithm.terms.kl)")
   fresh = optimizer.init(state.params)

@@ -33,6 +33,12 @@ from rlvr_jax.training.state import TrainState
 Array = jax.Array
 RewardFn = Callable[[Array, Array, Array, Array], Array]
 
+# PRIME's implicit PRM and its reference score with log_softmax of the raw logits, whatever the
+# sampling temperature: verl's recipe/prime (prime_dp_rm.py `_forward_micro_batch`, at 10a6180)
+# divides no logits by it; only the actor's log-probs (and the KL reference's, which verl's
+# `compute_ref_log_prob` computes at rollout.temperature) are tempered.
+IMPLICIT_PRM_TEMPERATURE = 1.0
+
 # The parameters and optimizer state a term's `trains` names, as TrainState fields.
 MODEL_FIELDS = {"policy": ("params", "opt_state"), "critic": ("value_params", "value_opt_state"),
                 "implicit_prm": ("prime_params", "prime_opt_state")}
@@ -214,9 +220,10 @@ def loss_prompt_rows(spec: StepSpec, batch: dict[str, Array]) -> tuple[Array, Ar
   return repeat(batch["prompt_ids"], spec.group_size), repeat(batch["prompt_mask"], spec.group_size)
 
 
-def _frozen_logp(spec, params, prompts, comp) -> Array:
+def _frozen_logp(spec, params, prompts, comp, temperature: float | None = None) -> Array:
+  """Log-probs of `comp` under frozen `params` at `temperature` (None: the sampling one)."""
   logp, _ = completion_logprobs(spec.model_config, params, *prompts, comp.tokens, comp.mask,
-                                spec.temperature)
+                                spec.temperature if temperature is None else temperature)
   return jax.lax.stop_gradient(logp) * comp.mask
 
 
@@ -227,16 +234,24 @@ def _frozen_logp_and_proxy(spec, params, prompts, comp) -> tuple[Array, Array]:
   return jax.lax.stop_gradient(logp) * comp.mask, jax.lax.stop_gradient(proxy) * comp.mask
 
 
+def implicit_prm_reference(state: TrainState) -> Any:
+  """PRIME's frozen π_ref: its own copy when the state keeps one (ProRL resets move
+  `ref_params`, verl's PRIME reference never moves), else the shared frozen `ref_params`."""
+  return state.ref_params if state.prime_ref_params is None else state.prime_ref_params
+
+
 def advantages(spec: StepSpec, state: TrainState, ro: Rollout
                ) -> tuple[TrainState, Rollout, dict[str, Array]]:
   """Everything the method needs from the rollout, then its estimator and the loss mask.
 
   Behaviour log-probs (the sampler's when on-policy, else one teacher-forced pass; APRIL's stale
-  tokens keep the sampler's), the reference's and the critic's (when the state carries them),
-  the PRM's step rewards, and the implicit PRM's token rewards (which also takes its update
-  here); then `method.advantage`; with a critic its targets adv + V and whitened advantages;
-  the loss mask drops zero-variance groups (dynamic sampling) and truncated samples (overlong
-  filter). Returns the state (with the implicit PRM updated), the filled rollout, metrics.
+  tokens keep the sampler's), the reference's at the sampling temperature (when a KL term or
+  penalty reads them) and the critic's (when the state carries one), the PRM's step rewards,
+  and the implicit PRM's token rewards (its own and its reference's log-probs of the raw
+  logits, `IMPLICIT_PRM_TEMPERATURE`; it also takes its update here); then `method.advantage`;
+  with a critic its targets adv + V and whitened advantages; the loss mask drops zero-variance
+  groups (dynamic sampling) and truncated samples (overlong filter). Returns the state (with
+  the implicit PRM updated), the filled rollout, metrics.
 
   A needed min-p proxy (`proxy_logp`) is of the parameters before the update (π_old, as Lp-Reg's
   reference): the sampler's when on-policy, else from the behaviour pass's logits, or a pass of
@@ -258,7 +273,7 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   if ro.stale is not None:
     old_logp = jnp.where(ro.stale > 0, comp.logprobs, old_logp) * comp.mask
   ref_logp = values = step_end = step_r = process_r = None
-  if state.ref_params is not None:
+  if spec.method.needs_policy_reference:
     ref_logp = _frozen_logp(spec, state.ref_params, group_prompts, comp)
   if state.value_params is not None:
     values = jax.lax.stop_gradient(completion_values(
@@ -270,8 +285,15 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
         repeat(batch["prompt_mask"], g), comp.tokens, comp.mask, step_end))
   metrics: dict[str, Array] = {}
   if spec.method.has_implicit_prm:
+    prime_ref = implicit_prm_reference(state)
+    if (ref_logp is not None and prime_ref is state.ref_params
+        and spec.temperature == IMPLICIT_PRM_TEMPERATURE):  # the same pass: reuse it
+      prime_ref_logp = ref_logp
+    else:
+      prime_ref_logp = _frozen_logp(spec, prime_ref, group_prompts, comp,
+                                    IMPLICIT_PRM_TEMPERATURE)
     state, provided, metrics = implicit_prm_update(
-        spec, state, loss_prompt_rows(spec, batch), comp, ref_logp, ro.rewards)
+        spec, state, loss_prompt_rows(spec, batch), comp, prime_ref_logp, ro.rewards)
     process_r = provided["process_rewards"]
 
   bgn = lambda x: None if x is None else x.reshape(b, g, n)
@@ -337,13 +359,15 @@ def model_metrics(terms, loss, grads, metrics) -> dict[str, Array]:
 
 def implicit_prm_update(spec: StepSpec, state: TrainState, prompts, comp, ref_logp, rewards):
   """One update of the terms that train the implicit PRM, over the whole rollout (labels: the
-  outcome rewards), and the inputs they provide (their token rewards from before the update)."""
+  outcome rewards), and the inputs they provide (their token rewards from before the update).
+  Its log-probs and `ref_logp` (its reference's) are of the raw logits
+  (`IMPLICIT_PRM_TEMPERATURE`), not tempered like the policy's."""
   terms = spec.method.terms_training("implicit_prm")
   n = comp.tokens.shape[0]
 
   def loss_fn(params, m, normalizer):
     logp, _ = completion_logprobs(spec.model_config, params, m["prompt_ids"], m["prompt_mask"],
-                                  m["tokens"], m["mask"], spec.temperature)
+                                  m["tokens"], m["mask"], IMPLICIT_PRM_TEMPERATURE)
     ctx = ImplicitPRMContext(logp=logp, ref_logp=m["ref_logp"], mask=m["mask"],
                              labels=m["labels"], normalizer=normalizer)
     return sum_terms(terms, ctx)

@@ -162,12 +162,13 @@ class Run:
 
   def make_state(self, params, optimizer, *, with_reference: bool,
                  with_value: bool = False, prm_params=None, with_prime: bool = False,
-                 rollouts=None) -> TrainState:
+                 rollouts=None, with_prime_reference: bool = False) -> TrainState:
     """A fresh train state, laid out by one jit so its shardings are those the steps keep."""
     value_optimizer = self.value_optimizer if with_value else None
     prime_optimizer = self.prime_optimizer if with_prime else None
     create = functools.partial(create_state, optimizer=optimizer, with_reference=with_reference,
-                               value_optimizer=value_optimizer, prime_optimizer=prime_optimizer)
+                               value_optimizer=value_optimizer, prime_optimizer=prime_optimizer,
+                               with_prime_reference=with_prime_reference)
     shardings = state_shardings(
         jax.eval_shape(create, params, prm_params=prm_params, rollouts=rollouts),
         self.model_config, self.mesh, optimizer, value_optimizer, prime_optimizer)
@@ -177,8 +178,9 @@ class Run:
   def make_rl_state(self, params, prm_params=None) -> TrainState:
     """The RL state; with a PURE estimator it carries the PRM (`prm_params`, or an untrained
     one from the policy trunk, e.g. as the template a checkpoint is restored into); with PRIME
-    the implicit PRM and the reference it is measured against, both copies of `params`; with
-    rl.partial_rollouts an empty APRIL buffer (`prime_rollouts` fills it)."""
+    the implicit PRM and the reference it is measured against, both copies of `params` (the
+    reference a copy of its own only when ProRL resets will move the KL anchor: PRIME's stays
+    frozen); with rl.partial_rollouts an empty APRIL buffer (`prime_rollouts` fills it)."""
     if self.uses_prm and prm_params is None:
       prm_params = jax.jit(critic_from_policy)(params)
     rollouts = None
@@ -188,10 +190,13 @@ class Run:
                              s.answer_len, s.meta_size, group_size=rl.group_size,
                              max_new_tokens=rl.max_new_tokens, pad_id=self.tokenizer.pad_id)
     with_prime = self.prime_optimizer is not None
+    alg = self.config.algorithm
+    resets = bool(alg.get("ref_reset_every", 0) or alg.get("ref_reset_patience", 0))
     return self.make_state(params, self.rl_optimizer,
                            with_reference=self.method.needs_reference,
                            with_value=self.value_optimizer is not None, prm_params=prm_params,
-                           with_prime=with_prime, rollouts=rollouts)
+                           with_prime=with_prime, rollouts=rollouts,
+                           with_prime_reference=with_prime and resets)
 
   def prime_rollouts(self, state: TrainState, train_it) -> TrainState:
     """`state` with its APRIL buffer filled by (partial_rollouts_factor - 1) batches of fresh

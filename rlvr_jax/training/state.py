@@ -21,15 +21,18 @@ class TrainState:
     step: int32 scalar, the number of optimizer steps of this phase taken so far.
     params: policy parameters.
     opt_state: optax state of the policy optimizer.
-    ref_params: frozen reference policy for the KL term, or None when no KL is used.
+    ref_params: frozen reference policy (the KL term's anchor, which ProRL resets move; PRIME's
+      π_ref too unless `prime_ref_params` is set), or None when nothing reads a reference.
     value_params: PPO critic (same trunk code with a scalar head), or None.
     value_opt_state: optax state of the critic optimizer, or None.
     prm_params: frozen process reward model (policy trunk + scalar head) for PURE, or None.
     rollouts: APRIL's buffer of unfinished rollout groups (`april.RolloutBuffer`), or None
       without rl.partial_rollouts.
     prime_params: PRIME's implicit PRM π_φ, a causal LM of the policy's shape trained online
-      (its rewards are β·log π_φ/π_ref against `ref_params`), or None.
+      (its rewards are β·log π_φ/π_ref against `prime_ref_params`, else `ref_params`), or None.
     prime_opt_state: optax state of the implicit PRM's optimizer, or None.
+    prime_ref_params: PRIME's own frozen π_ref, kept only when ProRL resets would move
+      `ref_params` (verl's PRIME reference never moves); None otherwise (the two are one copy).
   """
 
   step: jax.Array
@@ -42,6 +45,7 @@ class TrainState:
   rollouts: Any = None
   prime_params: models.Params | None = None
   prime_opt_state: optax.OptState | None = None
+  prime_ref_params: models.Params | None = None
 
 
 def float32_moments(inner: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -99,18 +103,23 @@ def create_state(params: models.Params, optimizer: optax.GradientTransformation,
                  value_optimizer: optax.GradientTransformation | None = None,
                  prm_params: models.Params | None = None,
                  prime_optimizer: optax.GradientTransformation | None = None,
-                 rollouts: Any = None) -> TrainState:
+                 rollouts: Any = None, with_prime_reference: bool = False) -> TrainState:
   """A fresh state at step 0; the reference policy, the critic and PRIME's implicit PRM (with
-  `prime_optimizer`) start from `params`."""
+  `prime_optimizer`) start from `params`, and with `with_prime_reference` PRIME's own frozen
+  reference too (a second copy, for when `ref_params` will be reset)."""
   ref = jax.tree.map(jnp.copy, params) if with_reference else None
   value = critic_from_policy(params) if value_optimizer is not None else None
   prime = jax.tree.map(jnp.copy, params) if prime_optimizer is not None else None
+  if with_prime_reference and prime is None:
+    raise ValueError("with_prime_reference: PRIME's reference needs its implicit PRM "
+                     "(prime_optimizer)")
+  prime_ref = jax.tree.map(jnp.copy, params) if with_prime_reference else None
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=optimizer.init(params), ref_params=ref, value_params=value,
                     value_opt_state=value_optimizer.init(value) if value is not None else None,
                     prm_params=prm_params, prime_params=prime,
                     prime_opt_state=prime_optimizer.init(prime) if prime is not None else None,
-                    rollouts=rollouts)
+                    rollouts=rollouts, prime_ref_params=prime_ref)
 
 
 def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: jax.sharding.Mesh,
@@ -146,7 +155,8 @@ def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: j
       prime_params=prime,
       prime_opt_state=(None if prime is None
                        else opt(prime_optimizer, state.prime_opt_state, prime)),
-      rollouts=jax.tree.map(lambda _: replicated, state.rollouts))
+      rollouts=jax.tree.map(lambda _: replicated, state.rollouts),
+      prime_ref_params=None if state.prime_ref_params is None else policy(state.prime_ref_params))
 
 
 def tree_size(tree: Any) -> int:
