@@ -6,6 +6,7 @@ from rlvr_jax.algorithms import losses
 from rlvr_jax.algorithms import estimators  # noqa: F401 (registers the built-in estimators)
 from rlvr_jax.algorithms import policy_losses  # noqa: F401 (registers the built-in losses)
 from rlvr_jax.algorithms import terms  # noqa: F401 (registers the built-in terms)
+from rlvr_jax.algorithms import dph  # noqa: F401 (registers the DPH-RL term)
 from rlvr_jax.algorithms.losses import AGGREGATIONS
 from rlvr_jax.algorithms.losses import aggregate
 from rlvr_jax.algorithms.losses import aggregate_normalizer

@@ -52,6 +52,10 @@ NEEDS: dict[str, str] = {
                        "PRM)",
     "demos": "ctx.demo_logp, ctx.demo_mask, ctx.demo_normalizer: the policy's log-probs of the "
              "tasks' expert demonstrations of the batch's prompts",
+    "stored_samples": "ctx.stored_logp, ctx.stored_old_logp, ctx.stored_mask, "
+                      "ctx.stored_normalizer: the policy's log-probs of completions sampled "
+                      "earlier and stored with their sampling log-probs (the file "
+                      "data.stored_samples, data.stored_samples_per_step rows a step)",
 }
 TRAINS = ("policy", "critic", "implicit_prm")
 # Keywords the trainer fills (not hyperparameters): the mini-batch normaliser, the loss
@@ -84,7 +88,10 @@ class TermContext:
   of `agg` (None: this micro-batch's own); policy_loss the policy loss of this micro-batch;
   step the number of updates done before this rollout; micro_batches how many micro-batches
   make the mini-batch (the trainer averages metrics over them, so a metric that is a partial
-  sum under the mini-batch normaliser is multiplied by it). Fields of unmet needs are None."""
+  sum under the mini-batch normaliser is multiplied by it). Rows beside the rollout, each [m, t]
+  with the normaliser of its mini-batch share: demo_* (`demos`: the prompts' demonstrations,
+  token-mean) and stored_* (`stored_samples`: stored completions, `agg`; stored_old_logp the
+  log-probs they were sampled with). Fields of unmet needs are None."""
   logp: Array
   old_logp: Array
   entropy: Array
@@ -100,6 +107,10 @@ class TermContext:
   demo_logp: Array | None = None
   demo_mask: Array | None = None
   demo_normalizer: Array | None = None
+  stored_logp: Array | None = None
+  stored_old_logp: Array | None = None
+  stored_mask: Array | None = None
+  stored_normalizer: Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,11 +44,13 @@ class LossRows:
 
 @flax.struct.dataclass
 class Demos:
-  """Expert demonstrations of the prompts (CHORD), [rows, ...]."""
+  """Completions beside the rollout, [rows, ...]: the prompts' expert demonstrations (CHORD), or
+  completions sampled earlier with their sampling log-probs `logp` (stored samples, DPH-RL)."""
   prompt_ids: Array
   prompt_mask: Array
   tokens: Array
   mask: Array
+  logp: Array | None = None
 
 
 def loss_rows(spec: StepSpec, ro: Rollout) -> LossRows:
@@ -67,11 +69,44 @@ def demo_shares(batch: dict[str, Array], n_mb: int) -> Demos:
   return jax.tree.map(lambda x: x.reshape((n_mb, -1) + x.shape[1:]), demos)
 
 
-def policy_loss(spec: StepSpec, step: Array, params, m: tuple[LossRows, Demos | None],
-                normalizers: tuple[Array, Array | None]):
+def stored_shares(batch: dict[str, Array], n_mb: int) -> Demos:
+  """The step's stored samples (`data.stored_samples`: the batch's stored_* rows) in `n_mb`
+  consecutive shares, one a minibatch."""
+  rows = Demos(prompt_ids=batch["stored_prompt_ids"], prompt_mask=batch["stored_prompt_mask"],
+               tokens=batch["stored_ids"], mask=batch["stored_mask"], logp=batch["stored_logp"])
+  return jax.tree.map(lambda x: x.reshape((n_mb, -1) + x.shape[1:]), rows)
+
+
+# The rows beside the rollout a need brings: how the batch holds them, how their loss is
+# aggregated, and the TermContext fields they fill.
+ROWS = {"demos": (demo_shares, lambda spec: "token-mean"),
+        "stored_samples": (stored_shares, lambda spec: spec.agg)}
+
+
+def beside_rows(spec: StepSpec, batch: dict[str, Array], n_mb: int) -> dict[str, Demos]:
+  """Need -> its rows in `n_mb` shares, for the needs of the method that bring rows."""
+  return {need: shares(batch, n_mb) for need, (shares, _) in ROWS.items()
+          if need in spec.method.needs}
+
+
+def _row_fields(rows: dict[str, Demos], logp: dict[str, Array],
+                normalizers: dict[str, Array | None]) -> dict[str, Array | None]:
+  fields = {}
+  if "demos" in rows:
+    fields.update(demo_logp=logp["demos"], demo_mask=rows["demos"].mask,
+                  demo_normalizer=normalizers["demos"])
+  if "stored_samples" in rows:
+    r = rows["stored_samples"]
+    fields.update(stored_logp=logp["stored_samples"], stored_old_logp=r.logp, stored_mask=r.mask,
+                  stored_normalizer=normalizers["stored_samples"])
+  return fields
+
+
+def policy_loss(spec: StepSpec, step: Array, params, m: tuple[LossRows, dict[str, Demos]],
+                normalizers: tuple[Array, dict[str, Array | None]]):
   """One micro-batch's policy loss: `method.policy_loss` + the policy terms, and metrics."""
-  mb, demo = m
-  normalizer, demo_normalizer = normalizers
+  mb, rows = m
+  normalizer, row_normalizers = normalizers
   logp, entropy = completion_logprobs(spec.model_config, params, mb.prompt_ids, mb.prompt_mask,
                                       mb.tokens, mb.mask, spec.temperature)
   mask = mb.loss_mask
@@ -89,17 +124,14 @@ def policy_loss(spec: StepSpec, step: Array, params, m: tuple[LossRows, Demos | 
   metrics = dict(metrics)
   terms = spec.method.terms_training("policy")
   if terms:
-    demo_logp = None
-    if demo is not None:
-      demo_logp, _ = completion_logprobs(spec.model_config, params, demo.prompt_ids,
-                                         demo.prompt_mask, demo.tokens, demo.mask,
-                                         spec.temperature)
+    rows_logp = {need: completion_logprobs(spec.model_config, params, r.prompt_ids,
+                                           r.prompt_mask, r.tokens, r.mask,
+                                           spec.temperature)[0] for need, r in rows.items()}
     ctx = TermContext(logp=logp, old_logp=old_logp, entropy=entropy, mask=mask,
                       advantages=mb.advantages, normalizer=normalizer, agg=spec.agg,
                       max_len=spec.max_len, policy_loss=loss, step=step,
                       micro_batches=spec.microbatches, ref_logp=mb.ref_logp,
-                      demo_logp=demo_logp, demo_mask=None if demo is None else demo.mask,
-                      demo_normalizer=demo_normalizer)
+                      **_row_fields(rows, rows_logp, row_normalizers))
     loss, term_metrics = sum_terms(terms, ctx, loss)
     metrics.update(term_metrics)
   metrics["policy_entropy"] = losses.masked_mean(entropy, mb.mask)
@@ -122,16 +154,19 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
   `microbatches`. Returns the state with new parameters (step not advanced) and the metrics
   averaged over the updates."""
   rows, n_mb, n_micro = loss_rows(spec, ro), spec.minibatches, spec.microbatches
-  demos = demo_shares(ro.batch, n_mb) if "demos" in spec.method.needs else None
+  rows_beside = beside_rows(spec, ro.batch, n_mb)
   critic_terms = spec.method.terms_training("critic")
 
   def minibatch(carry, xs):
     (params, opt_state), critic = carry
-    mb, demo = xs
-    normalizers = (losses.aggregate_normalizer(mb.loss_mask, spec.agg),
-                   None if demo is None else losses.aggregate_normalizer(demo.mask, "token-mean"))
+    mb, rows = xs
+    row_normalizers = {need: losses.aggregate_normalizer(r.mask, ROWS[need][1](spec))
+                       for need, r in rows.items()}
+    if spec.high_entropy_frac is not None and "stored_samples" in rows:
+      row_normalizers["stored_samples"] = None  # averaged over micro-batches like the RL loss
+    normalizers = (losses.aggregate_normalizer(mb.loss_mask, spec.agg), row_normalizers)
     loss_fn = lambda p, m, norm: policy_loss(spec, state.step, p, m, norm)
-    grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, demo), normalizers, n_micro)
+    grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, rows), normalizers, n_micro)
     if spec.high_entropy_frac is not None:  # each micro-batch loss is a mean: average them
       grads = jax.tree.map(lambda x: x / n_micro, grads)
     params, opt_state = apply_grads(spec, "policy", grads, params, opt_state)
@@ -152,7 +187,7 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
     else:
       perm = jax.random.permutation(key, rows.tokens.shape[0]).reshape(n_mb, -1)
       minibatches = jax.tree.map(lambda x: x[perm], rows)
-    return jax.lax.scan(minibatch, carry, (minibatches, demos))
+    return jax.lax.scan(minibatch, carry, (minibatches, rows_beside))
 
   carry = ((state.params, state.opt_state), (state.value_params, state.value_opt_state))
   ((params, opt_state), (value_params, value_opt_state)), metrics = jax.lax.scan(
