@@ -1,8 +1,9 @@
 """DPH-RL's data split (Li et al. 2025, arXiv 2509.07430): which training prompts the initial policy
 π₀ always solves (D_pef), and π₀'s correct samples of them with π₀'s token log-probs, written as a
 `data.stored_samples` file (rlvr_jax/data/stored_samples.py) that the `dph` term reads.
+(`python -m rlvr_jax.evaluation.dph_split` is the same command.)
 
-    python -m rlvr_jax.evaluation.dph_split --config=configs/recipes/dph.py:cpu --out=FILE
+    rlvr-prepare-dph --config=configs/recipes/dph.py:cpu --out=FILE
         [--samples=8] [--min_pass_rate=1.0] [--stored_samples=1] [--batch_size=0]
         [--checkpoint=start | --workdir=DIR --checkpoint=none|latest|STEP] [--config.a.b=v]
 
