@@ -77,28 +77,28 @@ def stored_shares(batch: dict[str, Array], n_mb: int) -> Demos:
   return jax.tree.map(lambda x: x.reshape((n_mb, -1) + x.shape[1:]), rows)
 
 
-# The rows beside the rollout a need brings: how the batch holds them, how their loss is
-# aggregated, and the TermContext fields they fill.
-ROWS = {"demos": (demo_shares, lambda spec: "token-mean"),
-        "stored_samples": (stored_shares, lambda spec: spec.agg)}
+# The rows beside the rollout a need brings: how the batch holds them (`n_mb` shares), their
+# loss aggregation (None: algorithm.loss_agg) and the prefix of the TermContext fields they fill:
+# <prefix>_logp, _mask, _normalizer, and _old_logp when the rows carry sampling log-probs.
+ROWS = {"demos": (demo_shares, "token-mean", "demo"),
+        "stored_samples": (stored_shares, None, "stored")}
 
 
 def beside_rows(spec: StepSpec, batch: dict[str, Array], n_mb: int) -> dict[str, Demos]:
   """Need -> its rows in `n_mb` shares, for the needs of the method that bring rows."""
-  return {need: shares(batch, n_mb) for need, (shares, _) in ROWS.items()
+  return {need: shares(batch, n_mb) for need, (shares, _, _) in ROWS.items()
           if need in spec.method.needs}
 
 
 def _row_fields(rows: dict[str, Demos], logp: dict[str, Array],
                 normalizers: dict[str, Array | None]) -> dict[str, Array | None]:
   fields = {}
-  if "demos" in rows:
-    fields.update(demo_logp=logp["demos"], demo_mask=rows["demos"].mask,
-                  demo_normalizer=normalizers["demos"])
-  if "stored_samples" in rows:
-    r = rows["stored_samples"]
-    fields.update(stored_logp=logp["stored_samples"], stored_old_logp=r.logp, stored_mask=r.mask,
-                  stored_normalizer=normalizers["stored_samples"])
+  for need, r in rows.items():
+    prefix = ROWS[need][2]
+    fields.update({f"{prefix}_logp": logp[need], f"{prefix}_mask": r.mask,
+                   f"{prefix}_normalizer": normalizers[need]})
+    if r.logp is not None:
+      fields[f"{prefix}_old_logp"] = r.logp
   return fields
 
 
@@ -160,7 +160,7 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
   def minibatch(carry, xs):
     (params, opt_state), critic = carry
     mb, rows = xs
-    row_normalizers = {need: losses.aggregate_normalizer(r.mask, ROWS[need][1](spec))
+    row_normalizers = {need: losses.aggregate_normalizer(r.mask, ROWS[need][1] or spec.agg)
                        for need, r in rows.items()}
     if spec.high_entropy_frac is not None and "stored_samples" in rows:
       row_normalizers["stored_samples"] = None  # averaged over micro-batches like the RL loss
