@@ -61,11 +61,13 @@ setuptools.setup(
         "notebooks": ["jupyter", "nbconvert", "nbclient", "ipykernel", "matplotlib"],
         "all": TEST + HF + GGUF + WANDB + SEQIO + CODE + ["matplotlib"],
     },
-    # The same entry points as `python -m rlvr_jax.main / .evaluate / .export / .plot`.
+    # The same entry points as `python -m rlvr_jax.main / .evaluate / .export / .plot /
+    # .evaluation.dph_split`.
     entry_points={"console_scripts": [
         "rlvr-train=rlvr_jax.main:run",
         "rlvr-eval=rlvr_jax.evaluation.main:run",
         "rlvr-export=rlvr_jax.export:run",
         "rlvr-plot=rlvr_jax.plot:run",
+        "rlvr-prepare-dph=rlvr_jax.evaluation.dph_split:run",
     ]},
 )

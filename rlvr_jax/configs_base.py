@@ -54,6 +54,10 @@ def base_config() -> ml_collections.ConfigDict:
   # the policy's and the observations' (0: what max_turns full turns and observations hold);
   # an observation keeps its first observation_len tokens. The environments run in env_workers
   # threads; a call past env_timeout_s ends its episode with reward 0 (counted in env_errors).
+  # stored_samples: a file of completions sampled before RL with their log-probs
+  # (rlvr_jax/data/stored_samples.py; DPH-RL's `python -m rlvr_jax.evaluation.dph_split`), read
+  # when a component needs them (terms.dph): every RL step adds stored_samples_per_step of its
+  # rows to the loss, and RL trains on the file's train_index prompts of the training source.
   c.data = ml_collections.ConfigDict(dict(train_size=1_000_000, eval_seed=1234, prompt_len=0,
                                           completion_len=0, answer_len=0, prompt_bucket=0,
                                           rl_train_size=0, record_example_accuracy=False,
@@ -61,7 +65,8 @@ def base_config() -> ml_collections.ConfigDict:
                                           env=ml_collections.FieldReference(None, field_type=str),
                                           env_kw=ml_collections.ConfigDict(), max_turns=4,
                                           episode_tokens=0, observation_len=32, turn_stop="",
-                                          env_workers=4, env_timeout_s=10.0))
+                                          env_workers=4, env_timeout_s=10.0,
+                                          stored_samples="", stored_samples_per_step=0))
   # Where the policy comes from: "scratch" (random init, char tokenizer built from the task),
   # "hf" (a local HF directory) or "gguf" (a local .gguf file); dtype of the loaded weights.
   c.init = ml_collections.ConfigDict(dict(kind="scratch", path="", dtype="float32"))
@@ -227,6 +232,8 @@ RULES: dict[str, config_rules.Rule] = {
     "data.turn_stop": Str(),  # "": a turn ends at EOS only
     "data.env_workers": Int(ge=1),
     "data.env_timeout_s": Float(gt=0),
+    "data.stored_samples": Str(),  # "": none; the file is read and checked by the run builder
+    "data.stored_samples_per_step": Int(ge=0),
     "init.kind": Choice("scratch", "hf", "gguf"),
     "init.path": Str(),
     "init.dtype": Choice(*_DTYPES),
@@ -374,6 +381,7 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
        f"{demo_shares} "
        f"updates takes an equal share of the {c.rl.batch_size} demonstrations; make "
        "rl.batch_size a multiple of it")
+  _check_stored_samples(c, method, need, batch_divisor)
   for phase in ("sft", "rl"):
     need(c[phase].batch_size % batch_divisor == 0, f"{phase}.batch_size",
          f"{c[phase].batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
@@ -429,6 +437,30 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(not max_len or buffer_len <= max_len, "algorithm.advantage_kw.overlong_buffer_len",
        f"{buffer_len} is longer than the completion budget L_max = {max_len} "
        "(algorithm.max_len, else rl.max_new_tokens)")
+
+
+def _check_stored_samples(c: ml_collections.ConfigDict, method: Method, need,
+                          batch_divisor: int) -> None:
+  """data.stored_samples is named exactly when a component needs stored samples, and its rows
+  split evenly over the step's updates and the mesh."""
+  users = ", ".join(t.component.label for t in method.terms if "stored_samples" in
+                    t.component.needs) or "a component"
+  if "stored_samples" not in method.needs:
+    need(not c.data.stored_samples, "data.stored_samples", "no listed component reads stored "
+         "samples (e.g. algorithm.terms.dph = {}); leave data.stored_samples empty")
+    return
+  need(bool(c.data.stored_samples), "data.stored_samples", f"{users} needs a file of stored "
+       "samples: make one with python -m rlvr_jax.evaluation.dph_split --config=... --out=FILE")
+  per_step, shares = c.data.stored_samples_per_step, c.rl.minibatches * c.rl.microbatches
+  need(per_step >= 1 and per_step % shares == 0 and per_step % batch_divisor == 0,
+       "data.stored_samples_per_step", f"{per_step} stored rows a step must be >= 1 and a "
+       f"multiple of rl.minibatches * rl.microbatches = {shares} (each update takes an equal "
+       f"share) and of the mesh batch shards ({batch_divisor})")
+  why = "is not supported with stored samples (data.stored_samples)"
+  need(not c.rl.partial_rollouts, "rl.partial_rollouts", why)
+  need(c.data.env is None, "data.env", why)
+  need(not c.data.one_shot_from, "data.one_shot_from", f"{why}: the stored file's train_index "
+       "chooses the RL prompts")
 
 
 def _check_env(c: ml_collections.ConfigDict, method: Method, need) -> None:

@@ -19,6 +19,9 @@ COMMANDS = {
                    "batch_size", "progress"}),
     "rlvr-export": ("rlvr_jax.export", "rlvr_jax.export:run", {"workdir", "checkpoint", "out"}),
     "rlvr-plot": ("rlvr_jax.plot", "rlvr_jax.plot:run", {"workdir", "out"}),
+    "rlvr-prepare-dph": ("rlvr_jax.evaluation.dph_split", "rlvr_jax.evaluation.dph_split:run",
+                         {"config", "out", "samples", "min_pass_rate", "stored_samples",
+                          "batch_size", "workdir", "checkpoint", "progress"}),
 }
 
 
@@ -33,7 +36,7 @@ def _console_scripts():
   raise AssertionError("setup.py has no entry_points")
 
 
-def test_setup_installs_the_four_commands():
+def test_setup_installs_the_commands():
   assert _console_scripts() == {name: entry for name, (_, entry, _) in COMMANDS.items()}
 
 

@@ -8,6 +8,7 @@ from rlvr_jax.algorithms import policy_losses  # noqa: F401 (registers the built
 from rlvr_jax.algorithms import terms  # noqa: F401 (registers the built-in terms)
 from rlvr_jax.algorithms import cov  # noqa: F401 (registers clip_cov and kl_cov)
 from rlvr_jax.algorithms import lp_reg  # noqa: F401 (registers Lp-Reg's policy loss)
+from rlvr_jax.algorithms import dph  # noqa: F401 (registers the DPH-RL term)
 from rlvr_jax.algorithms.losses import AGGREGATIONS
 from rlvr_jax.algorithms.losses import aggregate
 from rlvr_jax.algorithms.losses import aggregate_normalizer

@@ -59,6 +59,10 @@ NEEDS: dict[str, str] = {
                   "log-prob under the min-p proxy of the behaviour policy (ids below min_p x "
                   "the top probability dropped, the rest renormalised; the component's `min_p` "
                   "hyperparameter is κ), from the sampler or the behaviour pass",
+    "stored_samples": "ctx.stored_logp, ctx.stored_old_logp, ctx.stored_mask, "
+                      "ctx.stored_normalizer: the policy's log-probs of completions sampled "
+                      "earlier and stored with their sampling log-probs (the file "
+                      "data.stored_samples, data.stored_samples_per_step rows a step)",
 }
 TRAINS = ("policy", "critic", "implicit_prm")
 # Keywords the trainer fills (not hyperparameters): the mini-batch normaliser, the loss
@@ -96,7 +100,10 @@ class TermContext:
   step the number of updates done before this rollout; micro_batches how many micro-batches
   make the mini-batch (the trainer averages metrics over them, so a metric that is a partial
   sum under the mini-batch normaliser is multiplied by it); proxy_logp the behaviour policy's
-  min-p proxy log-probs (`NEEDS`). Fields of unmet needs are None."""
+  min-p proxy log-probs (`NEEDS`). Rows beside the rollout, each [m, t] with the normaliser of
+  its mini-batch share: demo_* (`demos`: the prompts' demonstrations, token-mean) and stored_*
+  (`stored_samples`: stored completions, `agg`; stored_old_logp the log-probs they were sampled
+  with). Fields of unmet needs are None."""
   logp: Array
   old_logp: Array
   entropy: Array
@@ -113,6 +120,10 @@ class TermContext:
   demo_mask: Array | None = None
   demo_normalizer: Array | None = None
   proxy_logp: Array | None = None
+  stored_logp: Array | None = None
+  stored_old_logp: Array | None = None
+  stored_mask: Array | None = None
+  stored_normalizer: Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -92,6 +92,27 @@ def _stack(encoded: list[dict[str, np.ndarray]], rows: int) -> dict[str, np.ndar
   return {k: np.stack([e[k] for e in encoded]) for k in keys}
 
 
+def make_sample_score(run: Run, n: int, temperature: float):
+  """jitted `(params, batch, rng) -> (tokens [b·n, t], mask [b·n, t], rewards [b·n])`: n samples
+  of each of the batch's b prompts (rows p·n .. p·n + n − 1; each prompt is prefilled once and its
+  cache shared by its n samples), rl.max_new_tokens at most, scored by the task's reward."""
+  tokenizer = run.tokenizer
+
+  @jax.jit
+  def sample_score(params, batch, rng):
+    comp = sampling.generate(run.model_config, params, batch["prompt_ids"],
+                             batch["prompt_mask"], rng,
+                             max_new_tokens=run.config.rl.max_new_tokens,
+                             temperature=temperature, eos_id=tokenizer.eos_id,
+                             pad_id=tokenizer.pad_id, num_samples=n)
+    repeat = lambda x: jnp.repeat(x, n, axis=0)
+    rewards = run.reward_fn(comp.tokens, comp.mask, repeat(batch["answer_ids"]),
+                            repeat(batch["meta"]))
+    return comp.tokens, comp.mask, rewards
+
+  return sample_score
+
+
 def sample_batches(run: Run, params, *, n: int, temperature: float, num_prompts: int,
                    batch_size: int, seed: int, skip: frozenset[int] = frozenset(),
                    progress: bool = True) -> Iterator[list[dict[str, Any]]]:
@@ -104,21 +125,8 @@ def sample_batches(run: Run, params, *, n: int, temperature: float, num_prompts:
   None if truncated), `answers` (final answers for maj@k), `correct`, `lengths` (completion
   tokens, EOS included) and `truncated`.
   """
-  config, tokenizer, task = run.config, run.tokenizer, run.task
-  max_new_tokens = config.rl.max_new_tokens
-
-  @jax.jit
-  def sample_score(params, batch, rng):
-    # Each prompt is prefilled once and its cache shared by its n samples (rows p*n..p*n+n-1).
-    comp = sampling.generate(run.model_config, params, batch["prompt_ids"],
-                             batch["prompt_mask"], rng, max_new_tokens=max_new_tokens,
-                             temperature=temperature, eos_id=tokenizer.eos_id,
-                             pad_id=tokenizer.pad_id, num_samples=n)
-    repeat = lambda x: jnp.repeat(x, n, axis=0)
-    rewards = run.reward_fn(comp.tokens, comp.mask, repeat(batch["answer_ids"]),
-                            repeat(batch["meta"]))
-    return comp.tokens, comp.mask, rewards
-
+  tokenizer, task = run.tokenizer, run.task
+  sample_score = make_sample_score(run, n, temperature)
   final_answer = getattr(task, "final_answer", lambda text: text)
   examples = _examples(run, num_prompts)
   todo = [i for i, start in enumerate(range(0, num_prompts, batch_size))

@@ -73,12 +73,10 @@ def global_rows(mesh: Mesh, num_local: int) -> int:
 
 
 def global_batch(mesh: Mesh, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-  """This process's rows of a batch -> global arrays sharded on the batch axis."""
-  if not batch:
-    return {}
-  rows = global_rows(mesh, len(next(iter(batch.values()))))
+  """This process's rows of a batch -> global arrays sharded on the batch axis (arrays may
+  differ in rows, e.g. stored samples beside the prompts)."""
   return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim), v,
-                                                    (rows,) + v.shape[1:])
+                                                    (global_rows(mesh, len(v)),) + v.shape[1:])
           for k, v in batch.items()}
 
 

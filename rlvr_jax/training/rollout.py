@@ -201,7 +201,10 @@ def select_groups(batch: dict[str, Array], comp: sampling.Completions, rewards: 
   metrics = dict(outcome_metrics(rewards),
                  dynamic_sampling_kept_frac=adv_lib.dynamic_sampling_mask(rewards)[:, 0].mean(),
                  dynamic_sampling_shortfall=num_groups - valid_b.sum())
-  return (jax.tree.map(take, batch), jax.tree.map(take_groups, comp), take(rewards),
+  # stored samples (data.stored_samples) ride along with the batch but are not its prompts
+  stored = {k: v for k, v in batch.items() if k.startswith("stored_")}
+  batch = {**jax.tree.map(take, {k: v for k, v in batch.items() if k not in stored}), **stored}
+  return (batch, jax.tree.map(take_groups, comp), take(rewards),
           None if greedy_rewards is None else take(greedy_rewards), metrics)
 
 

@@ -22,7 +22,7 @@ from absl import logging
 from rlvr_jax import configs_base, models, parallel
 from rlvr_jax.algorithms.method import Method
 from rlvr_jax.checkpoints import extras
-from rlvr_jax.data import one_shot, pipeline, synthetic
+from rlvr_jax.data import one_shot, pipeline, stored_samples, synthetic
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import april, prorl
 from rlvr_jax.training.episode_step import EpisodeRollouts
@@ -63,6 +63,8 @@ class Run:
     self.prime_optimizer = (make_optimizer(config.prime.optimizer, config.rl.steps)
                             if self.method.has_implicit_prm else None)
     self.uses_prm = self.method.needs_prm
+    # data.stored_samples: read and checked against this config now, before anything compiles
+    self.stored = self._stored_samples() if "stored_samples" in self.method.needs else None
     self.step_end_table = (prm.step_end_table(self.tokenizer, config.prm.step_delimiter,
                                               self.model_config.vocab_size)
                            if self.uses_prm else None)
@@ -80,6 +82,12 @@ class Run:
     self._eval_step = make_eval_step(config, self.model_config, self.reward_fn, **ids)
     # data.env: each RL step is a batch of multi-turn episodes, then the compiled learn phase
     self.episodes = EpisodeRollouts(self) if config.data.env is not None else None
+
+  def _stored_samples(self) -> stored_samples.StoredSamples:
+    path = self.config.data.stored_samples
+    stored = stored_samples.load(path)
+    stored_samples.check(stored, stored_samples.source_settings(self.config, self.shapes), path)
+    return stored
 
   @property
   def rl_prompts_per_step(self) -> int:
@@ -137,21 +145,31 @@ class Run:
     example ranked `data.one_shot_rank` there by historical variance (1-shot RLVR), repeated to
     fill every batch. Rows carry their source index with `data.record_example_accuracy`."""
     c = self.config
-    source = self.rl_source() if c.data.one_shot_from else None
-    if source is not None:
+    subset = self.stored is not None and self.stored.train_index is not None
+    source = self.rl_source() if c.data.one_shot_from or subset else None
+    if c.data.one_shot_from:
       logging.info("1-shot RLVR: training on %r", source.example.prompt)
-    return self.dataset("train", self.rl_prompts_per_step, seed=pipeline.rl_stream_seed(c.seed),
-                        shuffle=True, size=c.data.rl_train_size or c.data.train_size,
-                        source=source, with_demo="demos" in self.method.needs,
-                        with_index=c.data.record_example_accuracy or self.episodes is not None)
+    ds = self.dataset("train", self.rl_prompts_per_step, seed=pipeline.rl_stream_seed(c.seed),
+                      shuffle=True, size=c.data.rl_train_size or c.data.train_size,
+                      source=source, with_demo="demos" in self.method.needs,
+                      with_index=c.data.record_example_accuracy or self.episodes is not None)
+    if self.stored is not None:  # data.stored_samples_per_step stored rows beside every batch
+      per_step = c.data.stored_samples_per_step
+      ds = stored_samples.attach(ds, stored_samples.batches(
+          self.stored, per_step, seed=pipeline.rl_stream_seed(c.seed),
+          rows=parallel.process_rows(self.mesh, per_step)))
+    return ds
 
   def rl_source(self):
     """The examples `rl_dataset`'s `index` rows point into (an environment resets on them)."""
     c = self.config
     if c.data.one_shot_from:
       return one_shot.one_shot_source(self.task, c.data.one_shot_from, c.data.one_shot_rank)
-    return pipeline.TaskSource(self.task, "train", pipeline.rl_stream_seed(c.seed),
-                               c.data.rl_train_size or c.data.train_size)
+    source = pipeline.TaskSource(self.task, "train", pipeline.rl_stream_seed(c.seed),
+                                 c.data.rl_train_size or c.data.train_size)
+    if self.stored is not None and self.stored.train_index is not None:  # e.g. DPH-RL's D_exp
+      return stored_samples.Subset(source, self.stored.train_index)
+    return source
 
   def compile_rl_step(self, state: TrainState):
     """The RL step, `step(state, batch, rng) -> (state, metrics)`: one compiled program, or with

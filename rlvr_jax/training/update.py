@@ -45,11 +45,13 @@ class LossRows:
 
 @flax.struct.dataclass
 class Demos:
-  """Expert demonstrations of the prompts (CHORD), [rows, ...]."""
+  """Completions beside the rollout, [rows, ...]: the prompts' expert demonstrations (CHORD), or
+  completions sampled earlier with their sampling log-probs `logp` (stored samples, DPH-RL)."""
   prompt_ids: Array
   prompt_mask: Array
   tokens: Array
   mask: Array
+  logp: Array | None = None
 
 
 def loss_rows(spec: StepSpec, ro: Rollout) -> LossRows:
@@ -69,6 +71,39 @@ def demo_shares(batch: dict[str, Array], n_mb: int) -> Demos:
   return jax.tree.map(lambda x: x.reshape((n_mb, -1) + x.shape[1:]), demos)
 
 
+def stored_shares(batch: dict[str, Array], n_mb: int) -> Demos:
+  """The step's stored samples (`data.stored_samples`: the batch's stored_* rows) in `n_mb`
+  consecutive shares, one a minibatch."""
+  rows = Demos(prompt_ids=batch["stored_prompt_ids"], prompt_mask=batch["stored_prompt_mask"],
+               tokens=batch["stored_ids"], mask=batch["stored_mask"], logp=batch["stored_logp"])
+  return jax.tree.map(lambda x: x.reshape((n_mb, -1) + x.shape[1:]), rows)
+
+
+# The rows beside the rollout a need brings: how the batch holds them (`n_mb` shares), their
+# loss aggregation (None: algorithm.loss_agg) and the prefix of the TermContext fields they fill:
+# <prefix>_logp, _mask, _normalizer, and _old_logp when the rows carry sampling log-probs.
+ROWS = {"demos": (demo_shares, "token-mean", "demo"),
+        "stored_samples": (stored_shares, None, "stored")}
+
+
+def beside_rows(spec: StepSpec, batch: dict[str, Array], n_mb: int) -> dict[str, Demos]:
+  """Need -> its rows in `n_mb` shares, for the needs of the method that bring rows."""
+  return {need: shares(batch, n_mb) for need, (shares, _, _) in ROWS.items()
+          if need in spec.method.needs}
+
+
+def _row_fields(rows: dict[str, Demos], logp: dict[str, Array],
+                normalizers: dict[str, Array | None]) -> dict[str, Array | None]:
+  fields = {}
+  for need, r in rows.items():
+    prefix = ROWS[need][2]
+    fields.update({f"{prefix}_logp": logp[need], f"{prefix}_mask": r.mask,
+                   f"{prefix}_normalizer": normalizers[need]})
+    if r.logp is not None:
+      fields[f"{prefix}_old_logp"] = r.logp
+  return fields
+
+
 def loss_keys(spec: StepSpec, rng: Array) -> Array | None:
   """Random keys [ppo_epochs, minibatches, microbatches], one a micro-batch update, for a policy
   loss that takes `key` (Clip-Cov's random draw), from the update's key; None for every other
@@ -80,14 +115,14 @@ def loss_keys(spec: StepSpec, rng: Array) -> Array | None:
 
 
 def policy_loss(spec: StepSpec, step: Array, params,
-                m: tuple[LossRows, Demos | None, Array | None],
-                normalizers: tuple[Array, Array | None]):
+                m: tuple[LossRows, dict[str, Demos], Array | None],
+                normalizers: tuple[Array, dict[str, Array | None]]):
   """One micro-batch's policy loss: `method.policy_loss` + the policy terms, and metrics.
-  m: the rows, their demonstrations and the loss's key ([1]: its micro-batch's share), each
-  None when not needed."""
-  mb, demo, key = m
+  m: the rows, the rows beside them (`beside_rows`) and the loss's key ([1]: its micro-batch's
+  share; None when the loss takes none)."""
+  mb, rows, key = m
   context = {} if key is None else {"key": key[0]}
-  normalizer, demo_normalizer = normalizers
+  normalizer, row_normalizers = normalizers
   logp, entropy = completion_logprobs(spec.model_config, params, mb.prompt_ids, mb.prompt_mask,
                                       mb.tokens, mb.mask, spec.temperature)
   mask = mb.loss_mask
@@ -106,17 +141,14 @@ def policy_loss(spec: StepSpec, step: Array, params,
   metrics = dict(metrics)
   terms = spec.method.terms_training("policy")
   if terms:
-    demo_logp = None
-    if demo is not None:
-      demo_logp, _ = completion_logprobs(spec.model_config, params, demo.prompt_ids,
-                                         demo.prompt_mask, demo.tokens, demo.mask,
-                                         spec.temperature)
+    rows_logp = {need: completion_logprobs(spec.model_config, params, r.prompt_ids,
+                                           r.prompt_mask, r.tokens, r.mask,
+                                           spec.temperature)[0] for need, r in rows.items()}
     ctx = TermContext(logp=logp, old_logp=old_logp, entropy=entropy, mask=mask,
                       advantages=mb.advantages, normalizer=normalizer, agg=spec.agg,
                       max_len=spec.max_len, policy_loss=loss, step=step,
                       micro_batches=spec.microbatches, ref_logp=mb.ref_logp,
-                      demo_logp=demo_logp, demo_mask=None if demo is None else demo.mask,
-                      demo_normalizer=demo_normalizer, proxy_logp=mb.proxy_logp)
+                      proxy_logp=mb.proxy_logp, **_row_fields(rows, rows_logp, row_normalizers))
     loss, term_metrics = sum_terms(terms, ctx, loss)
     metrics.update(term_metrics)
   metrics["policy_entropy"] = losses.masked_mean(entropy, mb.mask)
@@ -139,16 +171,19 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
   `microbatches`. Returns the state with new parameters (step not advanced) and the metrics
   averaged over the updates."""
   rows, n_mb, n_micro = loss_rows(spec, ro), spec.minibatches, spec.microbatches
-  demos = demo_shares(ro.batch, n_mb) if "demos" in spec.method.needs else None
+  rows_beside = beside_rows(spec, ro.batch, n_mb)
   critic_terms = spec.method.terms_training("critic")
 
   def minibatch(carry, xs):
     (params, opt_state), critic = carry
-    mb, demo, keys = xs
-    normalizers = (losses.aggregate_normalizer(mb.loss_mask, spec.agg),
-                   None if demo is None else losses.aggregate_normalizer(demo.mask, "token-mean"))
+    mb, rows, keys = xs
+    row_normalizers = {need: losses.aggregate_normalizer(r.mask, ROWS[need][1] or spec.agg)
+                       for need, r in rows.items()}
+    if spec.high_entropy_frac is not None and "stored_samples" in rows:
+      row_normalizers["stored_samples"] = None  # averaged over micro-batches like the RL loss
+    normalizers = (losses.aggregate_normalizer(mb.loss_mask, spec.agg), row_normalizers)
     loss_fn = lambda p, m, norm: policy_loss(spec, state.step, p, m, norm)
-    grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, demo, keys), normalizers,
+    grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, rows, keys), normalizers,
                                                n_micro)
     if spec.high_entropy_frac is not None:  # each micro-batch loss is a mean: average them
       grads = jax.tree.map(lambda x: x / n_micro, grads)
@@ -171,7 +206,7 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
     else:
       perm = jax.random.permutation(key, rows.tokens.shape[0]).reshape(n_mb, -1)
       minibatches = jax.tree.map(lambda x: x[perm], rows)
-    return jax.lax.scan(minibatch, carry, (minibatches, demos, keys))
+    return jax.lax.scan(minibatch, carry, (minibatches, rows_beside, keys))
 
   carry = ((state.params, state.opt_state), (state.value_params, state.value_opt_state))
   ((params, opt_state), (value_params, value_opt_state)), metrics = jax.lax.scan(
