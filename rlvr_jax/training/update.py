@@ -16,6 +16,7 @@ import optax
 
 from rlvr_jax.algorithms import losses
 from rlvr_jax.algorithms.registry import CriticContext, TermContext
+from rlvr_jax.models import lora
 from rlvr_jax.training.forward import completion_logprobs, completion_values
 from rlvr_jax.training.rollout import (Rollout, StepSpec, accumulated_grads, apply_grads,
                                        loss_prompt_rows, model_metrics, sum_terms)
@@ -125,12 +126,16 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
   demos = demo_shares(ro.batch, n_mb) if "demos" in spec.method.needs else None
   critic_terms = spec.method.terms_training("critic")
 
+  # `params` below are what the optimizer updates: all the policy params, or its LoRA adapters
+  # (the frozen base then enters the loss as a constant: `lora.with_trainable`).
+  full = lambda trained: lora.with_trainable(state.params, trained)
+
   def minibatch(carry, xs):
     (params, opt_state), critic = carry
     mb, demo = xs
     normalizers = (losses.aggregate_normalizer(mb.loss_mask, spec.agg),
                    None if demo is None else losses.aggregate_normalizer(demo.mask, "token-mean"))
-    loss_fn = lambda p, m, norm: policy_loss(spec, state.step, p, m, norm)
+    loss_fn = lambda p, m, norm: policy_loss(spec, state.step, full(p), m, norm)
     grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, demo), normalizers, n_micro)
     if spec.high_entropy_frac is not None:  # each micro-batch loss is a mean: average them
       grads = jax.tree.map(lambda x: x / n_micro, grads)
@@ -154,9 +159,10 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
       minibatches = jax.tree.map(lambda x: x[perm], rows)
     return jax.lax.scan(minibatch, carry, (minibatches, demos))
 
-  carry = ((state.params, state.opt_state), (state.value_params, state.value_opt_state))
+  carry = ((lora.trainable(state.params), state.opt_state),
+           (state.value_params, state.value_opt_state))
   ((params, opt_state), (value_params, value_opt_state)), metrics = jax.lax.scan(
       epoch, carry, jax.random.split(rng, spec.ppo_epochs))
-  state = state.replace(params=params, opt_state=opt_state, value_params=value_params,
+  state = state.replace(params=full(params), opt_state=opt_state, value_params=value_params,
                         value_opt_state=value_opt_state)
   return state, jax.tree.map(jnp.mean, metrics)
