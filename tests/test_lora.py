@@ -264,7 +264,8 @@ def _lora_config(sft_dir, steps):
   config = load_config()
   config.update_from_flattened_dict({
       "lora.rank": 4, "lora.alpha": 8.0, "sft.init_from": sft_dir, "rl.steps": steps,
-      "algorithm.terms.kl": dict(coef=0.1), "rl.optimizer.warmup_steps": 0,
+      # NSR: a 4-step SFT policy gets no reward, and NSR still pushes its wrong samples down
+      "algorithm.advantage": "nsr", "algorithm.terms.kl": dict(coef=0.1), "rl.optimizer.warmup_steps": 0,
       "rl.optimizer.learning_rate": 3e-2, "checkpoint.every": 1, "checkpoint.use_async": False,
       "checkpoint.keep": 10, "eval.every": 100})
   return config
@@ -350,8 +351,9 @@ def config_type(case):
 
 
 def test_export_of_a_lora_run_merged_and_as_an_adapter(sft_run, tmp_path):
-  """rlvr-export of a LoRA run: merged weights load in transformers with our logits; the adapter
-  directory holds the trained adapters in PEFT's names."""
+  """rlvr-export of a LoRA run: the restored policy is the SFT base plus the trained adapters,
+  written merged (the merged path's logits: test_peft_loads_our_adapters_onto_the_hf_model) or as
+  a PEFT directory holding the trained adapters under PEFT's names."""
   import safetensors.numpy
   workdir = str(tmp_path / "run")
   loop.train(_lora_config(sft_run, 1), workdir, progress=False)
