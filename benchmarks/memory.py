@@ -17,9 +17,10 @@ each model at its best setting (bf16, full remat) on a ('data', 'fsdp', 'tensor'
 mesh, sharded exactly as `Run` shards a run, with each `model.decode_weight_gather` ("once":
 all layers' weights gathered before the decode loop; "per_layer": one layer at a time).
 
-`--lora 16` measures LoRA instead: each model at bf16 + remat full, on one device and over
-`--fsdp` devices (both decode_weight_gather values), full fine-tuning and rank-16 adapters on
-every linear weight (alpha 32) side by side; the adapters and their Adam moments are float32.
+`--lora 16` measures LoRA instead: each model at bf16 + remat full, at each `--lora-settings`
+devices:decode_weight_gather pair (default one device, and 8 with each gather; `--fsdp 8` makes
+the 8 CPU devices), full fine-tuning and rank-16 adapters on every linear weight (alpha 32) side
+by side; the adapters and their Adam moments are float32.
 
 `--completions` measures long completions instead: each model at its long-context setting (bf16,
 remat full; over `--fsdp` devices with decode_weight_gather "per_layer", the memory floor) at every
@@ -207,8 +208,8 @@ def _lora_table(args, gb: int) -> list[dict]:
   for name in args.models.split(","):
     base = dataclasses.replace(MODELS[name], dtype="bfloat16", param_dtype="bfloat16",
                                remat="full")
-    settings = [(1, "once")] + ([(args.fsdp, "once"), (args.fsdp, "per_layer")]
-                                if args.fsdp > 1 else [])
+    settings = [(int(n), gather) for n, gather in
+                (item.split(":") for item in args.lora_settings.split(","))]
     for n, gather in settings:
       for rank in (0, args.lora):
         run_args = argparse.Namespace(**vars(args), lora_rank=rank)
@@ -270,6 +271,8 @@ def main():
                       help="rows per micro-batch (sets --microbatches to batch x group / rows)")
   parser.add_argument("--lora", type=int, default=0,
                       help="LoRA rank: the full fine-tuning vs LoRA table")
+  parser.add_argument("--lora-settings", default="1:once,8:once,8:per_layer",
+                      help="devices:decode_weight_gather pairs of the LoRA table")
   parser.add_argument("--override", action="append", default=[],
                       help="rl.x=v / algorithm.x=v / model.x=v, repeatable")
   args = parser.parse_args()
