@@ -36,9 +36,9 @@ from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.data import pipeline
 from rlvr_jax.data.tasks.base import decode_completion
 from rlvr_jax.evaluation import results
+from rlvr_jax.training import state as state_lib
 from rlvr_jax.training import warm_start
 from rlvr_jax.training.run import Run
-from rlvr_jax.training import state as state_lib
 
 
 # ---------------------------------------------------------------------------------------------
