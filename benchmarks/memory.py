@@ -17,6 +17,11 @@ each model at its best setting (bf16, full remat) on a ('data', 'fsdp', 'tensor'
 mesh, sharded exactly as `Run` shards a run, with each `model.decode_weight_gather` ("once":
 all layers' weights gathered before the decode loop; "per_layer": one layer at a time).
 
+`--lora 16` measures LoRA instead: each model at bf16 + remat full, at each `--lora-settings`
+devices:decode_weight_gather pair (default one device, and 8 with each gather; `--fsdp 8` makes
+the 8 CPU devices), full fine-tuning and rank-16 adapters on every linear weight (alpha 32) side
+by side; the adapters and their Adam moments are float32.
+
 `--completions` measures long completions instead: each model at its long-context setting (bf16,
 remat full; over `--fsdp` devices with decode_weight_gather "per_layer", the memory floor) at every
 length, then prints how the temporaries grow with length and the longest completion that fits
@@ -47,6 +52,7 @@ import jax.numpy as jnp  # noqa: E402
 from rlvr_jax import models, parallel  # noqa: E402
 from rlvr_jax.configs_base import base_config  # noqa: E402
 from rlvr_jax.training.rl_step import make_rl_step  # noqa: E402
+from rlvr_jax.models import lora  # noqa: E402
 from rlvr_jax.training.state import create_state, make_optimizer, state_shardings  # noqa: E402
 
 # Real architectures (HF config.json): layers, d_model, heads, kv heads, d_ff, vocab, tying.
@@ -94,6 +100,11 @@ def measure(model_config: models.ModelConfig, args, devices) -> dict:
   step = make_rl_step(config, model_config, _reward, optimizer, eos_id=1, pad_id=0)
   params = jax.eval_shape(functools.partial(models.init_params, model_config),
                           jax.random.key(0))
+  rank = getattr(args, "lora_rank", 0)
+  if rank:  # adapters on every linear weight; the optimizer and its moments hold them alone
+    adapters = jax.eval_shape(functools.partial(
+        lora.init, model_config, lora.LoraConfig(rank=rank, alpha=2.0 * rank)), jax.random.key(1))
+    params = lora.attach(params, adapters)
   state = jax.eval_shape(functools.partial(create_state, optimizer=optimizer,
                                            with_reference=False), params)
   b, p = args.batch, args.prompt
@@ -110,7 +121,8 @@ def measure(model_config: models.ModelConfig, args, devices) -> dict:
   t0 = time.time()
   m = jitted.lower(state, batch, rng).compile().memory_analysis()
   return dict(
-      params=sum(x.size for x in jax.tree.leaves(params)),
+      params=sum(x.size for x in jax.tree.leaves(lora.base(params))),
+      adapter_params=lora.size(params),
       argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
       temp=m.temp_size_in_bytes, alias=m.alias_size_in_bytes,
       peak=m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
@@ -185,6 +197,34 @@ def _long_table(args, gb: int) -> list[dict]:
   return rows
 
 
+def _lora_table(args, gb: int) -> list[dict]:
+  """Every model at bf16 + remat full, one device and `--fsdp` devices (each gather), full
+  fine-tuning vs LoRA rank `--lora` on every linear weight."""
+  rows = []
+  print(f"B={args.batch} G={args.group} prompt={args.prompt} completion={args.completion} "
+        f"microbatches={args.microbatches}; bf16, remat full; GiB per device")
+  print(f"{'model':14s} {'dev':>3s} {'gather':9s} {'train':9s} {'adapters':>9s} {'args':>7s} "
+        f"{'temp':>7s} {'peak':>7s} {'compile':>8s}")
+  for name in args.models.split(","):
+    base = dataclasses.replace(MODELS[name], dtype="bfloat16", param_dtype="bfloat16",
+                               remat="full")
+    settings = [(int(n), gather) for n, gather in
+                (item.split(":") for item in args.lora_settings.split(","))]
+    for n, gather in settings:
+      for rank in (0, args.lora):
+        run_args = argparse.Namespace(**vars(args), lora_rank=rank)
+        model_config = dataclasses.replace(base, decode_weight_gather=gather)
+        r = measure(model_config, run_args, jax.devices()[:n])
+        label = f"LoRA r{rank}" if rank else "full"
+        r.update(model=name, dtype="bfloat16", remat="full", devices=n, lora_rank=rank,
+                 decode_weight_gather=gather)
+        rows.append(r)
+        print(f"{name:14s} {n:3d} {gather if n > 1 else '-':9s} {label:9s} "
+              f"{r['adapter_params'] / 1e6:8.1f}M {r['argument'] / gb:7.2f} "
+              f"{r['temp'] / gb:7.2f} {r['peak'] / gb:7.2f} {r['compile_s']:7.1f}s", flush=True)
+  return rows
+
+
 def _model_table(args, gb: int) -> list[dict]:
   """Every model x dtype x remat (x devices) at one completion length; then the largest model
   that fits each device size."""
@@ -229,6 +269,10 @@ def main():
                       help="comma-separated completion lengths: the long-completion table")
   parser.add_argument("--microbatch-rows", type=int, default=0,
                       help="rows per micro-batch (sets --microbatches to batch x group / rows)")
+  parser.add_argument("--lora", type=int, default=0,
+                      help="LoRA rank: the full fine-tuning vs LoRA table")
+  parser.add_argument("--lora-settings", default="1:once,8:once,8:per_layer",
+                      help="devices:decode_weight_gather pairs of the LoRA table")
   parser.add_argument("--override", action="append", default=[],
                       help="rl.x=v / algorithm.x=v / model.x=v, repeatable")
   args = parser.parse_args()
@@ -238,7 +282,8 @@ def main():
       parser.error(f"--microbatch-rows {args.microbatch_rows} does not divide batch x group "
                    f"= {args.batch * args.group}")
     args.microbatches = args.batch * args.group // args.microbatch_rows
-  rows = _long_table(args, gb) if args.completions else _model_table(args, gb)
+  table = _long_table if args.completions else _lora_table if args.lora else _model_table
+  rows = table(args, gb)
   if args.out:
     with open(args.out, "w") as f:
       json.dump(dict(settings=vars(args), rows=rows), f, indent=1)

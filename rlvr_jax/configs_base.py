@@ -19,6 +19,7 @@ from rlvr_jax.algorithms import losses, registry
 from rlvr_jax.algorithms.method import Method, problems
 from rlvr_jax.config_rules import Bool, Choice, Dict, Float, Int, Registered, Str
 from rlvr_jax.data import synthetic
+from rlvr_jax.models import lora
 from rlvr_jax.models.config import DECODE_WEIGHT_GATHER, REMAT_POLICIES
 
 # algorithm.dynamic_sampling: "none"; "mask" drops zero-variance groups from the loss (the batch
@@ -93,6 +94,15 @@ def base_config() -> ml_collections.ConfigDict:
       attention_chunk=0,
       cache_dtype=ml_collections.FieldReference(None, field_type=str), unroll_layers=False,
       decode_weight_gather="once", decode_cache_segments=0, logprob_chunk=0))
+  # LoRA (models/lora.py): rank > 0 trains low-rank adapters, scale alpha / rank, on the linear
+  # weights whose names fully match `targets` (a regular expression over wq wk wv wo w_gate w_up
+  # w_down) and freezes every base weight; the optimizer, its state and the checkpoints hold the
+  # adapters alone, a KL term's reference is the base (adapters off), the sampler runs on merged
+  # weights. The base must be rebuilt from the config on resume: init.* or sft.init_from, no SFT
+  # phase in the run. dropout: PEFT's lora_dropout (0 only, for now; see docs/ALGORITHMS.md).
+  # rank 0: off, and every other config compiles the program it always did.
+  c.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0, dropout=0.0,
+                                          targets="wq|wk|wv|wo|w_gate|w_up|w_down"))
   # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
   # init_from: an earlier run's workdir whose checkpoint 0 becomes this run's warm start (its SFT
   # policy; no SFT here). Ablations start every variant of a seed from one SFT this way; the
@@ -259,6 +269,10 @@ RULES: dict[str, config_rules.Rule] = {
     "model.decode_weight_gather": Choice(*DECODE_WEIGHT_GATHER),
     "model.decode_cache_segments": Int(ge=0),  # 0: automatic (see ModelConfig)
     "model.logprob_chunk": Int(ge=0),  # 0: automatic (see ModelConfig)
+    "lora.rank": Int(ge=0),  # 0: off
+    "lora.alpha": Float(gt=0),
+    "lora.dropout": Float(ge=0, lt=1),  # PEFT's lora_dropout (only 0 runs: _check_lora)
+    "lora.targets": Str(nonempty=True),  # matched against the names in models.lora.LINEAR_IN_AXES
     "sft.steps": Int(ge=0),
     "sft.batch_size": Int(ge=1),
     **_optimizer_rules("sft.optimizer"),
@@ -432,6 +446,8 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
          "record per-example accuracy")
   if c.data.env is not None:
     _check_env(c, method, need)
+  if c.lora.rank:
+    _check_lora(c, method, need)
   max_len = c.algorithm.max_len or c.rl.max_new_tokens  # DAPO's L_max (0: not known yet)
   buffer_len = method.advantage.kw.get("overlong_buffer_len", 0)
   need(not max_len or buffer_len <= max_len, "algorithm.advantage_kw.overlong_buffer_len",
@@ -480,3 +496,21 @@ def _check_env(c: ml_collections.ConfigDict, method: Method, need) -> None:
   need(c.data.episode_tokens == 0 or c.data.episode_tokens >= c.rl.max_new_tokens,
        "data.episode_tokens", f"{c.data.episode_tokens} is less than one turn "
        f"(rl.max_new_tokens = {c.rl.max_new_tokens})")
+
+
+def _check_lora(c: ml_collections.ConfigDict, method: Method, need) -> None:
+  """What LoRA adapters (lora.rank > 0) need and do not combine with."""
+  lora.LoraConfig.from_config(c.lora).target_names()  # a pattern matching nothing fails here
+  need(c.sft.steps == 0 or bool(c.sft.init_from), "sft.steps",
+       f"{c.sft.steps} SFT steps would train the base weights the adapters sit on, which no "
+       "checkpoint keeps (it holds the adapters alone), so a resume could not rebuild them: set "
+       "sft.steps=0, or run the warm start as its own run and point sft.init_from at it")
+  need(c.lora.dropout == 0, "lora.dropout", f"{c.lora.dropout}: dropout on the adapters' input "
+       "is not implemented (it needs a random key in the update's forward); use 0")
+  why = "is not supported with LoRA (lora.rank > 0)"
+  need(not (c.algorithm.ref_reset_every or c.algorithm.ref_reset_patience),
+       "algorithm.ref_reset_every", f"a ProRL reference reset {why}: the reference is the "
+       "base weights (adapters off), not a copy that could be reset")
+  need(not method.has_critic, "algorithm.terms", f"a critic (terms.value) {why}")
+  need(not method.has_implicit_prm, "algorithm.terms", f"PRIME's implicit PRM {why}")
+  need(not method.needs_prm, "algorithm.advantage", f"a process reward model {why}")

@@ -43,6 +43,7 @@ def test_every_variant_passes_the_config_checks(name, variant, tmp_path):
     with pytest.raises(ValueError, match=rf"config\.{required[0]}: this config needs a value"):
       configs_base.validate(config)
     (tmp_path / "metrics.jsonl").write_text("{}\n")
+    (tmp_path / "checkpoints").mkdir()  # an earlier run's workdir, for sft.init_from
     config.update_from_flattened_dict({p: str(tmp_path) for p in required})
   configs_base.validate(config)
 

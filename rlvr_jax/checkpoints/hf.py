@@ -250,6 +250,14 @@ def config_to_hf(c: ModelConfig, *, max_position_embeddings: int = 32_768) -> di
 # ---------------------------------------------------------------------------------------------
 # Tensors
 # ---------------------------------------------------------------------------------------------
+def module_name(name: str) -> str:
+  """The HF module under `model.layers.{i}.` that holds our linear weight `name` (e.g.
+  "self_attn.q_proj" for "wq"), as PEFT's adapters name it."""
+  if name not in _LINEAR_IN_AXES or name == "lm_head":
+    raise ValueError(f"{name!r} is not a per-layer linear weight")
+  return _LAYER_NAMES[name].rsplit(".", 1)[0]
+
+
 def _hf_shape(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
   """HF shape of our weight `name` (without the layers axis) of shape `shape`."""
   if name in _LINEAR_IN_AXES:

@@ -36,6 +36,8 @@ from rlvr_jax.checkpoints.manager import Checkpointer, abstract_like
 from rlvr_jax.data import pipeline
 from rlvr_jax.data.tasks.base import decode_completion
 from rlvr_jax.evaluation import results
+from rlvr_jax.training import state as state_lib
+from rlvr_jax.training import warm_start
 from rlvr_jax.training.run import Run
 
 
@@ -60,7 +62,8 @@ def restore_params(run: Run, workdir: str, checkpoint: str) -> tuple[Any, int | 
   try:
     if not checkpointer.all_steps():
       raise ValueError(f"--checkpoint={checkpoint}: no checkpoints in {ckpt_dir}")
-    abstract = abstract_like(run.make_rl_state(run.init_params()))
+    template = run.make_rl_state(warm_start.rl_start(run) if run.lora else run.init_params())
+    abstract = abstract_like(state_lib.checkpointed(template))
     if checkpoint == "latest":
       restored = checkpointer.restore_latest(abstract)
       if restored is None:
@@ -73,7 +76,7 @@ def restore_params(run: Run, workdir: str, checkpoint: str) -> tuple[Any, int | 
       state, _, _ = checkpointer.restore(step, abstract)
   finally:
     checkpointer.close()
-  return state.params, step
+  return state_lib.restored(template, state).params, step
 
 
 # ---------------------------------------------------------------------------------------------

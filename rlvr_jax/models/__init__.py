@@ -17,11 +17,12 @@ from rlvr_jax.models.transformer import (
     scalar_head,
 )
 from rlvr_jax.models.presets import PRESETS, preset
+from rlvr_jax.models import lora
 
 __all__ = [
     "ModelConfig", "tiny", "Params", "completion_hidden_states", "decode_step", "extend_cache",
     "forward", "grow_cache", "hidden_states", "init_cache", "init_params", "join_prompt",
     "load_prompt_rows", "logits_from_hidden", "param_axes", "positions_from_mask", "prefill",
     "repeat_cache", "scalar_head", "unstack_layers", "PRESETS", "preset", "logprob_chunk_size",
-    "token_logprobs", "min_p_logprobs",
+    "token_logprobs", "min_p_logprobs", "lora",
 ]

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from rlvr_jax.models.config import ModelConfig
-from rlvr_jax.models.transformer import (_MASKED, Params, _layer, _mlp_block, _qkv,
-                                         linear, logits_from_hidden, positions_from_mask,
-                                         rms_norm, rope_table)
+from rlvr_jax.models.transformer import (_MASKED, Params, _layer, _mlp_block, _proj, _qkv,
+                                         logits_from_hidden, positions_from_mask, rms_norm,
+                                         rope_table)
 
 
 def _decode_layer(c: ModelConfig, p: Params, x_bd, rope, cache: dict[str, jax.Array],
@@ -43,7 +43,7 @@ def _decode_layer(c: ModelConfig, p: Params, x_bd, rope, cache: dict[str, jax.Ar
   else:
     attn_bkge = jnp.sum(probs_bkgs[..., None] * cache["v"][:, :, None].astype(jnp.float32),
                         axis=3).astype(dtype)
-  x_bd = x_bd + linear(attn_bkge.reshape(b, c.n_heads, e).astype(dtype), p["wo"].astype(dtype), 2)
+  x_bd = x_bd + _proj(p, "wo", attn_bkge.reshape(b, c.n_heads, e).astype(dtype), 2)
   return _mlp_block(c, p, x_bd[:, None])[:, 0], cache
 
 
@@ -291,5 +291,5 @@ def _extend_layer(c: ModelConfig, p: Params, x_btd, rope, cache: dict[str, jax.A
   scores = jnp.where(mask_bts[:, None, None], scores, _MASKED)
   probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
   attn = jnp.einsum("bkgts,bkse->btkge", probs, cache["v"].astype(dtype))
-  x_btd = x_btd + linear(attn.reshape(b, t, c.n_heads, e), p["wo"].astype(dtype), 2)
+  x_btd = x_btd + _proj(p, "wo", attn.reshape(b, t, c.n_heads, e), 2)
   return _mlp_block(c, p, x_btd), cache

@@ -163,6 +163,19 @@ def _unembed_bwd(residuals, g):
 unembed.defvjp(_unembed_fwd, _unembed_bwd)
 
 
+def _proj(p: Params, name: str, x: jax.Array, n_in: int = 1,
+          w: jax.Array | None = None) -> jax.Array:
+  """x · p[name] (`linear`; `w`: that weight already cast to x's dtype), plus ((x A) · α/r) B
+  when a LoRA adapter sits beside it at p[name + "_lora"] (`lora.Adapter`). The low-rank path
+  runs through `linear` too, so ΔW = A B is never formed: its backward is [in, r] work."""
+  out = linear(x, p[name].astype(x.dtype) if w is None else w, n_in)
+  adapter = p.get(name + "_lora")
+  if adapter is not None:
+    h = linear(x, adapter.a.astype(x.dtype), n_in) * jnp.asarray(adapter.scale, x.dtype)
+    out = out + linear(h, adapter.b.astype(x.dtype), 1)
+  return out
+
+
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
   """x / sqrt(mean(x^2) + eps) * weight, computed in float32 (as HF Llama)."""
   x32 = x.astype(jnp.float32)
@@ -272,12 +285,9 @@ def _qkv(c: ModelConfig, p: Params, y_btd, rope):
   """Projected, biased, normalised and rotated (`rope` from `rope_table`) q [b, t, h, e], k and
   v [b, t, k, e]."""
   dtype = y_btd.dtype
-  q = constrain(linear(y_btd, p["wq"].astype(dtype)),
-                ("batch", "length", "heads", "kv"))
-  k = constrain(linear(y_btd, p["wk"].astype(dtype)),
-                ("batch", "length", "kv_heads", "kv"))
-  v = constrain(linear(y_btd, p["wv"].astype(dtype)),
-                ("batch", "length", "kv_heads", "kv"))
+  q = constrain(_proj(p, "wq", y_btd), ("batch", "length", "heads", "kv"))
+  k = constrain(_proj(p, "wk", y_btd), ("batch", "length", "kv_heads", "kv"))
+  v = constrain(_proj(p, "wv", y_btd), ("batch", "length", "kv_heads", "kv"))
   if c.qkv_bias:
     q, k, v = q + p["bq"].astype(dtype), k + p["bk"].astype(dtype), v + p["bv"].astype(dtype)
   if c.qk_norm:
@@ -287,12 +297,10 @@ def _qkv(c: ModelConfig, p: Params, y_btd, rope):
 
 def _mlp_block(c: ModelConfig, p: Params, x_btd):
   """x + SwiGLU(rms_norm(x))."""
-  dtype = x_btd.dtype
   y = rms_norm(x_btd, p["mlp_norm"], c.norm_eps)
-  gate = constrain(linear(y, p["w_gate"].astype(dtype)),
-                   ("batch", "length", "mlp"))
-  up = constrain(linear(y, p["w_up"].astype(dtype)), ("batch", "length", "mlp"))
-  down = linear(jax.nn.silu(gate) * up, p["w_down"].astype(dtype))
+  gate = constrain(_proj(p, "w_gate", y), ("batch", "length", "mlp"))
+  up = constrain(_proj(p, "w_up", y), ("batch", "length", "mlp"))
+  down = _proj(p, "w_down", jax.nn.silu(gate) * up)
   return constrain(x_btd + down, _RESIDUAL)
 
 
@@ -305,8 +313,7 @@ def _layer(c: ModelConfig, p: Params, x_btd, rope, valid_bt):
   q, k, v = _qkv(c, p, y, rope)
   attn = _attention(q, k, v, valid_bt, c.n_kv_heads, c.attention_block(x_btd.shape[1]))
   attn = constrain(attn, ("batch", "length", "heads", "kv"))
-  x_btd = constrain(x_btd + linear(attn, p["wo"].astype(x_btd.dtype), 2),
-                    _RESIDUAL)
+  x_btd = constrain(x_btd + _proj(p, "wo", attn, 2), _RESIDUAL)
   return _mlp_block(c, p, x_btd), (k, v)
 
 
@@ -327,7 +334,7 @@ def _grouped_layer(c: ModelConfig, p: Params, xp_bpd, xs_ntd, ropes, valid, grou
                       jnp.concatenate([repeat(vp), vs], axis=1), valid_ns, c.n_kv_heads,
                       c.attention_block(qs.shape[1]))
   wo = p["wo"].astype(xs_ntd.dtype)
-  out = lambda attn: linear(constrain(attn, ("batch", "length", "heads", "kv")), wo, 2)
+  out = lambda attn: _proj(p, "wo", constrain(attn, ("batch", "length", "heads", "kv")), 2, wo)
   xp_bpd, xs_ntd = xp_bpd + out(attn_p), xs_ntd + out(attn_s)
   return _mlp_block(c, p, xp_bpd), _mlp_block(c, p, xs_ntd)
 

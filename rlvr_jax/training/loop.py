@@ -26,7 +26,8 @@ from rlvr_jax.training.finite import NonFiniteError  # noqa: F401 (main catches 
 from rlvr_jax.training import prorl, resume, warm_start
 from rlvr_jax.training import workdir as workdir_lib
 from rlvr_jax.training.run import Run  # also `loop.Run`, as users and old code name it
-from rlvr_jax.training.state import TrainState, tree_size
+from rlvr_jax.training.state import TrainState, checkpointed, tree_size
+from rlvr_jax.training.state import restored as restored_state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,7 +71,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
                               use_async=config.checkpoint.use_async,
                               before_manifest=_sigkill_at(config.debug.sigkill_before_manifest))
-  template = run.make_rl_state(run.init_params())
+  # A LoRA run's frozen base is rebuilt from the config: its checkpoints hold the adapters alone.
+  template = run.make_rl_state(warm_start.rl_start(run) if run.lora else run.init_params())
   rl_step = run.compile_rl_step(template)
   train_ds = run.rl_dataset()
   train_it = iter(train_ds)
@@ -80,7 +82,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   rng_meta = {"rng_key_data": np.asarray(jax.random.key_data(run.base_rng)).tolist()}
   try:
     restored = checkpointer.restore_latest(
-        abstract_like(template), check=resume.checkpoint_check(train_it.get_state(), rng_meta))
+        abstract_like(checkpointed(template)),
+        check=resume.checkpoint_check(train_it.get_state(), rng_meta))
   except StateMismatchError as e:  # refused before anything ran or was written
     checkpointer.close()
     raise resume.mismatch_error(e, workdir, changes) from None
@@ -125,11 +128,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     plateau = prorl.PlateauTracker.from_config(config.algorithm)
     if plateau is not None:  # the starting accuracy is the first best
       plateau.observe(acc)
-    checkpointer.save(0, state, train_it.get_state(),
+    checkpointer.save(0, checkpointed(state), train_it.get_state(),
                       {"eval_accuracy": acc, **rng_meta, **_plateau_meta(plateau)})
     start = 0
   else:
     start, state, data_state, meta = restored
+    state = restored_state(template, state)
     plateau = prorl.PlateauTracker.from_config(config.algorithm, meta)
     train_it.set_state(data_state)
     writer = metrics_lib.make_writer(workdir, resume_step=start, active=primary,
@@ -204,7 +208,7 @@ def _rl_phase(run: Run, rl_step, state: TrainState, start: int, train_it, writer
           m["ref_reset"] = 1.0
     record(step, m)
     if save:
-      checkpointer.save(step, state, train_it.get_state(),
+      checkpointer.save(step, checkpointed(state), train_it.get_state(),
                         {"eval_accuracy": m.get("eval_accuracy"), **rng_meta,
                          **_plateau_meta(plateau)})
     if kill:

@@ -26,6 +26,7 @@ from rlvr_jax.algorithms import advantages as adv_lib
 from rlvr_jax.algorithms import filters, losses
 from rlvr_jax.algorithms.method import Method
 from rlvr_jax.algorithms.registry import AdvantageInputs, ImplicitPRMContext
+from rlvr_jax.models import lora
 from rlvr_jax.rewards import prm
 from rlvr_jax.training.forward import completion_logprobs, completion_values, repeat
 from rlvr_jax.training.state import TrainState
@@ -276,8 +277,11 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   if ro.stale is not None:
     old_logp = jnp.where(ro.stale > 0, comp.logprobs, old_logp) * comp.mask
   ref_logp = values = step_end = step_r = process_r = None
+  ref_params = state.ref_params
+  if ref_params is None and spec.method.needs_reference and lora.has_adapters(state.params):
+    ref_params = lora.base(state.params)  # LoRA: the reference is the base, adapters off
   if spec.method.needs_policy_reference:
-    ref_logp = _frozen_logp(spec, state.ref_params, group_prompts, comp)
+    ref_logp = _frozen_logp(spec, ref_params, group_prompts, comp)
   if state.value_params is not None:
     values = jax.lax.stop_gradient(completion_values(
         spec.model_config, state.value_params, *group_prompts, comp.tokens, comp.mask)) * comp.mask

@@ -23,6 +23,7 @@ from rlvr_jax import configs_base, models, parallel
 from rlvr_jax.algorithms.method import Method
 from rlvr_jax.checkpoints import extras
 from rlvr_jax.data import one_shot, pipeline, stored_samples, synthetic
+from rlvr_jax.models import lora
 from rlvr_jax.rewards import prm
 from rlvr_jax.training import april, prorl
 from rlvr_jax.training.episode_step import EpisodeRollouts
@@ -58,6 +59,7 @@ class Run:
     # What the method's components need decides what is built: optimizers of the models its
     # terms train, the PRM's step-end matcher, the reference copy (make_rl_state).
     self.method = Method.from_config(config.algorithm)
+    self.lora = lora.LoraConfig.from_config(config.lora)  # None: LoRA off
     self.value_optimizer = (make_optimizer(config.value.optimizer, config.rl.steps)
                             if self.method.has_critic else None)
     self.prime_optimizer = (make_optimizer(config.prime.optimizer, config.rl.steps)
@@ -210,11 +212,23 @@ class Run:
     with_prime = self.prime_optimizer is not None
     alg = self.config.algorithm
     resets = bool(alg.get("ref_reset_every", 0) or alg.get("ref_reset_patience", 0))
+    if self.lora is not None and not lora.has_adapters(params):
+      params = lora.attach(params, self.fresh_adapters(params))
     return self.make_state(params, self.rl_optimizer,
                            with_reference=self.method.needs_reference,
                            with_value=self.value_optimizer is not None, prm_params=prm_params,
                            with_prime=with_prime, rollouts=rollouts,
                            with_prime_reference=with_prime and resets)
+
+  def fresh_adapters(self, params) -> models.Params:
+    """The LoRA adapters a run starts with (`lora.init`, B = 0), laid out like their weights
+    in `params`; the same for every start of a run (seeded by config.seed)."""
+    init = functools.partial(lora.init, self.model_config, self.lora)
+    rng = jax.random.fold_in(self.base_rng, 7)
+    shapes = lora.attach(jax.eval_shape(lambda p: p, params), jax.eval_shape(init, rng))
+    axes = lora.trainable(lora.axes(self.model_config, shapes))
+    shardings = parallel.tree_shardings(axes, lora.trainable(shapes), self.mesh)
+    return jax.jit(init, out_shardings=shardings)(rng)
 
   def prime_rollouts(self, state: TrainState, train_it) -> TrainState:
     """`state` with its APRIL buffer filled by (partial_rollouts_factor - 1) batches of fresh

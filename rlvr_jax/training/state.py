@@ -11,6 +11,7 @@ import ml_collections
 import optax
 
 from rlvr_jax import models, parallel
+from rlvr_jax.models import lora
 
 
 @flax.struct.dataclass
@@ -106,8 +107,11 @@ def create_state(params: models.Params, optimizer: optax.GradientTransformation,
                  rollouts: Any = None, with_prime_reference: bool = False) -> TrainState:
   """A fresh state at step 0; the reference policy, the critic and PRIME's implicit PRM (with
   `prime_optimizer`) start from `params`, and with `with_prime_reference` PRIME's own frozen
-  reference too (a second copy, for when `ref_params` will be reset)."""
-  ref = jax.tree.map(jnp.copy, params) if with_reference else None
+  reference too (a second copy, for when `ref_params` will be reset). With LoRA adapters in
+  `params` the optimizer sees only them (`lora.trainable`) and the reference is the base weights
+  themselves, not a copy."""
+  adapted = lora.has_adapters(params)
+  ref = jax.tree.map(jnp.copy, params) if with_reference and not adapted else None
   value = critic_from_policy(params) if value_optimizer is not None else None
   prime = jax.tree.map(jnp.copy, params) if prime_optimizer is not None else None
   if with_prime_reference and prime is None:
@@ -115,7 +119,8 @@ def create_state(params: models.Params, optimizer: optax.GradientTransformation,
                      "(prime_optimizer)")
   prime_ref = jax.tree.map(jnp.copy, params) if with_prime_reference else None
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=optimizer.init(params), ref_params=ref, value_params=value,
+                    opt_state=optimizer.init(lora.trainable(params)), ref_params=ref,
+                    value_params=value,
                     value_opt_state=value_optimizer.init(value) if value is not None else None,
                     prm_params=prm_params, prime_params=prime,
                     prime_opt_state=prime_optimizer.init(prime) if prime is not None else None,
@@ -133,7 +138,7 @@ def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: j
   costs 8 bytes a parameter on every device under FSDP.
   """
   replicated = parallel.replicated(mesh)
-  policy = lambda tree: parallel.tree_shardings(models.param_axes(model_config), tree, mesh)
+  policy = lambda tree: parallel.tree_shardings(lora.axes(model_config, tree), tree, mesh)
   scalar = lambda tree: parallel.tree_shardings(
       models.param_axes(model_config, head="scalar"), tree, mesh)
 
@@ -146,7 +151,8 @@ def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: j
   value = None if state.value_params is None else scalar(state.value_params)
   prime = None if state.prime_params is None else policy(state.prime_params)
   return TrainState(
-      step=replicated, params=params, opt_state=opt(optimizer, state.opt_state, params),
+      step=replicated, params=params,
+      opt_state=opt(optimizer, state.opt_state, lora.trainable(params)),
       ref_params=None if state.ref_params is None else policy(state.ref_params),
       value_params=value,
       value_opt_state=(None if value is None
@@ -157,6 +163,22 @@ def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: j
                        else opt(prime_optimizer, state.prime_opt_state, prime)),
       rollouts=jax.tree.map(lambda _: replicated, state.rollouts),
       prime_ref_params=None if state.prime_ref_params is None else policy(state.prime_ref_params))
+
+
+def checkpointed(state: TrainState) -> TrainState:
+  """What a checkpoint of `state` holds: all of it, except that with LoRA adapters the policy
+  params are the adapters alone (the frozen base is rebuilt from the config: `restored`)."""
+  if not lora.has_adapters(state.params):
+    return state
+  return state.replace(params=lora.trainable(state.params))
+
+
+def restored(template: TrainState, state: TrainState) -> TrainState:
+  """A state read from a checkpoint (`checkpointed` layout), completed with `template`'s frozen
+  base weights when `template` carries LoRA adapters."""
+  if not lora.has_adapters(template.params):
+    return state
+  return state.replace(params=lora.with_trainable(template.params, state.params))
 
 
 def tree_size(tree: Any) -> int:

@@ -16,6 +16,7 @@ import optax
 
 from rlvr_jax.algorithms import losses
 from rlvr_jax.algorithms.registry import CriticContext, TermContext
+from rlvr_jax.models import lora
 from rlvr_jax.training.forward import completion_logprobs, completion_values
 from rlvr_jax.training.rollout import (Rollout, StepSpec, accumulated_grads, apply_grads,
                                        loss_prompt_rows, model_metrics, sum_terms)
@@ -174,6 +175,10 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
   rows_beside = beside_rows(spec, ro.batch, n_mb)
   critic_terms = spec.method.terms_training("critic")
 
+  # `params` below are what the optimizer updates: all the policy params, or its LoRA adapters
+  # (the frozen base then enters the loss as a constant: `lora.with_trainable`).
+  full = lambda trained: lora.with_trainable(state.params, trained)
+
   def minibatch(carry, xs):
     (params, opt_state), critic = carry
     mb, rows, keys = xs
@@ -182,7 +187,7 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
     if spec.high_entropy_frac is not None and "stored_samples" in rows:
       row_normalizers["stored_samples"] = None  # averaged over micro-batches like the RL loss
     normalizers = (losses.aggregate_normalizer(mb.loss_mask, spec.agg), row_normalizers)
-    loss_fn = lambda p, m, norm: policy_loss(spec, state.step, p, m, norm)
+    loss_fn = lambda p, m, norm: policy_loss(spec, state.step, full(p), m, norm)
     grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, rows, keys), normalizers,
                                                n_micro)
     if spec.high_entropy_frac is not None:  # each micro-batch loss is a mean: average them
@@ -208,9 +213,10 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
       minibatches = jax.tree.map(lambda x: x[perm], rows)
     return jax.lax.scan(minibatch, carry, (minibatches, rows_beside, keys))
 
-  carry = ((state.params, state.opt_state), (state.value_params, state.value_opt_state))
+  carry = ((lora.trainable(state.params), state.opt_state),
+           (state.value_params, state.value_opt_state))
   ((params, opt_state), (value_params, value_opt_state)), metrics = jax.lax.scan(
       epoch, carry, (jax.random.split(rng, spec.ppo_epochs), loss_keys(spec, rng)))
-  state = state.replace(params=params, opt_state=opt_state, value_params=value_params,
+  state = state.replace(params=full(params), opt_state=opt_state, value_params=value_params,
                         value_opt_state=value_opt_state)
   return state, jax.tree.map(jnp.mean, metrics)

@@ -49,6 +49,15 @@ def load_sft(run: Run, workdir: str) -> tuple[Any, dict[str, Any]]:
   return params, {**metrics, "sft_init_from": os.path.abspath(workdir)}
 
 
+def rl_start(run: Run) -> Any:
+  """The policy weights the RL phase starts from when they come from the config alone: the SFT
+  policy of `sft.init_from`, else the initial weights. A LoRA run's frozen base, rebuilt the same
+  way on every (re)start, since its checkpoints keep only the adapters."""
+  if run.config.sft.init_from:
+    return load_sft(run, run.config.sft.init_from)[0]
+  return run.init_params()
+
+
 def load_prm(run: Run, workdir: str, policy_params) -> tuple[Any, dict[str, Any]]:
   """The frozen PRM in checkpoint 0 of the earlier PURE run in `workdir` (`prm.init_from`),
   instead of training one, with that run's PRM metrics. Only that run's PRM and policy are read;
@@ -92,6 +101,8 @@ def sft(run: Run, params, progress: bool) -> tuple[Any, dict[str, Any]]:
   (every `sft.eval_every` steps) whose held-out greedy accuracy reaches the target, so every
   seed hands RL a policy of the same competence."""
   config = run.config
+  if config.sft.steps == 0:  # nothing to train: the weights as they are
+    return params, {"sft_steps": 0}
   state = run.make_state(params, run.sft_optimizer, with_reference=False)
   sft_step = run.compile_step(run._sft_step, state, with_rng=False)
   ds = run.dataset("train", config.sft.batch_size, seed=config.seed + 1, shuffle=True,
