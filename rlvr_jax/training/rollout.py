@@ -12,6 +12,7 @@ Shapes: b prompts, G completions each, n = b·G rows, t completion tokens.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -27,6 +28,7 @@ from rlvr_jax.algorithms import filters, losses
 from rlvr_jax.algorithms.method import Method
 from rlvr_jax.algorithms.registry import AdvantageInputs, ImplicitPRMContext
 from rlvr_jax.rewards import prm
+from rlvr_jax.training import row_chunks
 from rlvr_jax.training.forward import completion_logprobs, completion_values, repeat
 from rlvr_jax.training.state import TrainState
 
@@ -61,6 +63,7 @@ class StepSpec:
   ref_reset_every: int
   eos_id: int
   step_end_table: Any = None
+  frozen_pass_chunks: int = 1  # the gradient-free passes in this many chunks (row_chunks)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, model_config: models.ModelConfig,
@@ -88,7 +91,7 @@ class StepSpec:
                dynamic_sampling=alg.get("dynamic_sampling", "none"),
                overlong_filter=bool(alg.get("overlong_filter", False)),
                ref_reset_every=int(alg.get("ref_reset_every", 0)), eos_id=eos_id,
-               step_end_table=step_end_table)
+               step_end_table=step_end_table, frozen_pass_chunks=rl.get("frozen_pass_chunks", 1))
 
   @property
   def on_policy(self) -> bool:
@@ -208,8 +211,9 @@ def loss_prompt_rows(spec: StepSpec, batch: dict[str, Array]) -> tuple[Array, Ar
 
 
 def _frozen_logp(spec, params, prompts, comp) -> Array:
-  logp, _ = completion_logprobs(spec.model_config, params, *prompts, comp.tokens, comp.mask,
-                                spec.temperature)
+  logp = row_chunks.map_row_chunks(
+      lambda *x: completion_logprobs(spec.model_config, params, *x, spec.temperature)[0],
+      *prompts, (comp.tokens, comp.mask), spec.frozen_pass_chunks)
   return jax.lax.stop_gradient(logp) * comp.mask
 
 
@@ -236,8 +240,9 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   if state.ref_params is not None:
     ref_logp = _frozen_logp(spec, state.ref_params, group_prompts, comp)
   if state.value_params is not None:
-    values = jax.lax.stop_gradient(completion_values(
-        spec.model_config, state.value_params, *group_prompts, comp.tokens, comp.mask)) * comp.mask
+    values = jax.lax.stop_gradient(row_chunks.map_row_chunks(
+        functools.partial(completion_values, spec.model_config, state.value_params),
+        *group_prompts, (comp.tokens, comp.mask), spec.frozen_pass_chunks)) * comp.mask
   if state.prm_params is not None:
     step_end = prm.step_ends(comp.tokens, comp.mask, spec.step_end_table)
     step_r = jax.lax.stop_gradient(prm.step_rewards(
