@@ -3,7 +3,7 @@
 BroRL is a setting, not a new estimator (docs/ALGORITHMS.md, "Many samples a prompt"): the
 step must sample G = 256-512 completions a prompt without a B·G-row KV cache (in-flight refill,
 `rl.decode_refill` / `rl.decode_slots`), run its gradient-free passes in row chunks
-(`rl.frozen_pass_chunks`), learn in micro-batches, and keep the group statistics exact at that G.
+(`rl.frozen_pass_chunks`), learn in micro-batches, and keep the group statistics accurate at that G.
 Checked here: chunked sampling samples the fixed batch's tokens at a large G; chunked frozen
 passes give the one-pass log-probs and values; the group estimators at G = 512 against a float64
 numpy reference written from docs/ALGORITHMS.md's formulas (not from the JAX code); the real
@@ -11,8 +11,8 @@ compiled step gives the same metrics and parameters with every chunking on; the 
 validates, refuses bad chunk sizes naming the field, and trains a tiny run.
 
 No reference code exists for BroRL in the stored corpora (ALGORITHMS.md §4 is from the paper's
-abstract and NVIDIA's blog); the estimators' reference is verl's `compute_grpo_outcome_advantage`
-(`verl/trainer/ppo/core_algos.py`, torch.std: unbiased), as docs/ALGORITHMS.md's `grpo` entry says.
+abstract and NVIDIA's blog). The group estimators' formulas are docs/ALGORITHMS.md's (`grpo`:
+unbiased std, reference code verl `verl/trainer/ppo/core_algos.py`, not re-read here).
 """
 
 import functools
