@@ -54,7 +54,7 @@ def step_rows(args, minibatches):
   slots = args.slots or rows // 16
   micro = lambda rows_each: rows // minibatches // rows_each  # noqa: E731
   frozen = [f"rl.frozen_pass_chunks={args.chunks}"]
-  refill = [f"rl.decode_refill=True", f"rl.decode_slots={slots}"]
+  refill = ["rl.decode_refill=True", f"rl.decode_slots={slots}"]
   yield f"G={args.group}, nothing chunked", 1, []
   yield f"+ micro ({args.micro_rows} rows)", micro(args.micro_rows), []
   yield f"+ frozen ({args.chunks} chunks)", micro(args.micro_rows), frozen
