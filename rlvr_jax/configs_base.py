@@ -116,12 +116,18 @@ def base_config() -> ml_collections.ConfigDict:
   # groups, stop once batch_size are done, carry the rest to the next step in the train state.
   # decode_refill: in-flight refill (sampling.generate's decode_slots): decode_slots rows
   # (prompt, sample pairs) decode at once, a finished row's slot takes the next waiting row
-  # inside the decode loop (0: sampling.auto_slots); the same tokens as without it.
+  # inside the decode loop (0: sampling.auto_slots); the same tokens as without it. The KV
+  # cache then holds decode_slots rows, not batch_size x group_size (BroRL's hundreds of
+  # samples a prompt: benchmarks/MEMORY.md).
+  # frozen_pass_chunks: the gradient-free passes over the rollout (behaviour log-probs with
+  # several updates a rollout, a KL term's reference log-probs, critic values) run in this many
+  # chunks, each group_size / frozen_pass_chunks samples of every prompt (training/row_chunks.py;
+  # 1: every row at once); it divides group_size.
   c.rl = ml_collections.ConfigDict(dict(
       steps=100, batch_size=16, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0,
       top_p=1.0, ignore_eos=False, ppo_epochs=1, minibatches=1, microbatches=1,
       partial_rollouts=False, partial_rollouts_factor=2, decode_refill=False, decode_slots=0,
-      optimizer=_optimizer(1e-3)))
+      frozen_pass_chunks=1, optimizer=_optimizer(1e-3)))
   # The method: an advantage estimator, a policy loss and loss terms, each a registered function
   # (docs/ALGORITHMS.md) whose keyword defaults these dicts override; a term is on when it is
   # listed, e.g. terms.kl = dict(coef=1e-3, kind="k3") (a KL loss term to a frozen reference).
@@ -294,6 +300,7 @@ RULES: dict[str, config_rules.Rule] = {
     "rl.partial_rollouts_factor": Int(ge=2),  # pool = factor x batch_size groups
     "rl.decode_refill": Bool(),
     "rl.decode_slots": Int(ge=0),  # rows decoding at once with decode_refill (0: automatic)
+    "rl.frozen_pass_chunks": Int(ge=1),  # chunks of the gradient-free passes (1: one pass)
     **_optimizer_rules("rl.optimizer"),
     "algorithm.advantage": Registered(registry.ADVANTAGES),
     "algorithm.advantage_kw": Dict(checked_by="the estimator's keyword arguments"),
@@ -404,6 +411,9 @@ def _check_relations(c: ml_collections.ConfigDict, batch_divisor: int) -> None:
   need(rollouts % per_update == 0, "rl.minibatches",
        f"rl.batch_size * rl.group_size = {rollouts} must be divisible by rl.minibatches * "
        f"rl.microbatches = {per_update}")
+  need(c.rl.group_size % c.rl.frozen_pass_chunks == 0, "rl.frozen_pass_chunks",
+       f"{c.rl.frozen_pass_chunks} chunks must divide rl.group_size = {c.rl.group_size} (each "
+       "chunk holds an equal share of every prompt's samples)")
   need(c.eval.batch_size % batch_divisor == 0, "eval.batch_size",
        f"{c.eval.batch_size} is not divisible by the mesh batch shards ({batch_divisor})")
   need(c.eval.num_prompts % c.eval.batch_size == 0 or c.eval.num_prompts < c.eval.batch_size,

@@ -12,6 +12,7 @@ Shapes: b prompts, G completions each, n = b·G rows, t completion tokens.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ from rlvr_jax.algorithms.method import Method
 from rlvr_jax.algorithms.registry import AdvantageInputs, ImplicitPRMContext
 from rlvr_jax.models import lora
 from rlvr_jax.rewards import prm
+from rlvr_jax.training import row_chunks
 from rlvr_jax.training.forward import completion_logprobs, completion_values, repeat
 from rlvr_jax.training.state import TrainState
 
@@ -69,6 +71,7 @@ class StepSpec:
   eos_id: int
   step_end_table: Any = None
   proxy_min_p: float | None = None  # κ of the min-p proxy log-probs a component needs
+  frozen_pass_chunks: int = 1  # the gradient-free passes in this many chunks (row_chunks)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, model_config: models.ModelConfig,
@@ -96,7 +99,8 @@ class StepSpec:
                dynamic_sampling=alg.get("dynamic_sampling", "none"),
                overlong_filter=bool(alg.get("overlong_filter", False)),
                ref_reset_every=int(alg.get("ref_reset_every", 0)), eos_id=eos_id,
-               step_end_table=step_end_table, proxy_min_p=method.proxy_min_p)
+               step_end_table=step_end_table, proxy_min_p=method.proxy_min_p,
+               frozen_pass_chunks=rl.get("frozen_pass_chunks", 1))
 
   @property
   def on_policy(self) -> bool:
@@ -225,9 +229,12 @@ def loss_prompt_rows(spec: StepSpec, batch: dict[str, Array]) -> tuple[Array, Ar
 
 
 def _frozen_logp(spec, params, prompts, comp, temperature: float | None = None) -> Array:
-  """Log-probs of `comp` under frozen `params` at `temperature` (None: the sampling one)."""
-  logp, _ = completion_logprobs(spec.model_config, params, *prompts, comp.tokens, comp.mask,
-                                spec.temperature if temperature is None else temperature)
+  """Log-probs of `comp` under frozen `params` at `temperature` (None: the sampling one), in
+  `spec.frozen_pass_chunks` chunks of rows (`row_chunks`)."""
+  temperature = spec.temperature if temperature is None else temperature
+  logp = row_chunks.map_row_chunks(
+      lambda *x: completion_logprobs(spec.model_config, params, *x, temperature)[0],
+      *prompts, (comp.tokens, comp.mask), spec.frozen_pass_chunks)
   return jax.lax.stop_gradient(logp) * comp.mask
 
 
@@ -283,8 +290,9 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   if spec.method.needs_policy_reference:
     ref_logp = _frozen_logp(spec, ref_params, group_prompts, comp)
   if state.value_params is not None:
-    values = jax.lax.stop_gradient(completion_values(
-        spec.model_config, state.value_params, *group_prompts, comp.tokens, comp.mask)) * comp.mask
+    values = jax.lax.stop_gradient(row_chunks.map_row_chunks(
+        functools.partial(completion_values, spec.model_config, state.value_params),
+        *group_prompts, (comp.tokens, comp.mask), spec.frozen_pass_chunks)) * comp.mask
   if state.prm_params is not None:
     step_end = prm.step_ends(comp.tokens, comp.mask, spec.step_end_table)
     step_r = jax.lax.stop_gradient(prm.step_rewards(
