@@ -292,7 +292,8 @@ def test_policy_loss_vmaps_over_groups_and_registry():
       loss, L.policy_loss(logp, old_logp, adv, mask, clip_high=0.28,
                           agg="seq-mean-token-mean")[0])
   builtin = {n for n, c in registry.POLICY_LOSSES.items() if c.builtin}
-  assert builtin == {"ppo", "gspo", "cispo", "lp_reg"}  # (configs/your_own_method.py may add its own)
+  # (configs/your_own_method.py may add its own)
+  assert builtin == {"ppo", "gspo", "cispo", "clip_cov", "kl_cov", "lp_reg"}
   with pytest.raises(ValueError, match="gspo"):
     registry.POLICY_LOSSES["reinforce"]
 
