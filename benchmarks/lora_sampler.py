@@ -4,9 +4,9 @@
         --prompt 64 --new 128 --rank 16 --repeats 5]
 
 Both variants run the real `sampling.generate` (prefill + KV-cache decode loop) on a random model
-with rank-r adapters on every linear weight (B moved off zero); "unmerged" patches
-`models.lora.merge` to the identity for its trace, so the decode step runs x W + ((x A) B)·α/r
-for every adapted weight and token. Prints the median wall time of each after a warm-up call,
+with rank-r adapters on every linear weight (B moved off zero), once with `lora.sampler`
+"merged" and once "unmerged" (the decode step then runs x W + ((x A) B)·α/r for every adapted
+weight and token). Prints the median wall time of each after a warm-up call,
 and checks that both sampled the same tokens. Wall times depend on the machine and its load;
 benchmarks/MEMORY.md records a run.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -42,11 +41,6 @@ def main():
   c = models.ModelConfig(vocab_size=args.vocab, d_model=d, n_layers=args.layers,
                          n_heads=d // 64, n_kv_heads=max(1, d // 256), d_ff=4 * d)
   params = models.init_params(c, jax.random.key(0))
-  adapters = lora.init(c, lora.LoraConfig(rank=args.rank, alpha=2.0 * args.rank),
-                       jax.random.key(1))
-  adapters = jax.tree.map(lambda x: x + 0.01 * jax.random.normal(jax.random.key(2), x.shape),
-                          adapters)
-  params = lora.attach(params, adapters)
   prompts = jax.random.randint(jax.random.key(3), (args.batch, args.prompt), 0, args.vocab)
   mask = jnp.ones_like(prompts)
 
@@ -56,16 +50,18 @@ def main():
 
   results = {}
   for name in ("merged", "unmerged"):
-    patch = (mock.patch.object(lora, "merge", lambda p: p) if name == "unmerged"
-             else mock.patch.object(lora, "merge", lora.merge))
-    with patch:
-      fn = jax.jit(sample)
-      comp = jax.block_until_ready(fn(params))  # compile + warm-up
-      times = []
-      for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(params))
-        times.append(time.perf_counter() - t0)
+    adapters = lora.init(c, lora.LoraConfig(rank=args.rank, alpha=2.0 * args.rank, sampler=name),
+                         jax.random.key(1))
+    adapters = jax.tree.map(lambda x: x + 0.01 * jax.random.normal(jax.random.key(2), x.shape),
+                            adapters)
+    adapted = lora.attach(params, adapters)
+    fn = jax.jit(sample)
+    comp = jax.block_until_ready(fn(adapted))  # compile + warm-up
+    times = []
+    for _ in range(args.repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(adapted))
+      times.append(time.perf_counter() - t0)
     results[name] = (statistics.median(times), np.asarray(comp.tokens))
     print(f"{name:9s} median {results[name][0] * 1e3:8.1f} ms over {args.repeats} calls "
           f"({args.batch * args.group} rows x {args.new} tokens, d {d}, {args.layers} layers, "

@@ -103,7 +103,9 @@ def measure(model_config: models.ModelConfig, args, devices) -> dict:
   rank = getattr(args, "lora_rank", 0)
   if rank:  # adapters on every linear weight; the optimizer and its moments hold them alone
     adapters = jax.eval_shape(functools.partial(
-        lora.init, model_config, lora.LoraConfig(rank=rank, alpha=2.0 * rank)), jax.random.key(1))
+        lora.init, model_config, lora.LoraConfig(rank=rank, alpha=2.0 * rank,
+                                                 sampler=config.lora.sampler)),
+        jax.random.key(1))
     params = lora.attach(params, adapters)
   state = jax.eval_shape(functools.partial(create_state, optimizer=optimizer,
                                            with_reference=False), params)

@@ -23,7 +23,8 @@ them.
 
 Training splits the policy params into `trainable` (the adapters, the optimizer's and the
 checkpoint's whole world) and the frozen rest (`base`): the reference policy of a KL term is the
-base, adapters off, with no second copy. The sampler runs on `merge`d weights (see `merge`).
+base, adapters off, with no second copy. The sampler runs on merged weights unless the adapters
+say otherwise (`for_sampling`, `LoraConfig.sampler`).
 """
 
 from __future__ import annotations
@@ -49,20 +50,24 @@ ALL_LINEAR = "wq|wk|wv|wo|w_gate|w_up|w_down"
 @flax.struct.dataclass
 class Adapter:
   """The low-rank update of one stacked linear weight: A [l, in..., r], B [l, r, out...] (without
-  the l axis inside the layer scan) and the static scale α / r."""
+  the l axis inside the layer scan), the static scale α / r, and whether the sampler merges it
+  into its weight (`for_sampling`)."""
   a: jax.Array
   b: jax.Array
   scale: float = flax.struct.field(pytree_node=False)
+  merged_sampling: bool = flax.struct.field(pytree_node=False, default=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class LoraConfig:
-  """rank r, alpha α (scale α / r), dropout on the adapters' input (training forward only) and
-  the regular expression that picks the adapted weights among LINEAR_IN_AXES (full match)."""
+  """rank r, alpha α (scale α / r), dropout on the adapters' input (training forward only), the
+  regular expression that picks the adapted weights among LINEAR_IN_AXES (full match), and
+  whether the sampler runs on "merged" or "unmerged" weights (`for_sampling`)."""
   rank: int
   alpha: float
   dropout: float = 0.0
   targets: str = ALL_LINEAR
+  sampler: str = "merged"
 
   @property
   def scale(self) -> float:
@@ -87,7 +92,7 @@ class LoraConfig:
     if not cfg.rank:
       return None
     return cls(rank=int(cfg.rank), alpha=float(cfg.alpha), dropout=float(cfg.dropout),
-               targets=str(cfg.targets))
+               targets=str(cfg.targets), sampler=str(cfg.get("sampler", "merged")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +113,8 @@ def init(c: ModelConfig, lora: LoraConfig, rng: jax.Array) -> Params:
     a = jax.random.uniform(key, (c.n_layers, *shape[:n_in], lora.rank), jnp.float32,
                            -bound, bound)
     b = jnp.zeros((c.n_layers, lora.rank, *shape[n_in:]), jnp.float32)
-    layers[name + SUFFIX] = Adapter(a=a, b=b, scale=lora.scale)
+    layers[name + SUFFIX] = Adapter(a=a, b=b, scale=lora.scale,
+                                    merged_sampling=lora.sampler == "merged")
   return {"layers": layers}
 
 
@@ -121,8 +127,8 @@ def axes(c: ModelConfig, params: Params) -> Any:
     if isinstance(adapter, Adapter):
       w = weight_axes[key[:-len(SUFFIX)]]
       n_in = LINEAR_IN_AXES[key[:-len(SUFFIX)]]
-      out["layers"][key] = Adapter(a=w[:1 + n_in] + (None,), b=("layers", None) + w[1 + n_in:],
-                                   scale=adapter.scale)
+      out["layers"][key] = adapter.replace(a=w[:1 + n_in] + (None,),
+                                           b=("layers", None) + w[1 + n_in:])
   return out
 
 
@@ -162,21 +168,31 @@ def with_trainable(params: Params, new: Params) -> Params:
 # ---------------------------------------------------------------------------------------------
 # Math
 # ---------------------------------------------------------------------------------------------
-def merge(params: Params) -> Params:
-  """Plain weights W + (α/r)·A B (float32 product, stored in W's dtype) without adapters:
-  what the sampler runs on.
+def for_sampling(params: Params) -> Params:
+  """What the sampler runs on: `params` with every adapter whose `merged_sampling` is set merged
+  into its weight (`merge`); the others stay beside their weights (the unmerged path).
 
-  Why merged: a decode step reads every weight once per token and is bound by that read (and,
-  on accelerators, by its kernel count); the unmerged path adds two small matmuls per adapted
-  weight and layer to every token, while merging costs one [in, r] x [r, out] product per
-  weight once per rollout. benchmarks/lora_sampler.py measures both (same tokens; merged
-  faster on CPU, numbers in benchmarks/MEMORY.md). Logits agree to float32 rounding
-  (tests/test_lora.py); with bfloat16 weights the merged weights are rounded to bfloat16 once.
+  Merged is the default because it is the faster: a decode step reads every weight once per
+  token and is bound by that read (on accelerators also by its kernel count); the unmerged path
+  adds two small matmuls per adapted weight and layer to every token, while merging costs one
+  [in, r] x [r, out] product per weight once per rollout (benchmarks/lora_sampler.py: the same
+  tokens, merged 1.24x faster on CPU). Its price is memory: the merged weights are a second
+  copy of the adapted ones while sampling (benchmarks/MEMORY.md: Qwen2.5-7B on one device
+  peaks at 92.7 GiB merged, 68.6 GiB unmerged), hence `lora.sampler="unmerged"`. Either way the
+  logits agree to float32 rounding (tests/test_lora.py).
   """
+  return merge(params, only_sampling=True)
+
+
+def merge(params: Params, *, only_sampling: bool = False) -> Params:
+  """Plain weights W + (α/r)·A B (float32 product, stored in W's dtype) in place of the adapters
+  (with `only_sampling`, of those marked `merged_sampling`); with bfloat16 weights the merged
+  weights are rounded to bfloat16 once."""
   if not has_adapters(params):
     return params
   layers = dict(params["layers"])
-  for key in [k for k, v in layers.items() if isinstance(v, Adapter)]:
+  for key in [k for k, v in layers.items()
+              if isinstance(v, Adapter) and (v.merged_sampling or not only_sampling)]:
     adapter, name = layers.pop(key), key[:-len(SUFFIX)]
     w = layers[name]
     l, r = adapter.a.shape[0], adapter.a.shape[-1]

@@ -79,7 +79,7 @@ def resume(model_config: models.ModelConfig, params: models.Params, prompts: jax
   """
   r, n = part.tokens.shape
   p = prompts.shape[1]
-  params = models.lora.merge(params)  # LoRA adapters: as `sampling.generate`
+  params = models.lora.for_sampling(params)  # LoRA adapters: as `sampling.generate`
   stops = ([eos_id] if eos_id is not None else []) + list(stop_ids)
   repeat = lambda x: jnp.repeat(x, group_size, axis=0)
   prompt_mask = repeat(prompt_mask.astype(jnp.int32))

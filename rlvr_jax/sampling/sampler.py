@@ -202,8 +202,9 @@ def generate_with_stats(model_config: models.ModelConfig, params: models.Params,
                         decode_slots: int | None = None, proxy_min_p: float | None = None
                         ) -> tuple[Completions, DecodeStats]:
   """`generate` (same arguments and completions) and what its decode loop cost. LoRA adapters
-  in `params` are merged into their weights first (`models.lora.merge`)."""
-  params = models.lora.merge(params)
+  in `params` are merged into their weights first, unless they ask not to be
+  (`models.lora.for_sampling`)."""
+  params = models.lora.for_sampling(params)
   stops = ([eos_id] if eos_id is not None else []) + list(stop_ids)
   choose = lambda u_b, logits_bv: _choose(u_b, logits_bv, temperature, top_k, top_p, proxy_min_p)
   kw = dict(n=max_new_tokens, choose=choose, stops=stops, pad_id=pad_id, group_size=num_samples,
