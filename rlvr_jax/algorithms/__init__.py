@@ -5,6 +5,7 @@ from rlvr_jax.algorithms import advantages
 from rlvr_jax.algorithms import losses
 from rlvr_jax.algorithms import estimators  # noqa: F401 (registers the built-in estimators)
 from rlvr_jax.algorithms import policy_losses  # noqa: F401 (registers the built-in losses)
+from rlvr_jax.algorithms import rollout_correction  # noqa: F401 (registers the corrections)
 from rlvr_jax.algorithms import terms  # noqa: F401 (registers the built-in terms)
 from rlvr_jax.algorithms.losses import AGGREGATIONS
 from rlvr_jax.algorithms.losses import aggregate

@@ -57,7 +57,8 @@ TRAINS = ("policy", "critic", "implicit_prm")
 # Keywords the trainer fills (not hyperparameters): the mini-batch normaliser, the loss
 # aggregation and L_max (algorithm.loss_agg / algorithm.max_len).
 CONTEXT_KEYWORDS = ("normalizer", "agg", "max_len")
-_POSITIONAL = {"advantage": 1, "policy_loss": 4, "term": 1}
+_POSITIONAL = {"advantage": 1, "policy_loss": 4, "term": 1,
+               "rollout_correction": 2}  # rollout_correction.py: fn(log_rho, mask, **caps)
 
 
 @chex.dataclass(frozen=True)

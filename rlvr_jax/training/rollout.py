@@ -24,6 +24,7 @@ import optax
 from rlvr_jax import models, parallel, sampling
 from rlvr_jax.algorithms import advantages as adv_lib
 from rlvr_jax.algorithms import filters, losses
+from rlvr_jax.algorithms import rollout_correction as correction_lib
 from rlvr_jax.algorithms.method import Method
 from rlvr_jax.algorithms.registry import AdvantageInputs, ImplicitPRMContext
 from rlvr_jax.rewards import prm
@@ -61,6 +62,8 @@ class StepSpec:
   ref_reset_every: int
   eos_id: int
   step_end_table: Any = None
+  correction: correction_lib.Correction = correction_lib.Correction("none", {})
+  staleness: int = 0  # rl.simulated_staleness: sample with the parameters of k updates ago
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, model_config: models.ModelConfig,
@@ -88,14 +91,16 @@ class StepSpec:
                dynamic_sampling=alg.get("dynamic_sampling", "none"),
                overlong_filter=bool(alg.get("overlong_filter", False)),
                ref_reset_every=int(alg.get("ref_reset_every", 0)), eos_id=eos_id,
-               step_end_table=step_end_table)
+               step_end_table=step_end_table, correction=correction_lib.from_config(alg),
+               staleness=int(rl.get("simulated_staleness", 0)))
 
   @property
   def on_policy(self) -> bool:
     """One optimizer update per rollout: the policy being updated is the one that sampled, so
     the behaviour log-probs are the loss's own forward under stop-gradient (ratio 1, the same
-    gradient) and no separate teacher-forced pass computes them."""
-    return self.ppo_epochs * self.minibatches == 1
+    gradient) and no separate teacher-forced pass computes them. Not with a rollout correction,
+    whose weights need π_old apart from the sampler's μ before the update."""
+    return self.ppo_epochs * self.minibatches == 1 and not self.correction.on
 
 
 @flax.struct.dataclass
@@ -103,9 +108,12 @@ class Rollout:
   """One step's data. batch: the b prompts' rows; completions: n rows; rewards [b, G];
   greedy_rewards [b]; stale [n, t]: 1 on tokens an earlier policy sampled (APRIL); policy_mask
   [n, t]: 1 on the tokens the policy sampled, when the completions also hold tokens it attends to
-  but does not train on (an environment's observations; None: every valid token). Added by
-  `advantages`, [n, t]: old_logp (behaviour), ref_logp, values, step_end / step_rewards (PRM),
-  process_rewards (implicit PRM), advantages, returns (critic targets), loss_mask."""
+  but does not train on (an environment's observations; None: every valid token). The sampler's
+  log-probs μ stay in `completions.logprobs`. Added by `advantages`, [n, t]: old_logp (π_old,
+  the update's anchor: the learner's, or μ where bypassed), ref_logp, values, step_end /
+  step_rewards (PRM), process_rewards (implicit PRM), advantages, returns (critic targets),
+  loss_mask (less a rollout correction's rejected tokens) and is_weight (its weight w, None: 1;
+  `algorithms.rollout_correction`)."""
   batch: dict[str, Array]
   completions: sampling.Completions
   rewards: Array
@@ -121,6 +129,7 @@ class Rollout:
   advantages: Array | None = None
   returns: Array | None = None
   loss_mask: Array | None = None
+  is_weight: Array | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,21 +226,32 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
                ) -> tuple[TrainState, Rollout, dict[str, Array]]:
   """Everything the method needs from the rollout, then its estimator and the loss mask.
 
-  Behaviour log-probs (the sampler's when on-policy, else one teacher-forced pass; APRIL's stale
-  tokens keep the sampler's), the reference's and the critic's (when the state carries them),
-  the PRM's step rewards, and the implicit PRM's token rewards (which also takes its update
-  here); then `method.advantage`; with a critic its targets adv + V and whitened advantages;
-  the loss mask drops zero-variance groups (dynamic sampling) and truncated samples (overlong
-  filter). Returns the state (with the implicit PRM updated), the filled rollout, metrics."""
+  π_old (the sampler's μ when on-policy, else one teacher-forced pass; without a rollout
+  correction, tokens an earlier policy sampled (APRIL, simulated staleness) keep μ: PPO's ratio
+  is then against μ, verl's "bypass"), the rollout correction's weights and rejected tokens
+  (from log π_old/μ) and the mismatch diagnostics (here when π_old was computed here, else in
+  the update), the reference's and the critic's log-probs / values (when the state carries
+  them), the PRM's step rewards, and the implicit PRM's token rewards (which also takes its
+  update here); then `method.advantage`; with a critic its targets adv + V and whitened
+  advantages; the loss mask drops zero-variance groups (dynamic sampling), truncated samples
+  (overlong filter) and the correction's rejected tokens. Returns the state (with the implicit
+  PRM updated), the filled rollout, metrics."""
   comp, batch = ro.completions, ro.batch
   b, g, n = ro.rewards.shape[0], spec.group_size, comp.tokens.shape[1]
   group_prompts = batch["prompt_ids"], batch["prompt_mask"]
+  learner_logp = None  # π_old, when computed here
   if spec.on_policy:  # estimators that read logp (a KL reward penalty) get the sampler's
     old_logp = comp.logprobs * comp.mask
   else:
-    old_logp = _frozen_logp(spec, state.params, group_prompts, comp)
-  if ro.stale is not None:
+    old_logp = learner_logp = _frozen_logp(spec, state.params, group_prompts, comp)
+  if ro.stale is not None and not spec.correction.on:
     old_logp = jnp.where(ro.stale > 0, comp.logprobs, old_logp) * comp.mask
+  sampled = sampled_mask(ro)
+  weight = accept = None
+  if spec.correction.on:
+    weight, accept = spec.correction((old_logp - comp.logprobs) * sampled, sampled)
+  corr_metrics = {} if learner_logp is None else correction_lib.diagnostics(
+      comp.logprobs, learner_logp, sampled, weight, accept)
   ref_logp = values = step_end = step_r = process_r = None
   if state.ref_params is not None:
     ref_logp = _frozen_logp(spec, state.ref_params, group_prompts, comp)
@@ -260,10 +280,17 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
     returns = (adv + values) * comp.mask
     adv = adv_lib.whiten(adv, comp.mask)
   loss_mask, filter_metrics = _loss_mask(spec, comp, ro.rewards, ro.policy_mask)
+  if accept is not None:
+    loss_mask = loss_mask * accept
   ro = ro.replace(old_logp=old_logp, ref_logp=ref_logp, values=values, step_end=step_end,
                   step_rewards=step_r, process_rewards=process_r, advantages=adv,
-                  returns=returns, loss_mask=loss_mask)
-  return state, ro, {**filter_metrics, **metrics}
+                  returns=returns, loss_mask=loss_mask, is_weight=weight)
+  return state, ro, {**filter_metrics, **metrics, **corr_metrics}
+
+
+def sampled_mask(ro: Rollout) -> Array:
+  """[n, t]: 1 on the tokens the policy sampled (`policy_mask`, else every valid token)."""
+  return ro.completions.mask if ro.policy_mask is None else ro.policy_mask
 
 
 def _loss_mask(spec: StepSpec, comp: sampling.Completions, rewards: Array,

@@ -162,12 +162,13 @@ class Run:
 
   def make_state(self, params, optimizer, *, with_reference: bool,
                  with_value: bool = False, prm_params=None, with_prime: bool = False,
-                 rollouts=None) -> TrainState:
+                 rollouts=None, staleness: int = 0) -> TrainState:
     """A fresh train state, laid out by one jit so its shardings are those the steps keep."""
     value_optimizer = self.value_optimizer if with_value else None
     prime_optimizer = self.prime_optimizer if with_prime else None
     create = functools.partial(create_state, optimizer=optimizer, with_reference=with_reference,
-                               value_optimizer=value_optimizer, prime_optimizer=prime_optimizer)
+                               value_optimizer=value_optimizer, prime_optimizer=prime_optimizer,
+                               staleness=staleness)
     shardings = state_shardings(
         jax.eval_shape(create, params, prm_params=prm_params, rollouts=rollouts),
         self.model_config, self.mesh, optimizer, value_optimizer, prime_optimizer)
@@ -178,7 +179,8 @@ class Run:
     """The RL state; with a PURE estimator it carries the PRM (`prm_params`, or an untrained
     one from the policy trunk, e.g. as the template a checkpoint is restored into); with PRIME
     the implicit PRM and the reference it is measured against, both copies of `params`; with
-    rl.partial_rollouts an empty APRIL buffer (`prime_rollouts` fills it)."""
+    rl.partial_rollouts an empty APRIL buffer (`prime_rollouts` fills it); with
+    rl.simulated_staleness = k, k copies of `params` to sample with."""
     if self.uses_prm and prm_params is None:
       prm_params = jax.jit(critic_from_policy)(params)
     rollouts = None
@@ -191,7 +193,8 @@ class Run:
     return self.make_state(params, self.rl_optimizer,
                            with_reference=self.method.needs_reference,
                            with_value=self.value_optimizer is not None, prm_params=prm_params,
-                           with_prime=with_prime, rollouts=rollouts)
+                           with_prime=with_prime, rollouts=rollouts,
+                           staleness=self.config.rl.get("simulated_staleness", 0))
 
   def prime_rollouts(self, state: TrainState, train_it) -> TrainState:
     """`state` with its APRIL buffer filled by (partial_rollouts_factor - 1) batches of fresh

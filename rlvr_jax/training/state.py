@@ -11,6 +11,7 @@ import ml_collections
 import optax
 
 from rlvr_jax import models, parallel
+from rlvr_jax.training import staleness as staleness_lib
 
 
 @flax.struct.dataclass
@@ -30,6 +31,8 @@ class TrainState:
     prime_params: PRIME's implicit PRM π_φ, a causal LM of the policy's shape trained online
       (its rewards are β·log π_φ/π_ref against `ref_params`), or None.
     prime_opt_state: optax state of the implicit PRM's optimizer, or None.
+    stale_params: with rl.simulated_staleness = k, the policy's parameters of the last k steps,
+      oldest first (`training/staleness.py`), or None.
   """
 
   step: jax.Array
@@ -42,6 +45,7 @@ class TrainState:
   rollouts: Any = None
   prime_params: models.Params | None = None
   prime_opt_state: optax.OptState | None = None
+  stale_params: tuple[models.Params, ...] | None = None
 
 
 def float32_moments(inner: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -99,9 +103,10 @@ def create_state(params: models.Params, optimizer: optax.GradientTransformation,
                  value_optimizer: optax.GradientTransformation | None = None,
                  prm_params: models.Params | None = None,
                  prime_optimizer: optax.GradientTransformation | None = None,
-                 rollouts: Any = None) -> TrainState:
-  """A fresh state at step 0; the reference policy, the critic and PRIME's implicit PRM (with
-  `prime_optimizer`) start from `params`."""
+                 rollouts: Any = None, staleness: int = 0) -> TrainState:
+  """A fresh state at step 0; the reference policy, the critic, PRIME's implicit PRM (with
+  `prime_optimizer`) and the `staleness` past policies (rl.simulated_staleness) start from
+  `params`."""
   ref = jax.tree.map(jnp.copy, params) if with_reference else None
   value = critic_from_policy(params) if value_optimizer is not None else None
   prime = jax.tree.map(jnp.copy, params) if prime_optimizer is not None else None
@@ -110,7 +115,7 @@ def create_state(params: models.Params, optimizer: optax.GradientTransformation,
                     value_opt_state=value_optimizer.init(value) if value is not None else None,
                     prm_params=prm_params, prime_params=prime,
                     prime_opt_state=prime_optimizer.init(prime) if prime is not None else None,
-                    rollouts=rollouts)
+                    rollouts=rollouts, stale_params=staleness_lib.initial(params, staleness))
 
 
 def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: jax.sharding.Mesh,
@@ -146,7 +151,9 @@ def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: j
       prime_params=prime,
       prime_opt_state=(None if prime is None
                        else opt(prime_optimizer, state.prime_opt_state, prime)),
-      rollouts=jax.tree.map(lambda _: replicated, state.rollouts))
+      rollouts=jax.tree.map(lambda _: replicated, state.rollouts),
+      stale_params=(None if state.stale_params is None
+                    else tuple(policy(p) for p in state.stale_params)))
 
 
 def tree_size(tree: Any) -> int:

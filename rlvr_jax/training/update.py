@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import optax
 
 from rlvr_jax.algorithms import losses
+from rlvr_jax.algorithms import rollout_correction as correction_lib
 from rlvr_jax.algorithms.registry import CriticContext, TermContext
 from rlvr_jax.training.forward import completion_logprobs, completion_values
 from rlvr_jax.training.rollout import (Rollout, StepSpec, accumulated_grads, apply_grads,
-                                       loss_prompt_rows, model_metrics, sum_terms)
+                                       loss_prompt_rows, model_metrics, sampled_mask, sum_terms)
 from rlvr_jax.training.state import TrainState
 
 Array = jax.Array
@@ -28,7 +29,8 @@ Array = jax.Array
 class LossRows:
   """The rows the update draws minibatches from, [n, ...] (prompt rows [b, p] when whole groups
   stay together). old_logp only when it differs from the loss's own forward (several updates a
-  rollout, or APRIL's stale tokens)."""
+  rollout, a rollout correction, or tokens of an earlier policy); is_weight: a rollout
+  correction's per-token weight (None: 1)."""
   prompt_ids: Array
   prompt_mask: Array
   tokens: Array
@@ -40,6 +42,7 @@ class LossRows:
   ref_logp: Array | None = None
   old_values: Array | None = None
   returns: Array | None = None
+  is_weight: Array | None = None
 
 
 @flax.struct.dataclass
@@ -57,7 +60,8 @@ def loss_rows(spec: StepSpec, ro: Rollout) -> LossRows:
   return LossRows(prompt_ids=prompt_ids, prompt_mask=prompt_mask, tokens=ro.completions.tokens,
                   mask=ro.completions.mask, loss_mask=ro.loss_mask, advantages=ro.advantages,
                   old_logp=ro.old_logp if keep_old else None, stale=ro.stale,
-                  ref_logp=ro.ref_logp, old_values=ro.values, returns=ro.returns)
+                  ref_logp=ro.ref_logp, old_values=ro.values, returns=ro.returns,
+                  is_weight=ro.is_weight)
 
 
 def demo_shares(batch: dict[str, Array], n_mb: int) -> Demos:
@@ -69,7 +73,9 @@ def demo_shares(batch: dict[str, Array], n_mb: int) -> Demos:
 
 def policy_loss(spec: StepSpec, step: Array, params, m: tuple[LossRows, Demos | None],
                 normalizers: tuple[Array, Array | None]):
-  """One micro-batch's policy loss: `method.policy_loss` + the policy terms, and metrics."""
+  """One micro-batch's policy loss: `method.policy_loss` (its gradient reweighted per token by a
+  rollout correction's weight) + the policy terms, and metrics. On-policy, the metrics also hold
+  this forward's stop-gradient log-probs (π_old) under `rollout_correction.LEARNER_LOGP`."""
   mb, demo = m
   normalizer, demo_normalizer = normalizers
   logp, entropy = completion_logprobs(spec.model_config, params, mb.prompt_ids, mb.prompt_mask,
@@ -83,7 +89,9 @@ def policy_loss(spec: StepSpec, step: Array, params, m: tuple[LossRows, Demos | 
   old_logp = jax.lax.stop_gradient(logp) if spec.on_policy else mb.old_logp
   if mb.stale is not None:  # APRIL: tokens of an earlier policy keep their behaviour log-probs
     old_logp = jnp.where(mb.stale > 0, mb.old_logp, old_logp)
-  loss, metrics = spec.method.policy_loss(logp, old_logp, mb.advantages, mask,
+  # the decoupled objective: w_t scales token t's gradient (rollout_correction module docstring)
+  loss_logp = logp if mb.is_weight is None else correction_lib.reweight(logp, mb.is_weight)
+  loss, metrics = spec.method.policy_loss(loss_logp, old_logp, mb.advantages, mask,
                                           normalizer=normalizer, agg=spec.agg,
                                           max_len=spec.max_len)
   metrics = dict(metrics)
@@ -103,6 +111,8 @@ def policy_loss(spec: StepSpec, step: Array, params, m: tuple[LossRows, Demos | 
     loss, term_metrics = sum_terms(terms, ctx, loss)
     metrics.update(term_metrics)
   metrics["policy_entropy"] = losses.masked_mean(entropy, mb.mask)
+  if spec.on_policy:
+    metrics[correction_lib.LEARNER_LOGP] = jax.lax.stop_gradient(logp)
   return loss, metrics
 
 
@@ -120,7 +130,8 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
   """ppo_epochs passes over the rollout in `minibatches` random minibatches (one holding every
   row: no shuffle), each an optimizer step of the policy (and of the critic) summed over
   `microbatches`. Returns the state with new parameters (step not advanced) and the metrics
-  averaged over the updates."""
+  averaged over the updates; on-policy, with the mismatch diagnostics of the sampler's μ against
+  the one update's own forward (π_old, no extra pass; `rollout_correction.diagnostics`)."""
   rows, n_mb, n_micro = loss_rows(spec, ro), spec.minibatches, spec.microbatches
   demos = demo_shares(ro.batch, n_mb) if "demos" in spec.method.needs else None
   critic_terms = spec.method.terms_training("critic")
@@ -132,6 +143,7 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
                    None if demo is None else losses.aggregate_normalizer(demo.mask, "token-mean"))
     loss_fn = lambda p, m, norm: policy_loss(spec, state.step, p, m, norm)
     grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, demo), normalizers, n_micro)
+    learner_logp = metrics.pop(correction_lib.LEARNER_LOGP, None)
     if spec.high_entropy_frac is not None:  # each micro-batch loss is a mean: average them
       grads = jax.tree.map(lambda x: x / n_micro, grads)
     params, opt_state = apply_grads(spec, "policy", grads, params, opt_state)
@@ -144,7 +156,7 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
           v_loss_fn, v_params, mb, losses.aggregate_normalizer(mb.mask, spec.agg), n_micro)
       critic = apply_grads(spec, "critic", v_grads, v_params, v_opt_state)
       metrics.update(model_metrics(critic_terms, v_loss, v_grads, v_metrics))
-    return ((params, opt_state), critic), metrics
+    return ((params, opt_state), critic), (metrics, learner_logp)
 
   def epoch(carry, key):
     if n_mb == 1:  # one minibatch holds every row: the order does not matter
@@ -155,8 +167,13 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
     return jax.lax.scan(minibatch, carry, (minibatches, demos))
 
   carry = ((state.params, state.opt_state), (state.value_params, state.value_opt_state))
-  ((params, opt_state), (value_params, value_opt_state)), metrics = jax.lax.scan(
-      epoch, carry, jax.random.split(rng, spec.ppo_epochs))
+  ((params, opt_state), (value_params, value_opt_state)), (metrics, learner_logp) = (
+      jax.lax.scan(epoch, carry, jax.random.split(rng, spec.ppo_epochs)))
   state = state.replace(params=params, opt_state=opt_state, value_params=value_params,
                         value_opt_state=value_opt_state)
-  return state, jax.tree.map(jnp.mean, metrics)
+  metrics = jax.tree.map(jnp.mean, metrics)
+  if learner_logp is not None:  # one update, one minibatch: its micro-batches in row order
+    comp = ro.completions
+    metrics.update(correction_lib.diagnostics(
+        comp.logprobs, learner_logp.reshape(comp.tokens.shape), sampled_mask(ro)))
+  return state, metrics
