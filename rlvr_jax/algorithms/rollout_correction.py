@@ -166,12 +166,13 @@ def reweight(logp: Array, weight: Array) -> Array:
   return frozen + weight * (logp - frozen)
 
 
-def diagnostics(mu_logp: Array, old_logp: Array, mask: Array, weight: Array | None = None,
-                accept: Array | None = None) -> dict[str, Array]:
+def diagnostics(mu_logp: Array, old_logp: Array, mask: Array,
+                corrected: tuple[Array | None, Array | None] | None = None) -> dict[str, Array]:
   """Sampler vs learner on the same tokens, logged by every run (float32 scalars).
 
-  Args: mu_logp μ, old_logp π_old, mask the sampled tokens [n, t]; weight / accept: the
-  correction's (None: w = ρ, the untruncated ratio, and every token accepted).
+  Args: mu_logp μ, old_logp π_old, mask the sampled tokens [n, t]; corrected: a correction's
+  (weight, accept) (their None: 1, every token), or None without one, when the weights
+  reported are the untruncated ratios ρ (what a correction would start from).
   Returns, with log ρ = old_logp − mu_logp over the N valid tokens:
     mismatch_k1 = mean(−log ρ) (k1 estimate of KL(μ‖π_old)); mismatch_k3 = mean(ρ − 1 − log ρ);
     is_weight_mean / is_weight_max: of w over the accepted tokens; is_masked_frac: the share of
@@ -183,8 +184,9 @@ def diagnostics(mu_logp: Array, old_logp: Array, mask: Array, weight: Array | No
   log_rho = jnp.clip(old_logp - mu_logp, -SAFETY_BOUND, SAFETY_BOUND) * mask
   rho = jnp.exp(log_rho)
   n = jnp.maximum(jnp.sum(mask), 1.0)
+  weight, accept = (rho, None) if corrected is None else corrected
   accept = mask if accept is None else accept * mask
-  weight = (rho if weight is None else weight) * accept
+  weight = accept if weight is None else weight * accept
   kept = jnp.maximum(jnp.sum(accept), 1.0)
   sq = jnp.sum(weight * weight)
   return dict(

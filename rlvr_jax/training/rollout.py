@@ -251,7 +251,7 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   if spec.correction.on:
     weight, accept = spec.correction((old_logp - comp.logprobs) * sampled, sampled)
   corr_metrics = {} if learner_logp is None else correction_lib.diagnostics(
-      comp.logprobs, learner_logp, sampled, weight, accept)
+      comp.logprobs, learner_logp, sampled, (weight, accept) if spec.correction.on else None)
   ref_logp = values = step_end = step_r = process_r = None
   if state.ref_params is not None:
     ref_logp = _frozen_logp(spec, state.ref_params, group_prompts, comp)
