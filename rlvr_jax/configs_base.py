@@ -15,7 +15,7 @@ import ml_collections
 
 from rlvr_jax import config_rules, environments
 from rlvr_jax.config_legacy import legacy_fields, new_spelling
-from rlvr_jax.algorithms import losses, registry
+from rlvr_jax.algorithms import losses, registry, rollout_correction
 from rlvr_jax.algorithms.method import Method, problems
 from rlvr_jax.config_rules import Bool, Choice, Dict, Float, Int, Registered, Str
 from rlvr_jax.data import synthetic
@@ -126,11 +126,13 @@ def base_config() -> ml_collections.ConfigDict:
   # several updates a rollout, a KL term's reference log-probs, critic values) run in this many
   # chunks, each group_size / frozen_pass_chunks samples of every prompt (training/row_chunks.py;
   # 1: every row at once); it divides group_size.
+  # simulated_staleness: k > 0 samples with the policy of k updates ago, kept in the train state
+  # (training/staleness.py; 0: the current policy, no copy), to study off-policy training.
   c.rl = ml_collections.ConfigDict(dict(
       steps=100, batch_size=16, group_size=8, max_new_tokens=0, temperature=1.0, top_k=0,
       top_p=1.0, ignore_eos=False, ppo_epochs=1, minibatches=1, microbatches=1,
       partial_rollouts=False, partial_rollouts_factor=2, decode_refill=False, decode_slots=0,
-      frozen_pass_chunks=1, optimizer=_optimizer(1e-3)))
+      frozen_pass_chunks=1, simulated_staleness=0, optimizer=_optimizer(1e-3)))
   # The method: an advantage estimator, a policy loss and loss terms, each a registered function
   # (docs/ALGORITHMS.md) whose keyword defaults these dicts override; a term is on when it is
   # listed, e.g. terms.kl = dict(coef=1e-3, kind="k3") (a KL loss term to a frozen reference).
@@ -140,10 +142,13 @@ def base_config() -> ml_collections.ConfigDict:
   # oversample_factor, and overlong_filter (truncated samples leave the loss). ProRL
   # (training/prorl.py): reset a KL term's reference and Adam's moments to the current policy
   # every N steps (0: never) and/or when held-out accuracy has not beaten its best by more than
-  # min_delta for `patience` evaluations in a row (0: never).
+  # min_delta for `patience` evaluations in a row (0: never). rollout_correction: the decoupled
+  # objective's weight π_old/μ (sampler vs learner) around the policy loss, "none" or one of
+  # algorithms/rollout_correction.py, whose caps rollout_correction_kw overrides.
   c.algorithm = ml_collections.ConfigDict(dict(
       advantage="grpo", advantage_kw=ml_collections.ConfigDict(), policy_loss="ppo",
       policy_loss_kw=ml_collections.ConfigDict(), terms=ml_collections.ConfigDict(),
+      rollout_correction="none", rollout_correction_kw=ml_collections.ConfigDict(),
       loss_agg="token-mean", max_len=ml_collections.FieldReference(None, field_type=int),
       high_entropy_frac=ml_collections.FieldReference(None, field_type=float),
       high_entropy_invert=False, dynamic_sampling="none", oversample_factor=3,
@@ -305,12 +310,15 @@ RULES: dict[str, config_rules.Rule] = {
     "rl.decode_refill": Bool(),
     "rl.decode_slots": Int(ge=0),  # rows decoding at once with decode_refill (0: automatic)
     "rl.frozen_pass_chunks": Int(ge=1),  # chunks of the gradient-free passes (1: one pass)
+    "rl.simulated_staleness": Int(ge=0),  # 0: sample with the current policy
     **_optimizer_rules("rl.optimizer"),
     "algorithm.advantage": Registered(registry.ADVANTAGES),
     "algorithm.advantage_kw": Dict(checked_by="the estimator's keyword arguments"),
     "algorithm.policy_loss": Registered(registry.POLICY_LOSSES),
     "algorithm.policy_loss_kw": Dict(checked_by="the policy loss's keyword arguments"),
     "algorithm.terms": Dict(checked_by="the registered terms and their keyword arguments"),
+    "algorithm.rollout_correction": Registered(rollout_correction.CORRECTIONS),
+    "algorithm.rollout_correction_kw": Dict(checked_by="the rollout correction's caps"),
     "algorithm.loss_agg": Choice(*losses.AGGREGATIONS),
     "algorithm.max_len": Int(ge=1, optional=True),  # None: the completion length
     "algorithm.high_entropy_frac": Float(gt=0, le=1, optional=True),  # None: every token
@@ -363,6 +371,7 @@ def validate(c: ml_collections.ConfigDict, batch_divisor: int = 1) -> None:
   bad = config_rules.violations(c, RULES)
   bad = bad or problems(c.algorithm, group_size=c.rl.group_size,
                         updates_per_rollout=c.rl.ppo_epochs * c.rl.minibatches)
+  bad = bad or rollout_correction.problems(c.algorithm)
   if bad:
     raise ValueError(bad[0] + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
   _check_relations(c, batch_divisor)
@@ -507,6 +516,7 @@ def _check_env(c: ml_collections.ConfigDict, method: Method, need) -> None:
        f"states or step scores) {why}: the observations' tokens would count as the policy's "
        "states; use an outcome estimator (grpo, rloo, ...)")
   need(not c.distributed, "distributed", why)
+  need(c.rl.simulated_staleness == 0, "rl.simulated_staleness", why)
   need(c.data.episode_tokens == 0 or c.data.episode_tokens >= c.rl.max_new_tokens,
        "data.episode_tokens", f"{c.data.episode_tokens} is less than one turn "
        f"(rl.max_new_tokens = {c.rl.max_new_tokens})")
@@ -525,6 +535,8 @@ def _check_lora(c: ml_collections.ConfigDict, method: Method, need) -> None:
   need(not (c.algorithm.ref_reset_every or c.algorithm.ref_reset_patience),
        "algorithm.ref_reset_every", f"a ProRL reference reset {why}: the reference is the "
        "base weights (adapters off), not a copy that could be reset")
+  need(not c.rl.get("simulated_staleness", 0), "rl.simulated_staleness",
+       f"simulated staleness {why} (its queue would copy the base weights each step)")
   need(not method.has_critic, "algorithm.terms", f"a critic (terms.value) {why}")
   need(not method.has_implicit_prm, "algorithm.terms", f"PRIME's implicit PRM {why}")
   need(not method.needs_prm, "algorithm.advantage", f"a process reward model {why}")

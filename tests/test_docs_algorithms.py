@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from rlvr_jax.algorithms import registry
+from rlvr_jax.algorithms import registry, rollout_correction
 from tests.helpers import ROOT
 
 SECTIONS = {"Advantage estimators": registry.ADVANTAGES, "Policy losses": registry.POLICY_LOSSES,
-            "Loss terms": registry.TERMS}
+            "Loss terms": registry.TERMS, "Rollout corrections": rollout_correction.CORRECTIONS}
 
 
 def _entries() -> dict[tuple[str, str], str]:

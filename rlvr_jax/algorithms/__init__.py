@@ -5,6 +5,7 @@ from rlvr_jax.algorithms import advantages
 from rlvr_jax.algorithms import losses
 from rlvr_jax.algorithms import estimators  # noqa: F401 (registers the built-in estimators)
 from rlvr_jax.algorithms import policy_losses  # noqa: F401 (registers the built-in losses)
+from rlvr_jax.algorithms import rollout_correction  # noqa: F401 (registers the corrections)
 from rlvr_jax.algorithms import terms  # noqa: F401 (registers the built-in terms)
 from rlvr_jax.algorithms import cov  # noqa: F401 (registers clip_cov and kl_cov)
 from rlvr_jax.algorithms import lp_reg  # noqa: F401 (registers Lp-Reg's policy loss)

@@ -72,7 +72,8 @@ TRAINS = ("policy", "critic", "implicit_prm")
 CONTEXT_KEYWORDS = ("normalizer", "agg", "max_len", "key", "proxy_logp")
 # The hyperparameter that parameterises a need: what the trainer computes depends on its value.
 NEED_PARAMETERS = {"proxy_logp": "min_p"}
-_POSITIONAL = {"advantage": 1, "policy_loss": 4, "term": 1}
+_POSITIONAL = {"advantage": 1, "policy_loss": 4, "term": 1,
+               "rollout_correction": 2}  # rollout_correction.py: fn(log_rho, mask, **caps)
 
 
 @chex.dataclass(frozen=True)

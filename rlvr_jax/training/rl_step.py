@@ -4,11 +4,13 @@
 
 1. `rollout.rollout`: G completions a prompt from the KV-cache sampler (with APRIL,
    `rl.partial_rollouts`, unfinished groups of earlier steps resume from the state's buffer;
-   with `rl.decode_refill`, a finished row's slot takes the next waiting row inside the loop).
+   with `rl.decode_refill`, a finished row's slot takes the next waiting row inside the loop;
+   with `rl.simulated_staleness` = k, the policy of k updates ago samples: `staleness`).
 2. `rollout.score`: the task's jittable reward (or a `jax.pure_callback` verifier).
 3. `rollout.select`: with DAPO's `dynamic_sampling="fill"`, the first B groups that vary.
-4. `rollout.advantages`: what the method's components need (behaviour, reference and critic
-   log-probs / values, PRM step rewards, an implicit PRM's update), then its estimator.
+4. `rollout.advantages`: what the method's components need (π_old, reference and critic
+   log-probs / values, PRM step rewards, an implicit PRM's update), a rollout correction's
+   weights and rejected tokens (`algorithms.rollout_correction`), then the estimator.
 5. `update.update`: ppo_epochs x minibatches x micro-batches of the method's policy loss and
    terms; then ProRL's scheduled reference reset.
 
@@ -31,7 +33,7 @@ import ml_collections
 import optax
 
 from rlvr_jax import models, parallel, sampling
-from rlvr_jax.training import april, prorl
+from rlvr_jax.training import april, prorl, staleness
 from rlvr_jax.training.forward import completion_logprobs, completion_values  # noqa: F401
 from rlvr_jax.training.rollout import (RewardFn, Rollout, StepSpec, advantages,
                                        length_by_outcome, outcome_metrics, rollout,
@@ -95,25 +97,31 @@ def make_rl_step(config: ml_collections.ConfigDict, model_config: models.ModelCo
 
   def rl_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     rng_sample, rng_learn = jax.random.split(rng)
+    # rl.simulated_staleness: the policy of k updates ago samples (else state.params)
+    sample_params, state = staleness.take(state)
     # decode metrics of every group sampled (with "fill": of all k·B groups)
-    comp, greedy, decode_metrics = rollout_with_stats(spec, state.params, batch, rng_sample)
+    comp, greedy, decode_metrics = rollout_with_stats(spec, sample_params, batch, rng_sample)
     rewards, greedy_rewards = score(spec, batch, comp, greedy)
     *kept, select_metrics = select(spec, batch, comp, rewards, greedy_rewards)
-    state, metrics = learn(state, *kept, rng_learn)
+    stale = kept[1].mask if spec.staleness else None  # every token: an earlier policy's
+    state, metrics = learn(state, *kept, rng_learn, stale=stale)
     return state, {**metrics, **select_metrics, **decode_metrics}
 
   def april_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     """APRIL rollout (resume the buffer + fresh groups until b are done) -> score -> learn."""
     rng_sample, rng_learn = jax.random.split(rng)
+    sample_params, state = staleness.take(state)
     train, buffer, stale, decode_steps = april.rollout(
-        model_config, state.params, state.rollouts, batch, rng_sample, state.step,
+        model_config, sample_params, state.rollouts, batch, rng_sample, state.step,
         group_size=spec.group_size, sample_kw=spec.sample_kw)
+    # with rl.simulated_staleness every token (resumed or new) is an earlier policy's
+    learn_stale = train.part.mask if spec.staleness else stale
     train_batch = train.batch()
     comp = sampling.Completions(tokens=train.part.tokens, logprobs=train.part.logprobs,
                                 entropies=train.part.entropies, mask=train.part.mask)
     rewards, _ = score(spec, train_batch, comp, None)
     new_state, metrics = learn(state.replace(rollouts=buffer), train_batch, comp, rewards, None,
-                               rng_learn, stale=stale)
+                               rng_learn, stale=learn_stale)
     return new_state, metrics | april.metrics(train, buffer, stale, state.step, decode_steps,
                                               state.rollouts)
 

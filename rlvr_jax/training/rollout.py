@@ -25,6 +25,7 @@ import optax
 from rlvr_jax import models, parallel, sampling
 from rlvr_jax.algorithms import advantages as adv_lib
 from rlvr_jax.algorithms import filters, losses
+from rlvr_jax.algorithms import rollout_correction as correction_lib
 from rlvr_jax.algorithms.method import Method
 from rlvr_jax.algorithms.registry import AdvantageInputs, ImplicitPRMContext
 from rlvr_jax.models import lora
@@ -72,6 +73,8 @@ class StepSpec:
   step_end_table: Any = None
   proxy_min_p: float | None = None  # κ of the min-p proxy log-probs a component needs
   frozen_pass_chunks: int = 1  # the gradient-free passes in this many chunks (row_chunks)
+  correction: correction_lib.Correction = correction_lib.Correction("none", {})
+  staleness: int = 0  # rl.simulated_staleness: sample with the parameters of k updates ago
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, model_config: models.ModelConfig,
@@ -100,14 +103,17 @@ class StepSpec:
                overlong_filter=bool(alg.get("overlong_filter", False)),
                ref_reset_every=int(alg.get("ref_reset_every", 0)), eos_id=eos_id,
                step_end_table=step_end_table, proxy_min_p=method.proxy_min_p,
-               frozen_pass_chunks=rl.get("frozen_pass_chunks", 1))
+               frozen_pass_chunks=rl.get("frozen_pass_chunks", 1),
+               correction=correction_lib.from_config(alg),
+               staleness=int(rl.get("simulated_staleness", 0)))
 
   @property
   def on_policy(self) -> bool:
     """One optimizer update per rollout: the policy being updated is the one that sampled, so
     the behaviour log-probs are the loss's own forward under stop-gradient (ratio 1, the same
-    gradient) and no separate teacher-forced pass computes them."""
-    return self.ppo_epochs * self.minibatches == 1
+    gradient) and no separate teacher-forced pass computes them. Not with a rollout correction,
+    whose weights need π_old apart from the sampler's μ before the update."""
+    return self.ppo_epochs * self.minibatches == 1 and not self.correction.on
 
 
 @flax.struct.dataclass
@@ -115,10 +121,13 @@ class Rollout:
   """One step's data. batch: the b prompts' rows; completions: n rows; rewards [b, G];
   greedy_rewards [b]; stale [n, t]: 1 on tokens an earlier policy sampled (APRIL); policy_mask
   [n, t]: 1 on the tokens the policy sampled, when the completions also hold tokens it attends to
-  but does not train on (an environment's observations; None: every valid token). Added by
-  `advantages`, [n, t]: old_logp (behaviour), ref_logp, values, step_end / step_rewards (PRM),
-  process_rewards (implicit PRM), advantages, returns (critic targets), loss_mask, proxy_logp
-  (the behaviour policy's min-p proxy)."""
+  but does not train on (an environment's observations; None: every valid token). The sampler's
+  log-probs μ stay in `completions.logprobs`. Added by `advantages`, [n, t]: old_logp (π_old,
+  the update's anchor: the learner's, or μ where bypassed), ref_logp, values, step_end /
+  step_rewards (PRM), process_rewards (implicit PRM), advantages, returns (critic targets),
+  loss_mask (less a rollout correction's rejected tokens) and is_weight (its weight w, None: 1;
+  `algorithms.rollout_correction`)., proxy_logp (the behaviour policy's
+  min-p proxy)."""
   batch: dict[str, Array]
   completions: sampling.Completions
   rewards: Array
@@ -135,6 +144,7 @@ class Rollout:
   returns: Array | None = None
   loss_mask: Array | None = None
   proxy_logp: Array | None = None
+  is_weight: Array | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,14 +265,16 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
                ) -> tuple[TrainState, Rollout, dict[str, Array]]:
   """Everything the method needs from the rollout, then its estimator and the loss mask.
 
-  Behaviour log-probs (the sampler's when on-policy, else one teacher-forced pass; APRIL's stale
-  tokens keep the sampler's), the reference's at the sampling temperature (when a KL term or
-  penalty reads them) and the critic's (when the state carries one), the PRM's step rewards,
-  and the implicit PRM's token rewards (its own and its reference's log-probs of the raw
-  logits, `IMPLICIT_PRM_TEMPERATURE`; it also takes its update here); then `method.advantage`;
-  with a critic its targets adv + V and whitened advantages; the loss mask drops zero-variance
-  groups (dynamic sampling) and truncated samples (overlong filter). Returns the state (with
-  the implicit PRM updated), the filled rollout, metrics.
+  π_old (the sampler's μ when on-policy, else one teacher-forced pass; without a rollout
+  correction, tokens an earlier policy sampled (APRIL, simulated staleness) keep μ: PPO's ratio
+  is then against μ, verl's "bypass"), the rollout correction's weights and rejected tokens
+  (from log π_old/μ) and the mismatch diagnostics (here when π_old was computed here, else in
+  the update), the reference's and the critic's log-probs / values (when the state carries
+  them), the PRM's step rewards, and the implicit PRM's token rewards (which also takes its
+  update here); then `method.advantage`; with a critic its targets adv + V and whitened
+  advantages; the loss mask drops zero-variance groups (dynamic sampling), truncated samples
+  (overlong filter) and the correction's rejected tokens. Returns the state (with the implicit
+  PRM updated), the filled rollout, metrics.
 
   A needed min-p proxy (`proxy_logp`) is of the parameters before the update (π_old, as Lp-Reg's
   reference): the sampler's when on-policy, else from the behaviour pass's logits, or a pass of
@@ -271,6 +283,7 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
   b, g, n = ro.rewards.shape[0], spec.group_size, comp.tokens.shape[1]
   group_prompts = batch["prompt_ids"], batch["prompt_mask"]
   proxy_logp = None
+  learner_logp = None  # π_old, when computed here
   if spec.on_policy:  # estimators that read logp (a KL reward penalty) get the sampler's
     old_logp = comp.logprobs * comp.mask
     if spec.proxy_min_p is not None and comp.proxy_logprobs is not None and ro.stale is None:
@@ -279,10 +292,17 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
       proxy_logp = _frozen_logp_and_proxy(spec, state.params, group_prompts, comp)[1]
   elif spec.proxy_min_p is not None:
     old_logp, proxy_logp = _frozen_logp_and_proxy(spec, state.params, group_prompts, comp)
+    learner_logp = old_logp
   else:
-    old_logp = _frozen_logp(spec, state.params, group_prompts, comp)
-  if ro.stale is not None:
+    old_logp = learner_logp = _frozen_logp(spec, state.params, group_prompts, comp)
+  if ro.stale is not None and not spec.correction.on:
     old_logp = jnp.where(ro.stale > 0, comp.logprobs, old_logp) * comp.mask
+  sampled = sampled_mask(ro)
+  weight = accept = None
+  if spec.correction.on:
+    weight, accept = spec.correction((old_logp - comp.logprobs) * sampled, sampled)
+  corr_metrics = {} if learner_logp is None else correction_lib.diagnostics(
+      comp.logprobs, learner_logp, sampled, (weight, accept) if spec.correction.on else None)
   ref_logp = values = step_end = step_r = process_r = None
   ref_params = state.ref_params
   if ref_params is None and spec.method.needs_reference and lora.has_adapters(state.params):
@@ -322,10 +342,18 @@ def advantages(spec: StepSpec, state: TrainState, ro: Rollout
     returns = (adv + values) * comp.mask
     adv = adv_lib.whiten(adv, comp.mask)
   loss_mask, filter_metrics = _loss_mask(spec, comp, ro.rewards, ro.policy_mask)
+  if accept is not None:
+    loss_mask = loss_mask * accept
   ro = ro.replace(old_logp=old_logp, ref_logp=ref_logp, values=values, step_end=step_end,
                   step_rewards=step_r, process_rewards=process_r, advantages=adv,
-                  returns=returns, loss_mask=loss_mask, proxy_logp=proxy_logp)
-  return state, ro, {**filter_metrics, **metrics}
+                  returns=returns, loss_mask=loss_mask, proxy_logp=proxy_logp,
+                  is_weight=weight)
+  return state, ro, {**filter_metrics, **metrics, **corr_metrics}
+
+
+def sampled_mask(ro: Rollout) -> Array:
+  """[n, t]: 1 on the tokens the policy sampled (`policy_mask`, else every valid token)."""
+  return ro.completions.mask if ro.policy_mask is None else ro.policy_mask
 
 
 def _loss_mask(spec: StepSpec, comp: sampling.Completions, rewards: Array,

@@ -182,13 +182,14 @@ class Run:
 
   def make_state(self, params, optimizer, *, with_reference: bool,
                  with_value: bool = False, prm_params=None, with_prime: bool = False,
-                 rollouts=None, with_prime_reference: bool = False) -> TrainState:
+                 rollouts=None, with_prime_reference: bool = False, staleness: int = 0
+                 ) -> TrainState:
     """A fresh train state, laid out by one jit so its shardings are those the steps keep."""
     value_optimizer = self.value_optimizer if with_value else None
     prime_optimizer = self.prime_optimizer if with_prime else None
     create = functools.partial(create_state, optimizer=optimizer, with_reference=with_reference,
                                value_optimizer=value_optimizer, prime_optimizer=prime_optimizer,
-                               with_prime_reference=with_prime_reference)
+                               with_prime_reference=with_prime_reference, staleness=staleness)
     shardings = state_shardings(
         jax.eval_shape(create, params, prm_params=prm_params, rollouts=rollouts),
         self.model_config, self.mesh, optimizer, value_optimizer, prime_optimizer)
@@ -200,7 +201,8 @@ class Run:
     one from the policy trunk, e.g. as the template a checkpoint is restored into); with PRIME
     the implicit PRM and the reference it is measured against, both copies of `params` (the
     reference a copy of its own only when ProRL resets will move the KL anchor: PRIME's stays
-    frozen); with rl.partial_rollouts an empty APRIL buffer (`prime_rollouts` fills it)."""
+    frozen); with rl.partial_rollouts an empty APRIL buffer (`prime_rollouts` fills it); with
+    rl.simulated_staleness = k, k copies of `params` to sample with."""
     if self.uses_prm and prm_params is None:
       prm_params = jax.jit(critic_from_policy)(params)
     rollouts = None
@@ -218,7 +220,8 @@ class Run:
                            with_reference=self.method.needs_reference,
                            with_value=self.value_optimizer is not None, prm_params=prm_params,
                            with_prime=with_prime, rollouts=rollouts,
-                           with_prime_reference=with_prime and resets)
+                           with_prime_reference=with_prime and resets,
+                           staleness=self.config.rl.get("simulated_staleness", 0))
 
   def fresh_adapters(self, params) -> models.Params:
     """The LoRA adapters a run starts with (`lora.init`, B = 0), laid out like their weights

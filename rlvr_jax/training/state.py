@@ -12,6 +12,7 @@ import optax
 
 from rlvr_jax import models, parallel
 from rlvr_jax.models import lora
+from rlvr_jax.training import staleness as staleness_lib
 
 
 @flax.struct.dataclass
@@ -34,6 +35,8 @@ class TrainState:
     prime_opt_state: optax state of the implicit PRM's optimizer, or None.
     prime_ref_params: PRIME's own frozen π_ref, kept only when ProRL resets would move
       `ref_params` (verl's PRIME reference never moves); None otherwise (the two are one copy).
+    stale_params: with rl.simulated_staleness = k, the policy's parameters of the last k steps,
+      oldest first (`training/staleness.py`), or None.
   """
 
   step: jax.Array
@@ -47,6 +50,7 @@ class TrainState:
   prime_params: models.Params | None = None
   prime_opt_state: optax.OptState | None = None
   prime_ref_params: models.Params | None = None
+  stale_params: tuple[models.Params, ...] | None = None
 
 
 def float32_moments(inner: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -104,12 +108,13 @@ def create_state(params: models.Params, optimizer: optax.GradientTransformation,
                  value_optimizer: optax.GradientTransformation | None = None,
                  prm_params: models.Params | None = None,
                  prime_optimizer: optax.GradientTransformation | None = None,
-                 rollouts: Any = None, with_prime_reference: bool = False) -> TrainState:
-  """A fresh state at step 0; the reference policy, the critic and PRIME's implicit PRM (with
-  `prime_optimizer`) start from `params`, and with `with_prime_reference` PRIME's own frozen
-  reference too (a second copy, for when `ref_params` will be reset). With LoRA adapters in
-  `params` the optimizer sees only them (`lora.trainable`) and the reference is the base weights
-  themselves, not a copy."""
+                 rollouts: Any = None, with_prime_reference: bool = False,
+                 staleness: int = 0) -> TrainState:
+  """A fresh state at step 0; the reference policy, the critic, PRIME's implicit PRM (with
+  `prime_optimizer`) and the `staleness` past policies (rl.simulated_staleness) start from
+  `params`, and with `with_prime_reference` PRIME's own frozen reference too (a second copy, for
+  when `ref_params` will be reset). With LoRA adapters in `params` the optimizer sees only them
+  (`lora.trainable`) and the reference is the base weights themselves, not a copy."""
   adapted = lora.has_adapters(params)
   ref = jax.tree.map(jnp.copy, params) if with_reference and not adapted else None
   value = critic_from_policy(params) if value_optimizer is not None else None
@@ -124,7 +129,8 @@ def create_state(params: models.Params, optimizer: optax.GradientTransformation,
                     value_opt_state=value_optimizer.init(value) if value is not None else None,
                     prm_params=prm_params, prime_params=prime,
                     prime_opt_state=prime_optimizer.init(prime) if prime is not None else None,
-                    rollouts=rollouts, prime_ref_params=prime_ref)
+                    rollouts=rollouts, prime_ref_params=prime_ref,
+                    stale_params=staleness_lib.initial(params, staleness))
 
 
 def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: jax.sharding.Mesh,
@@ -162,7 +168,9 @@ def state_shardings(state: TrainState, model_config: models.ModelConfig, mesh: j
       prime_opt_state=(None if prime is None
                        else opt(prime_optimizer, state.prime_opt_state, prime)),
       rollouts=jax.tree.map(lambda _: replicated, state.rollouts),
-      prime_ref_params=None if state.prime_ref_params is None else policy(state.prime_ref_params))
+      prime_ref_params=None if state.prime_ref_params is None else policy(state.prime_ref_params),
+      stale_params=(None if state.stale_params is None
+                    else tuple(policy(p) for p in state.stale_params)))
 
 
 def checkpointed(state: TrainState) -> TrainState:

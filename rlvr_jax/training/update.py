@@ -15,11 +15,12 @@ import jax.numpy as jnp
 import optax
 
 from rlvr_jax.algorithms import losses
+from rlvr_jax.algorithms import rollout_correction as correction_lib
 from rlvr_jax.algorithms.registry import CriticContext, TermContext
 from rlvr_jax.models import lora
 from rlvr_jax.training.forward import completion_logprobs, completion_values
 from rlvr_jax.training.rollout import (Rollout, StepSpec, accumulated_grads, apply_grads,
-                                       loss_prompt_rows, model_metrics, sum_terms)
+                                       loss_prompt_rows, model_metrics, sampled_mask, sum_terms)
 from rlvr_jax.training.state import TrainState
 
 Array = jax.Array
@@ -29,7 +30,8 @@ Array = jax.Array
 class LossRows:
   """The rows the update draws minibatches from, [n, ...] (prompt rows [b, p] when whole groups
   stay together). old_logp only when it differs from the loss's own forward (several updates a
-  rollout, or APRIL's stale tokens)."""
+  rollout, a rollout correction, or tokens of an earlier policy); is_weight: a rollout
+  correction's per-token weight (None: 1)."""
   prompt_ids: Array
   prompt_mask: Array
   tokens: Array
@@ -42,6 +44,7 @@ class LossRows:
   old_values: Array | None = None
   returns: Array | None = None
   proxy_logp: Array | None = None
+  is_weight: Array | None = None
 
 
 @flax.struct.dataclass
@@ -62,7 +65,7 @@ def loss_rows(spec: StepSpec, ro: Rollout) -> LossRows:
                   mask=ro.completions.mask, loss_mask=ro.loss_mask, advantages=ro.advantages,
                   old_logp=ro.old_logp if keep_old else None, stale=ro.stale,
                   ref_logp=ro.ref_logp, old_values=ro.values, returns=ro.returns,
-                  proxy_logp=ro.proxy_logp)
+                  proxy_logp=ro.proxy_logp, is_weight=ro.is_weight)
 
 
 def demo_shares(batch: dict[str, Array], n_mb: int) -> Demos:
@@ -118,7 +121,9 @@ def loss_keys(spec: StepSpec, rng: Array) -> Array | None:
 def policy_loss(spec: StepSpec, step: Array, params,
                 m: tuple[LossRows, dict[str, Demos], Array | None],
                 normalizers: tuple[Array, dict[str, Array | None]]):
-  """One micro-batch's policy loss: `method.policy_loss` + the policy terms, and metrics.
+  """One micro-batch's policy loss: `method.policy_loss` (its gradient reweighted per token by a
+  rollout correction's weight) + the policy terms, and metrics. On-policy, the metrics also hold
+  this forward's stop-gradient log-probs (π_old) under `rollout_correction.LEARNER_LOGP`.
   m: the rows, the rows beside them (`beside_rows`) and the loss's key ([1]: its micro-batch's
   share; None when the loss takes none)."""
   mb, rows, key = m
@@ -135,7 +140,9 @@ def policy_loss(spec: StepSpec, step: Array, params,
   old_logp = jax.lax.stop_gradient(logp) if spec.on_policy else mb.old_logp
   if mb.stale is not None:  # APRIL: tokens of an earlier policy keep their behaviour log-probs
     old_logp = jnp.where(mb.stale > 0, mb.old_logp, old_logp)
-  loss, metrics = spec.method.policy_loss(logp, old_logp, mb.advantages, mask,
+  # the decoupled objective: w_t scales token t's gradient (rollout_correction module docstring)
+  loss_logp = logp if mb.is_weight is None else correction_lib.reweight(logp, mb.is_weight)
+  loss, metrics = spec.method.policy_loss(loss_logp, old_logp, mb.advantages, mask,
                                           normalizer=normalizer, agg=spec.agg,
                                           max_len=spec.max_len, proxy_logp=mb.proxy_logp,
                                           **context)
@@ -153,6 +160,8 @@ def policy_loss(spec: StepSpec, step: Array, params,
     loss, term_metrics = sum_terms(terms, ctx, loss)
     metrics.update(term_metrics)
   metrics["policy_entropy"] = losses.masked_mean(entropy, mb.mask)
+  if spec.on_policy:
+    metrics[correction_lib.LEARNER_LOGP] = jax.lax.stop_gradient(logp)
   return loss, metrics
 
 
@@ -170,7 +179,8 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
   """ppo_epochs passes over the rollout in `minibatches` random minibatches (one holding every
   row: no shuffle), each an optimizer step of the policy (and of the critic) summed over
   `microbatches`. Returns the state with new parameters (step not advanced) and the metrics
-  averaged over the updates."""
+  averaged over the updates; on-policy, with the mismatch diagnostics of the sampler's μ against
+  the one update's own forward (π_old, no extra pass; `rollout_correction.diagnostics`)."""
   rows, n_mb, n_micro = loss_rows(spec, ro), spec.minibatches, spec.microbatches
   rows_beside = beside_rows(spec, ro.batch, n_mb)
   critic_terms = spec.method.terms_training("critic")
@@ -190,6 +200,7 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
     loss_fn = lambda p, m, norm: policy_loss(spec, state.step, full(p), m, norm)
     grads, (loss, metrics) = accumulated_grads(loss_fn, params, (mb, rows, keys), normalizers,
                                                n_micro)
+    learner_logp = metrics.pop(correction_lib.LEARNER_LOGP, None)
     if spec.high_entropy_frac is not None:  # each micro-batch loss is a mean: average them
       grads = jax.tree.map(lambda x: x / n_micro, grads)
     params, opt_state = apply_grads(spec, "policy", grads, params, opt_state)
@@ -202,7 +213,7 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
           v_loss_fn, v_params, mb, losses.aggregate_normalizer(mb.mask, spec.agg), n_micro)
       critic = apply_grads(spec, "critic", v_grads, v_params, v_opt_state)
       metrics.update(model_metrics(critic_terms, v_loss, v_grads, v_metrics))
-    return ((params, opt_state), critic), metrics
+    return ((params, opt_state), critic), (metrics, learner_logp)
 
   def epoch(carry, xs):
     key, keys = xs
@@ -215,8 +226,14 @@ def update(spec: StepSpec, state: TrainState, ro: Rollout, rng: Array
 
   carry = ((lora.trainable(state.params), state.opt_state),
            (state.value_params, state.value_opt_state))
-  ((params, opt_state), (value_params, value_opt_state)), metrics = jax.lax.scan(
-      epoch, carry, (jax.random.split(rng, spec.ppo_epochs), loss_keys(spec, rng)))
+  ((params, opt_state), (value_params, value_opt_state)), (metrics, learner_logp) = (
+      jax.lax.scan(epoch, carry, (jax.random.split(rng, spec.ppo_epochs),
+                                  loss_keys(spec, rng))))
   state = state.replace(params=full(params), opt_state=opt_state, value_params=value_params,
                         value_opt_state=value_opt_state)
-  return state, jax.tree.map(jnp.mean, metrics)
+  metrics = jax.tree.map(jnp.mean, metrics)
+  if learner_logp is not None:  # one update, one minibatch: its micro-batches in row order
+    comp = ro.completions
+    metrics.update(correction_lib.diagnostics(
+        comp.logprobs, learner_logp.reshape(comp.tokens.shape), sampled_mask(ro)))
+  return state, metrics
