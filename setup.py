@@ -64,12 +64,12 @@ setuptools.setup(
         "all": TEST + HF + GGUF + WANDB + SEQIO + CODE + ["matplotlib"],
     },
     # The same entry points as `python -m rlvr_jax.main / .evaluate / .export / .plot /
-    # .evaluation.dph_split`.
+    # .prepare_dph`.
     entry_points={"console_scripts": [
         "rlvr-train=rlvr_jax.main:run",
         "rlvr-eval=rlvr_jax.evaluation.main:run",
         "rlvr-export=rlvr_jax.export:run",
         "rlvr-plot=rlvr_jax.plot:run",
-        "rlvr-prepare-dph=rlvr_jax.evaluation.dph_split:run",
+        "rlvr-prepare-dph=rlvr_jax.prepare_dph:run",
     ]},
 )

@@ -56,7 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
   # an observation keeps its first observation_len tokens. The environments run in env_workers
   # threads; a call past env_timeout_s ends its episode with reward 0 (counted in env_errors).
   # stored_samples: a file of completions sampled before RL with their log-probs
-  # (rlvr_jax/data/stored_samples.py; DPH-RL's `python -m rlvr_jax.evaluation.dph_split`), read
+  # (rlvr_jax/data/stored_samples.py; DPH-RL's `python -m rlvr_jax.prepare_dph`), read
   # when a component needs them (terms.dph): every RL step adds stored_samples_per_step of its
   # rows to the loss, and RL trains on the file's train_index prompts of the training source.
   c.data = ml_collections.ConfigDict(dict(train_size=1_000_000, eval_seed=1234, prompt_len=0,
@@ -489,7 +489,7 @@ def _check_stored_samples(c: ml_collections.ConfigDict, method: Method, need,
          "samples (e.g. algorithm.terms.dph = {}); leave data.stored_samples empty")
     return
   need(bool(c.data.stored_samples), "data.stored_samples", f"{users} needs a file of stored "
-       "samples: make one with python -m rlvr_jax.evaluation.dph_split --config=... --out=FILE")
+       "samples: make one with python -m rlvr_jax.prepare_dph --config=... --out=FILE")
   per_step, shares = c.data.stored_samples_per_step, c.rl.minibatches * c.rl.microbatches
   need(per_step >= 1 and per_step % shares == 0 and per_step % batch_divisor == 0,
        "data.stored_samples_per_step", f"{per_step} stored rows a step must be >= 1 and a "

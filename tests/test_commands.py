@@ -17,9 +17,10 @@ COMMANDS = {
     "rlvr-eval": ("rlvr_jax.evaluate", "rlvr_jax.evaluation.main:run",
                   {"config", "workdir", "checkpoint", "n", "k", "temperature", "num_prompts",
                    "batch_size", "progress"}),
-    "rlvr-export": ("rlvr_jax.export", "rlvr_jax.export:run", {"workdir", "checkpoint", "out"}),
+    "rlvr-export": ("rlvr_jax.export", "rlvr_jax.export:run",
+                    {"workdir", "checkpoint", "out", "lora"}),
     "rlvr-plot": ("rlvr_jax.plot", "rlvr_jax.plot:run", {"workdir", "out"}),
-    "rlvr-prepare-dph": ("rlvr_jax.evaluation.dph_split", "rlvr_jax.evaluation.dph_split:run",
+    "rlvr-prepare-dph": ("rlvr_jax.prepare_dph", "rlvr_jax.prepare_dph:run",
                          {"config", "out", "samples", "min_pass_rate", "stored_samples",
                           "batch_size", "workdir", "checkpoint", "progress"}),
 }

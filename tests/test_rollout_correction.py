@@ -192,6 +192,12 @@ def test_reweight_scales_each_tokens_gradient_of_any_loss_and_keeps_its_value(na
   logp, old, adv, mask, w = _loss_inputs(7)
   component = registry.POLICY_LOSSES[name]
   kw = {"agg": losses.GSPO_AGGREGATION} if "agg" in component.context_keywords else {}
+  # the context a loss may ask for: a random key (Clip-Cov), a min-p proxy (Lp-Reg); the same
+  # for both calls, so the weighted call sees the same selection
+  if "key" in component.context_keywords:
+    kw["key"] = jax.random.key(3)
+  if "proxy_logp" in component.context_keywords:
+    kw["proxy_logp"] = jnp.asarray(logp) + 0.5
 
   def value(lp, weight=None):
     lp = lp if weight is None else rc.reweight(lp, weight)

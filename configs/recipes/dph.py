@@ -6,7 +6,7 @@ prompts it does (`algorithm.terms.dph`, docs/ALGORITHMS.md).
 
 Two commands: the split (π₀ = the policy this config's RL starts from), then training on it.
 
-    python -m rlvr_jax.evaluation.dph_split --config=configs/recipes/dph.py:cpu \
+    python -m rlvr_jax.prepare_dph --config=configs/recipes/dph.py:cpu \
         --out=/tmp/dph_cpu/split.npz
     python -m rlvr_jax.main --config=configs/recipes/dph.py:cpu --workdir=/tmp/dph_cpu/run \
         --config.data.stored_samples=/tmp/dph_cpu/split.npz

@@ -3,7 +3,7 @@
 Li et al. 2025, "The Choice of Divergence: A Neglected Key to Mitigating Diversity Collapse in
 Reinforcement Learning with Verifiable Reward" (arXiv 2509.07430). Before RL, the prompts π₀
 always solves (D_pef) are split off the training set; their correct π₀ samples, with π₀'s token
-log-probs, are stored (`python -m rlvr_jax.evaluation.dph_split`). RL trains on the rest (D_exp);
+log-probs, are stored (`python -m rlvr_jax.prepare_dph`). RL trains on the rest (D_exp);
 every step also sees a share of the stored rows, on which, with u = π_θ(y_t)/π₀(y_t), y ∼ π₀,
 
     L = L_RL + coef · aggregate(f(u), stored mask)

@@ -1,7 +1,7 @@
 """Stored samples: completions sampled before RL, kept with their sampling log-probs, that every RL
 step sees beside its rollout (the `stored_samples` need; DPH-RL's π₀ rows).
 
-A file (`.npz`, written by `save`; `python -m rlvr_jax.evaluation.dph_split` makes one) holds
+A file (`.npz`, written by `save`; `python -m rlvr_jax.prepare_dph` makes one) holds
   prompt_ids [S, p] int32 (left-padded), prompt_mask [S, p] int32,
   tokens [S, n] int32, mask [S, n] float32 (completion + EOS), logp [S, n] float32 (the sampling
   policy's log-probs of the tokens at the sampling temperature, 0 off the mask);
@@ -73,7 +73,7 @@ def load(path: str, field: str = "data.stored_samples") -> StoredSamples:
   """Reads a file written by `save`; a missing or malformed one raises ValueError naming `field`."""
   if not os.path.isfile(path):
     raise ValueError(f"config.{field}: {path!r} is not a file (write one with python -m "
-                     "rlvr_jax.evaluation.dph_split)")
+                     "rlvr_jax.prepare_dph)")
   with np.load(path, allow_pickle=False) as f:
     missing = [k for k in ROWS + ("meta",) if k not in f.files]
     if missing:

@@ -1,7 +1,7 @@
 """DPH-RL's data split (Li et al. 2025, arXiv 2509.07430): which training prompts the initial policy
 π₀ always solves (D_pef), and π₀'s correct samples of them with π₀'s token log-probs, written as a
 `data.stored_samples` file (rlvr_jax/data/stored_samples.py) that the `dph` term reads.
-(`python -m rlvr_jax.evaluation.dph_split` is the same command.)
+(The command: `rlvr-prepare-dph`, or `python -m rlvr_jax.prepare_dph`, in rlvr_jax/prepare_dph.py.)
 
     rlvr-prepare-dph --config=configs/recipes/dph.py:cpu --out=FILE
         [--samples=8] [--min_pass_rate=1.0] [--stored_samples=1] [--batch_size=0]
@@ -40,10 +40,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 
-from rlvr_jax import cli, evaluation
+from rlvr_jax import evaluation
 from rlvr_jax.algorithms.registry import TERMS
 from rlvr_jax.data import pipeline, stored_samples
 from rlvr_jax.evaluation import evaluate, results
@@ -157,45 +156,3 @@ def _width(run: Run, key: str) -> tuple[int, ...]:
   if key == "source_index":
     return ()
   return (run.shapes.prompt_len,) if key.startswith("prompt") else (run.config.rl.max_new_tokens,)
-
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
-                                          lock_config=False, accept_new_attributes=True)
-_OUT = flags.DEFINE_string("out", None, "The stored-samples file to write (.npz).")
-_SAMPLES = flags.DEFINE_integer("samples", 8, "Samples of each training prompt for its pass rate.")
-_MIN_PASS_RATE = flags.DEFINE_float("min_pass_rate", 1.0, "A prompt is in D_pef (always solved) "
-                                    "when its pass rate is at least this.")
-_STORED = flags.DEFINE_integer("stored_samples", 1, "Fresh samples of each D_pef prompt; the "
-                               "correct ones are stored.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "Prompts per sampling call; 0 = max(1, "
-                                   "config.eval.batch_size // samples).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "A run directory whose checkpoint is π₀ "
-                               "(with --checkpoint other than start).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "start", "start (the config's RL starting "
-                                  "policy), none, latest or a step of --workdir.")
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    summary = split(_CONFIG.value, _OUT.value, samples=_SAMPLES.value,
-                    min_pass_rate=_MIN_PASS_RATE.value, stored=_STORED.value,
-                    batch_size=_BATCH_SIZE.value, workdir=_WORKDIR.value,
-                    checkpoint=_CHECKPOINT.value, progress=_PROGRESS.value)
-  except ValueError as e:
-    cli.fail(e)
-  print(f"{summary['prompts']} prompts: {summary['perfect']} always solved "
-        f"({summary['stored_rows']} stored rows), {summary['explore']} to explore "
-        f"(mean pass rate {summary['mean_pass_rate']:.3f}); wrote {summary['path']}")
-
-
-def run():
-  """The `rlvr-prepare-dph` console script."""
-  flags.mark_flags_as_required(["config", "out"])
-  cli.run(main, __doc__, _OUT)
-
-
-if __name__ == "__main__":
-  run()
