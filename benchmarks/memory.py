@@ -20,7 +20,8 @@ all layers' weights gathered before the decode loop; "per_layer": one layer at a
 `--lora 16` measures LoRA instead: each model at bf16 + remat full, at each `--lora-settings`
 devices:decode_weight_gather pair (default one device, and 8 with each gather; `--fsdp 8` makes
 the 8 CPU devices), full fine-tuning and rank-16 adapters on every linear weight (alpha 32) side
-by side; the adapters and their Adam moments are float32.
+by side; the adapters and their Adam moments are float32. The sampler runs on the adapters
+unmerged (the default `lora.sampler`; `--override lora.sampler=merged` for the other).
 
 `--completions` measures long completions instead: each model at its long-context setting (bf16,
 remat full; over `--fsdp` devices with decode_weight_gather "per_layer", the memory floor) at every
@@ -213,7 +214,7 @@ def _lora_table(args, gb: int) -> list[dict]:
     settings = [(int(n), gather) for n, gather in
                 (item.split(":") for item in args.lora_settings.split(","))]
     for n, gather in settings:
-      for rank in (0, args.lora):
+      for rank in ((args.lora,) if args.lora_only else (0, args.lora)):
         run_args = argparse.Namespace(**vars(args), lora_rank=rank)
         model_config = dataclasses.replace(base, decode_weight_gather=gather)
         r = measure(model_config, run_args, jax.devices()[:n])
@@ -273,6 +274,8 @@ def main():
                       help="rows per micro-batch (sets --microbatches to batch x group / rows)")
   parser.add_argument("--lora", type=int, default=0,
                       help="LoRA rank: the full fine-tuning vs LoRA table")
+  parser.add_argument("--lora-only", action="store_true",
+                      help="the LoRA table without its full fine-tuning rows")
   parser.add_argument("--lora-settings", default="1:once,8:once,8:per_layer",
                       help="devices:decode_weight_gather pairs of the LoRA table")
   parser.add_argument("--override", action="append", default=[],
