@@ -279,7 +279,8 @@ def _lora_config(sft_dir, steps):
   config.update_from_flattened_dict({
       "lora.rank": 4, "lora.alpha": 8.0, "sft.init_from": sft_dir, "rl.steps": steps,
       # NSR: a 4-step SFT policy gets no reward, and NSR still pushes its wrong samples down
-      "algorithm.advantage": "nsr", "algorithm.terms.kl": dict(coef=0.1), "rl.optimizer.warmup_steps": 0,
+      "algorithm.advantage": "nsr", "algorithm.terms.kl": dict(coef=0.1),
+      "rl.optimizer.warmup_steps": 0,
       "rl.optimizer.learning_rate": 3e-2, "checkpoint.every": 1, "checkpoint.use_async": False,
       "checkpoint.keep": 10, "eval.every": 100})
   return config
