@@ -208,6 +208,8 @@ def _lora_table(args, gb: int) -> list[dict]:
         f"microbatches={args.microbatches}; bf16, remat full; GiB per device")
   print(f"{'model':14s} {'dev':>3s} {'gather':9s} {'train':9s} {'adapters':>9s} {'args':>7s} "
         f"{'temp':>7s} {'peak':>7s} {'compile':>8s}")
+  sampler = next((o.split("=", 1)[1] for o in args.override if o.startswith("lora.sampler=")),
+                 "unmerged")
   for name in args.models.split(","):
     base = dataclasses.replace(MODELS[name], dtype="bfloat16", param_dtype="bfloat16",
                                remat="full")
@@ -220,7 +222,7 @@ def _lora_table(args, gb: int) -> list[dict]:
         r = measure(model_config, run_args, jax.devices()[:n])
         label = f"LoRA r{rank}" if rank else "full"
         r.update(model=name, dtype="bfloat16", remat="full", devices=n, lora_rank=rank,
-                 decode_weight_gather=gather)
+                 decode_weight_gather=gather, lora_sampler=sampler if rank else None)
         rows.append(r)
         print(f"{name:14s} {n:3d} {gather if n > 1 else '-':9s} {label:9s} "
               f"{r['adapter_params'] / 1e6:8.1f}M {r['argument'] / gb:7.2f} "
