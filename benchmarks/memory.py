@@ -20,7 +20,8 @@ all layers' weights gathered before the decode loop; "per_layer": one layer at a
 `--lora 16` measures LoRA instead: each model at bf16 + remat full, at each `--lora-settings`
 devices:decode_weight_gather pair (default one device, and 8 with each gather; `--fsdp 8` makes
 the 8 CPU devices), full fine-tuning and rank-16 adapters on every linear weight (alpha 32) side
-by side; the adapters and their Adam moments are float32.
+by side; the adapters and their Adam moments are float32. The sampler runs on the adapters
+unmerged (the default `lora.sampler`; `--override lora.sampler=merged` for the other).
 
 `--completions` measures long completions instead: each model at its long-context setting (bf16,
 remat full; over `--fsdp` devices with decode_weight_gather "per_layer", the memory floor) at every
@@ -207,19 +208,21 @@ def _lora_table(args, gb: int) -> list[dict]:
         f"microbatches={args.microbatches}; bf16, remat full; GiB per device")
   print(f"{'model':14s} {'dev':>3s} {'gather':9s} {'train':9s} {'adapters':>9s} {'args':>7s} "
         f"{'temp':>7s} {'peak':>7s} {'compile':>8s}")
+  sampler = next((o.split("=", 1)[1] for o in args.override if o.startswith("lora.sampler=")),
+                 "unmerged")
   for name in args.models.split(","):
     base = dataclasses.replace(MODELS[name], dtype="bfloat16", param_dtype="bfloat16",
                                remat="full")
     settings = [(int(n), gather) for n, gather in
                 (item.split(":") for item in args.lora_settings.split(","))]
     for n, gather in settings:
-      for rank in (0, args.lora):
+      for rank in ((args.lora,) if args.lora_only else (0, args.lora)):
         run_args = argparse.Namespace(**vars(args), lora_rank=rank)
         model_config = dataclasses.replace(base, decode_weight_gather=gather)
         r = measure(model_config, run_args, jax.devices()[:n])
         label = f"LoRA r{rank}" if rank else "full"
         r.update(model=name, dtype="bfloat16", remat="full", devices=n, lora_rank=rank,
-                 decode_weight_gather=gather)
+                 decode_weight_gather=gather, lora_sampler=sampler if rank else None)
         rows.append(r)
         print(f"{name:14s} {n:3d} {gather if n > 1 else '-':9s} {label:9s} "
               f"{r['adapter_params'] / 1e6:8.1f}M {r['argument'] / gb:7.2f} "
@@ -273,6 +276,8 @@ def main():
                       help="rows per micro-batch (sets --microbatches to batch x group / rows)")
   parser.add_argument("--lora", type=int, default=0,
                       help="LoRA rank: the full fine-tuning vs LoRA table")
+  parser.add_argument("--lora-only", action="store_true",
+                      help="the LoRA table without its full fine-tuning rows")
   parser.add_argument("--lora-settings", default="1:once,8:once,8:per_layer",
                       help="devices:decode_weight_gather pairs of the LoRA table")
   parser.add_argument("--override", action="append", default=[],

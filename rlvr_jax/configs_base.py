@@ -100,12 +100,13 @@ def base_config() -> ml_collections.ConfigDict:
   # adapters alone, a KL term's reference is the base (adapters off), the sampler runs on merged
   # weights. The base must be rebuilt from the config on resume: init.* or sft.init_from, no SFT
   # phase in the run. dropout: PEFT's lora_dropout (0 only, for now: README, "LoRA adapters").
-  # sampler: "merged" (faster decoding) or "unmerged" (no second copy of the adapted weights
-  # while sampling: Qwen2.5-7B on one device 68.6 instead of 92.7 GiB, benchmarks/MEMORY.md).
+  # sampler: "unmerged" (x W + ((x A) B)·α/r, the training forward's arithmetic) or "merged"
+  # (W + (α/r)·A B once per rollout: a second copy of the adapted weights while sampling, e.g.
+  # Qwen2.5-7B on one device 92.7 instead of 68.6 GiB; as fast on CPU; models.lora.for_sampling).
   # rank 0: off, and every other config compiles the program it always did.
   c.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0, dropout=0.0,
                                           targets="wq|wk|wv|wo|w_gate|w_up|w_down",
-                                          sampler="merged"))
+                                          sampler="unmerged"))
   # SFT stops early once held-out greedy accuracy reaches target_accuracy (0 disables).
   # init_from: an earlier run's workdir whose checkpoint 0 becomes this run's warm start (its SFT
   # policy; no SFT here). Ablations start every variant of a seed from one SFT this way; the

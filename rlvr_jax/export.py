@@ -29,8 +29,9 @@ _LORA = flags.DEFINE_enum("lora", "merged", ["merged", "adapter"], "A LoRA run: 
 
 def export_run(workdir: str, out: str, checkpoint: str = "latest", lora: str = "merged"):
   """Writes the HF directory `out` for `checkpoint` ("latest", a step or "none") of the run in
-  `workdir` (with `lora="adapter"`, the PEFT adapter directory of a LoRA run); returns (the `run.Run` rebuilt from its config.json, the exported params, their
-  step; None for "none"). Raises ValueError (one line) for a bad argument or an unexportable run.
+  `workdir` (with `lora="adapter"`, the PEFT adapter directory of a LoRA run); returns (the
+  `run.Run` rebuilt from its config.json, the exported params, their step; None for "none").
+  Raises ValueError (one line) for a bad argument or an unexportable run.
   """
   # local: `--help` stays fast (no jax import)
   from rlvr_jax.checkpoints import hf_export

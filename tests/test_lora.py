@@ -91,10 +91,10 @@ def test_init_follows_peft_and_targets_pick_weights_by_pattern():
   cfg = lora.LoraConfig(rank=4, alpha=8.0, targets="wq|wv|w_.*")
   adapters = lora.init(c, cfg, jax.random.key(0))["layers"]
   assert sorted(adapters) == ["w_down_lora", "w_gate_lora", "w_up_lora", "wq_lora", "wv_lora"]
-  assert all(v.merged_sampling for v in adapters.values())
-  unmerged = lora.init(c, lora.LoraConfig(rank=4, alpha=8.0, sampler="unmerged"),
-                       jax.random.key(0))["layers"]
-  assert not any(v.merged_sampling for v in unmerged.values())
+  assert not any(v.merged_sampling for v in adapters.values())  # default: sampled unmerged
+  merged = lora.init(c, lora.LoraConfig(rank=4, alpha=8.0, sampler="merged"),
+                     jax.random.key(0))["layers"]
+  assert all(v.merged_sampling for v in merged.values())
   wq = adapters["wq_lora"]
   assert wq.a.shape == (2, 32, 4) and wq.b.shape == (2, 4, 4, 8) and wq.scale == 2.0
   assert adapters["w_down_lora"].a.shape == (2, 48, 4)
@@ -167,11 +167,11 @@ def test_sampling_with_merged_weights_is_sampling_with_unmerged_ones(gather):
     np.testing.assert_allclose(logits["merged"][i], logits["unmerged"][i], atol=TOL, rtol=0)
   comp = sampling.generate(c, adapted, tokens, mask, jax.random.key(5), max_new_tokens=6,
                            temperature=1.0, num_samples=2)
-  # lora.sampler="unmerged": the same sampler on the adapters as they are
-  kept = dict(adapted, layers={k: v.replace(merged_sampling=False) if isinstance(v, lora.Adapter)
+  # lora.sampler="merged": the same sampler on merged weights
+  kept = dict(adapted, layers={k: v.replace(merged_sampling=True) if isinstance(v, lora.Adapter)
                                else v for k, v in adapted["layers"].items()})
-  assert lora.has_adapters(lora.for_sampling(kept)) and not lora.has_adapters(
-      lora.for_sampling(adapted))
+  assert lora.has_adapters(lora.for_sampling(adapted)) and not lora.has_adapters(
+      lora.for_sampling(kept))
   comp_kept = sampling.generate(c, kept, tokens, mask, jax.random.key(5), max_new_tokens=6,
                                 temperature=1.0, num_samples=2)
   np.testing.assert_array_equal(comp_kept.tokens, comp.tokens)
@@ -279,7 +279,8 @@ def _lora_config(sft_dir, steps):
   config.update_from_flattened_dict({
       "lora.rank": 4, "lora.alpha": 8.0, "sft.init_from": sft_dir, "rl.steps": steps,
       # NSR: a 4-step SFT policy gets no reward, and NSR still pushes its wrong samples down
-      "algorithm.advantage": "nsr", "algorithm.terms.kl": dict(coef=0.1), "rl.optimizer.warmup_steps": 0,
+      "algorithm.advantage": "nsr", "algorithm.terms.kl": dict(coef=0.1),
+      "rl.optimizer.warmup_steps": 0,
       "rl.optimizer.learning_rate": 3e-2, "checkpoint.every": 1, "checkpoint.use_async": False,
       "checkpoint.keep": 10, "eval.every": 100})
   return config

@@ -13,8 +13,9 @@ Default: the GSM8K setup of configs/gsm8k_qwen25_05b.py (Qwen2.5-0.5B-Instruct, 
 with `lora.rank=16`, `lora.alpha=32` (scale 2) on wq wk wv wo w_gate w_up w_down (PEFT's
 q_proj … down_proj) and a learning rate of 1e-5, ten times the full fine-tuning one. Only the
 adapters are trained, held by the optimizer and saved; a KL term's reference would be the base
-weights (adapters off); the sampler runs on merged weights; `rlvr-export --lora=adapter` writes a
-PEFT adapter directory (README, "LoRA adapters"). `cpu`: the quickstart's scratchpad addition on
+weights (adapters off); the sampler runs on the adapters unmerged; `rlvr-export
+--lora=adapter` writes a PEFT adapter directory (README, "LoRA adapters"). `cpu`: the
+quickstart's scratchpad addition on
 its tiny model, rank 8, learning rate 3e-3, on the SFT policy of an earlier run
 (`sft.init_from`, required: an SFT phase inside a LoRA run would train the base, which its
 checkpoints do not keep). Not measured here (no run recorded).

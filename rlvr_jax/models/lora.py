@@ -23,8 +23,8 @@ them.
 
 Training splits the policy params into `trainable` (the adapters, the optimizer's and the
 checkpoint's whole world) and the frozen rest (`base`): the reference policy of a KL term is the
-base, adapters off, with no second copy. The sampler runs on merged weights unless the adapters
-say otherwise (`for_sampling`, `LoraConfig.sampler`).
+base, adapters off, with no second copy. The sampler runs on the adapters as they are, or on
+merged weights (`for_sampling`, `LoraConfig.sampler`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Adapter:
   a: jax.Array
   b: jax.Array
   scale: float = flax.struct.field(pytree_node=False)
-  merged_sampling: bool = flax.struct.field(pytree_node=False, default=True)
+  merged_sampling: bool = flax.struct.field(pytree_node=False, default=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,7 @@ class LoraConfig:
   alpha: float
   dropout: float = 0.0
   targets: str = ALL_LINEAR
-  sampler: str = "merged"
+  sampler: str = "unmerged"
 
   @property
   def scale(self) -> float:
@@ -92,7 +92,7 @@ class LoraConfig:
     if not cfg.rank:
       return None
     return cls(rank=int(cfg.rank), alpha=float(cfg.alpha), dropout=float(cfg.dropout),
-               targets=str(cfg.targets), sampler=str(cfg.get("sampler", "merged")))
+               targets=str(cfg.targets), sampler=str(cfg.get("sampler", "unmerged")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,16 +170,18 @@ def with_trainable(params: Params, new: Params) -> Params:
 # ---------------------------------------------------------------------------------------------
 def for_sampling(params: Params) -> Params:
   """What the sampler runs on: `params` with every adapter whose `merged_sampling` is set merged
-  into its weight (`merge`); the others stay beside their weights (the unmerged path).
+  into its weight (`merge`); the others stay beside their weights (the unmerged path, x W +
+  ((x A) B)·α/r, the default: `lora.sampler="unmerged"`).
 
-  Merged is the default because it is the faster: a decode step reads every weight once per
-  token and is bound by that read (on accelerators also by its kernel count); the unmerged path
-  adds two small matmuls per adapted weight and layer to every token, while merging costs one
-  [in, r] x [r, out] product per weight once per rollout (benchmarks/lora_sampler.py: the same
-  tokens, merged 1.24x faster on CPU). Its price is memory: the merged weights are a second
-  copy of the adapted ones while sampling (benchmarks/MEMORY.md: Qwen2.5-7B on one device
-  peaks at 92.7 GiB merged, 68.6 GiB unmerged), hence `lora.sampler="unmerged"`. Either way the
-  logits agree to float32 rounding (tests/test_lora.py).
+  Why unmerged by default. Speed: on CPU the two were equally fast (benchmarks/lora_sampler.py,
+  d 512 x 8 layers, rank 16, 32 rows x 64 tokens, four runs: unmerged / merged time 0.94, 1.00,
+  0.98, 1.24 under varying load); the decode step is bound by reading W, and A, B add ~2r/d of
+  reads. On accelerators merged may win (two fewer small matmuls per adapted weight, layer and
+  token; unmeasured here). Memory: merged weights are a second copy of the adapted ones while
+  sampling (Qwen2.5-7B on one device peaks at 92.7 GiB merged, 68.6 unmerged: benchmarks/
+  MEMORY.md). Exactness: unmerged is the training forward's own arithmetic, so the sampler's
+  log-probs are the loss's π_old; merged bfloat16 weights are W + (α/r)·A B rounded once more.
+  Either way the float32 logits agree to rounding (tests/test_lora.py).
   """
   return merge(params, only_sampling=True)
 
