@@ -41,8 +41,8 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from experiments import common  # noqa: E402
-from experiments.negative_reinforcement import (cached_counts, ks_upto, pass_curve,  # noqa: E402
-                                                passk_by_seed)
+from experiments.negative_reinforcement import (  # noqa: E402
+    ks_upto, make_after_run, passk_by_seed)
 from rlvr_jax.algorithms import registry  # noqa: E402
 
 NAME = "entropy_mechanism"
@@ -74,22 +74,6 @@ def variants_for(args) -> dict[str, dict]:
   updates = {"rl.minibatches": args.minibatches}
   steps = {} if args.tiny else {"rl.steps": args.rl_steps}
   return {v: {**steps, **updates, **o} for v, o in out.items()}
-
-
-def make_after_run(args):
-  def after_run(run, run_dir, record):
-    """pass@k of this variant's final policy and of its seed's SFT policy (checkpoint 0)."""
-    sft_dir = os.path.join(os.path.dirname(run_dir), "sft")
-    kw = dict(n=args.n, num_prompts=args.passk_prompts, seed=1000 + record["seed"])
-    sft_counts, _ = cached_counts(run, sft_dir, "0", **kw)
-    counts, step = cached_counts(run, run_dir, "latest", **kw)
-    ks = ks_upto(args.n)
-    print(f"  pass@k {record['variant']} seed {record['seed']} (step {step}): " + ", ".join(
-        f"{k}:{v:.3f}" for k, v in zip(ks, pass_curve(counts, args.n, ks))), flush=True)
-    return {"passk_n": args.n, "passk_step": step, "passk_counts": counts,
-            "sft_passk_counts": sft_counts}
-
-  return after_run
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import optax
 
 from rlvr_jax import models
 from rlvr_jax.algorithms.advantages import last_token_onehot
+from rlvr_jax.sampling.stop_strings import kmp_failure
 from rlvr_jax.tokenizers import Tokenizer
 
 
@@ -48,18 +49,6 @@ class StepEndTable(NamedTuple):
   ends: np.ndarray
 
 
-def _kmp_failure(pattern: str) -> list[int]:
-  """failure[i]: length of the longest proper prefix of pattern[:i + 1] that is also a suffix."""
-  failure, k = [0] * len(pattern), 0
-  for i in range(1, len(pattern)):
-    while k and pattern[i] != pattern[k]:
-      k = failure[k - 1]
-    if pattern[i] == pattern[k]:
-      k += 1
-    failure[i] = k
-  return failure
-
-
 def step_end_table(tokenizer: Tokenizer, delimiter: str, vocab_size: int | None = None
                    ) -> StepEndTable:
   """The matcher for "the completion's text so far ends with `delimiter`", one row per token.
@@ -73,7 +62,7 @@ def step_end_table(tokenizer: Tokenizer, delimiter: str, vocab_size: int | None 
   if not delimiter:
     raise ValueError("config.prm.step_delimiter: must be a non-empty string")
   size, n = vocab_size or tokenizer.vocab_size, len(delimiter)
-  failure = _kmp_failure(delimiter)
+  failure = kmp_failure(delimiter)
 
   def advance(state: int, ch: str) -> int:
     if state == n:

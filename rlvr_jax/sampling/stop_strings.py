@@ -39,7 +39,7 @@ class StopMatcher:
     if not stop:
       raise ValueError("a stop string must not be empty")
     n, v = len(stop), len(token_texts)
-    fail = _failure(stop)
+    fail = kmp_failure(stop)
     next_state = np.zeros((n, v), np.int32)
     hit = np.zeros((n, v), bool)
     chars = set(stop)
@@ -85,8 +85,9 @@ class StopMatcher:
     return False
 
 
-def _failure(stop: str) -> list[int]:
-  """KMP failure function: fail[i] = length of the longest proper border of stop[:i + 1]."""
+def kmp_failure(stop: str) -> list[int]:
+  """KMP failure function: fail[i] = length of the longest proper border of stop[:i + 1] (also
+  the PRM's step-delimiter automaton's, `rewards.prm`)."""
   fail, k = [0] * len(stop), 0
   for i in range(1, len(stop)):
     while k and stop[i] != stop[k]:
