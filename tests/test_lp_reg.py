@@ -387,8 +387,11 @@ def test_on_policy_step_reads_the_sampler_proxy_which_the_teacher_forced_pass_ag
   _check_trained(run, state, batch)
 
 
-@pytest.mark.parametrize("rl", [dict(minibatches=2), dict(minibatches=1, ppo_epochs=2)])
+@pytest.mark.parametrize("rl", [dict(minibatches=2), dict(minibatches=1, ppo_epochs=2),
+                                dict(minibatches=1, partial_rollouts=True)])
 def test_off_policy_steps_train_with_the_behaviour_pass_proxy(rl):
+  """Several updates a rollout: the proxy comes from the behaviour pass; APRIL (on-policy, but
+  its sampler gives none): from a pass of its own."""
   run = rl_run(_lp_config(**rl))
   state = run.make_rl_state(run.init_params())
   (batch,) = device_batches(run, 1)
