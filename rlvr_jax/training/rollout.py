@@ -249,10 +249,17 @@ def _frozen_logp(spec, params, prompts, comp, temperature: float | None = None) 
 
 
 def _frozen_logp_and_proxy(spec, params, prompts, comp) -> tuple[Array, Array]:
-  """`_frozen_logp` and the min-p proxy log-probs of the same logits (κ: spec.proxy_min_p)."""
-  logp, _, proxy = completion_logprobs(spec.model_config, params, *prompts, comp.tokens,
-                                       comp.mask, spec.temperature, proxy_min_p=spec.proxy_min_p)
-  return jax.lax.stop_gradient(logp) * comp.mask, jax.lax.stop_gradient(proxy) * comp.mask
+  """`_frozen_logp` and the min-p proxy log-probs of the same logits (κ: spec.proxy_min_p), in
+  the same row chunks."""
+
+  def both(*rows):
+    logp, _, proxy = completion_logprobs(spec.model_config, params, *rows, spec.temperature,
+                                         proxy_min_p=spec.proxy_min_p)
+    return jnp.stack([logp, proxy], axis=-1)
+
+  out = jax.lax.stop_gradient(row_chunks.map_row_chunks(
+      both, *prompts, (comp.tokens, comp.mask), spec.frozen_pass_chunks))
+  return out[..., 0] * comp.mask, out[..., 1] * comp.mask
 
 
 def implicit_prm_reference(state: TrainState) -> Any:
